@@ -1,0 +1,102 @@
+//! The command line: clap derive structs whose doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  done (also: nothing to send because no one is subscribed)
+  1  failed: an error stopped the run (server unreachable, credentials refused, I/O)
+  2  usage: the command line is wrong
+  3  bad input: a file has problems, all of them are listed, nothing was sent
+  4  partial: some recipients failed; the others were sent
+  6  nothing to do: no selected article that an earlier edition did not carry
+
+Time: SOURCE_DATE_EPOCH (seconds since 1970), when set, replaces the clock, so an edition's
+date and every message's Date header are reproducible.";
+
+/// Compose a newsletter edition from Markdown articles and send it to your subscribers.
+///
+/// An edition is built from the articles marked `selected = true` that no earlier edition
+/// carried; every subscribed address in the subscriber list receives one personalized
+/// message (HTML and text) through an SMTP relay or into an outbox folder.
+#[derive(Debug, Parser)]
+#[command(name = "newsletter", version, after_long_help = EXIT_CODES, after_help = "Exit codes and more: --help")]
+pub struct Cli {
+    /// The project's config file; paths inside it are relative to its folder.
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "newsletter.toml",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    /// Print only errors on stderr (for cron).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load everything and render every recipient's message; report every problem; send nothing.
+    Check(CheckArgs),
+    /// Write the exact message one subscriber would receive as .eml, .html and .txt files.
+    Preview(PreviewArgs),
+    /// Deliver the edition to every subscribed address.
+    Send(SendArgs),
+}
+
+/// Which articles make the edition, and its date.
+#[derive(Debug, Args, Clone, Default)]
+pub struct EditionArgs {
+    /// Build the edition from this article file instead of the default selection; repeat for
+    /// several.
+    #[arg(long = "article", value_name = "FILE")]
+    pub articles: Vec<PathBuf>,
+
+    /// The edition's date [default: today in UTC].
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub edition: EditionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub edition: EditionArgs,
+
+    /// The subscriber whose message to write [default: the first subscribed one].
+    #[arg(long, value_name = "ADDRESS")]
+    pub to: Option<String>,
+
+    /// The folder to write into (created if missing).
+    #[arg(long, default_value = "preview", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub edition: EditionArgs,
+
+    /// Render everything and list who would receive the edition, without sending.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Send one test copy to this address only (any address); the edition is not recorded
+    /// as sent.
+    #[arg(long, value_name = "ADDRESS")]
+    pub to: Option<String>,
+}

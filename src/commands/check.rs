@@ -1,0 +1,38 @@
+//! `newsletter check`: everything `send` would do before the first byte goes out.
+
+use anyhow::Result;
+
+use super::Log;
+use crate::cli::{CheckArgs, Cli};
+use crate::clock::Clock;
+use crate::exit::Exit;
+use crate::project::{Project, render_all};
+
+pub fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
+    let project = Project::load(&cli.config, &args.edition, Clock::from_env()?)?;
+    for note in &project.subscribers.notes {
+        log.warn(note);
+    }
+    let total = project.subscribers.entries.len();
+    let Some(edition) = &project.edition else {
+        println!(
+            "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
+        );
+        return Ok(Exit::NothingToDo);
+    };
+    let composer = project.composer(edition);
+    let rendered = render_all(&composer, project.subscribers.active())?;
+    println!(
+        "ok: edition {} ({} article{}) renders for all {rendered} subscribed recipient{}; {} unsubscribed skipped",
+        edition.id,
+        edition.articles.len(),
+        plural(edition.articles.len()),
+        plural(rendered),
+        total - rendered,
+    );
+    Ok(Exit::Done)
+}
+
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,50 @@
+//! One module per subcommand; each returns the exit status of its outcome.
+
+pub mod check;
+pub mod preview;
+pub mod send;
+
+use anyhow::{Result, bail};
+
+use crate::address::EmailAddress;
+use crate::subscribers::{Status, Subscriber, SubscriberList};
+
+/// Informational lines go to stderr, and not at all with `--quiet`; data goes to stdout.
+pub struct Log {
+    pub quiet: bool,
+}
+
+impl Log {
+    pub fn info(&self, message: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+
+    pub fn warn(&self, message: impl std::fmt::Display) {
+        eprintln!("warning: {message}");
+    }
+}
+
+/// The subscriber entry for `address`, or a bare recipient for an address not on the list.
+pub fn recipient_for(
+    address: &str,
+    list: &SubscriberList,
+    must_be_listed: bool,
+) -> Result<Subscriber> {
+    let email = match EmailAddress::parse(address) {
+        Ok(e) => e,
+        Err(e) => bail!("--to: the address {e}"),
+    };
+    match list.find(&email) {
+        Some(s) => Ok(s.clone()),
+        None if must_be_listed => bail!("--to: {email} is not in the subscriber list"),
+        None => Ok(Subscriber {
+            email,
+            name: None,
+            status: Status::Subscribed,
+            since: None,
+            tags: Vec::new(),
+        }),
+    }
+}

@@ -1,0 +1,80 @@
+//! `newsletter preview`: the exact message one subscriber would receive, as files.
+
+use std::fs;
+
+use anyhow::{Context, Result};
+
+use super::{Log, recipient_for};
+use crate::cli::{Cli, PreviewArgs};
+use crate::clock::Clock;
+use crate::exit::Exit;
+use crate::message::Mailer;
+use crate::project::{Project, render_one};
+use crate::subscribers::{Status, Subscriber};
+
+pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
+    let clock = Clock::from_env()?;
+    let project = Project::load(&cli.config, &args.edition, clock)?;
+    for note in &project.subscribers.notes {
+        log.warn(note);
+    }
+    let Some(edition) = &project.edition else {
+        println!(
+            "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
+        );
+        return Ok(Exit::NothingToDo);
+    };
+    let recipient = match &args.to {
+        Some(address) => recipient_for(address, &project.subscribers, true)?,
+        None => match project.subscribers.active().next() {
+            Some(s) => s.clone(),
+            None => {
+                log.info("no subscribed address in the list: previewing for reader@example.org");
+                sample_reader()
+            }
+        },
+    };
+    let composer = project.composer(edition);
+    let rendered = render_one(&composer, &recipient)?;
+    let mailer = Mailer::new(&project.config, &edition.id, &project.signer, clock);
+    let message = mailer.message(
+        &recipient,
+        &rendered,
+        &composer.unsubscribe_url(&recipient.email),
+    )?;
+
+    fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let stem = format!(
+        "{}-{}",
+        edition.id,
+        crate::transport::outbox::file_name_for(&recipient.email)
+    );
+    for (ext, bytes) in [
+        ("eml", message.bytes.as_slice()),
+        ("html", rendered.html.as_bytes()),
+        ("txt", rendered.text.as_bytes()),
+    ] {
+        let path = args.out.join(format!("{stem}.{ext}"));
+        fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("{}", path.display());
+    }
+    log.info(format!(
+        "preview of edition {} ({} articles) for {}",
+        edition.id,
+        edition.articles.len(),
+        recipient.email
+    ));
+    Ok(Exit::Done)
+}
+
+fn sample_reader() -> Subscriber {
+    Subscriber {
+        email: crate::address::EmailAddress::parse("reader@example.org")
+            .unwrap_or_else(|_| unreachable!("a valid literal address")),
+        name: None,
+        status: Status::Subscribed,
+        since: None,
+        tags: Vec::new(),
+    }
+}

@@ -1,0 +1,550 @@
+//! `newsletter.toml`: parsed strictly (unknown keys are errors) by a pure function into one
+//! resolved, typed value that every command receives.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::address::{EmailAddress, NamedAddress};
+use crate::problems::{Problem, Problems, from_toml_error};
+use crate::secret::SecretSource;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file itself, for messages.
+    pub path: PathBuf,
+    pub newsletter: Newsletter,
+    pub unsubscribe: Unsubscribe,
+    pub paths: Paths,
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone)]
+pub struct Newsletter {
+    pub name: String,
+    pub from: NamedAddress,
+    pub reply_to: Option<NamedAddress>,
+    pub contact: EmailAddress,
+    pub website: Option<String>,
+    pub list_id: String,
+    pub greeting_fallback: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Unsubscribe {
+    /// An https URL containing `{token}`.
+    pub url: String,
+    pub mailto: Option<EmailAddress>,
+    pub secret: SecretSource,
+}
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub articles: PathBuf,
+    pub subscribers: PathBuf,
+    /// `None` when no template folder exists: the embedded defaults are used alone.
+    pub templates: Option<PathBuf>,
+    pub state: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Write each message as an `.eml` file into this folder: no server needed.
+    Outbox(PathBuf),
+    Smtp(Smtp),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// Plain connection upgraded with STARTTLS (port 587); refused if the server does not offer it.
+    Starttls,
+    /// No encryption: loopback hosts only.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: Option<String>,
+    pub password: Option<SecretSource>,
+    pub ca_file: Option<PathBuf>,
+    pub hello_name: Option<String>,
+    pub connections: usize,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+// ---- the file as written -------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    newsletter: RawNewsletter,
+    unsubscribe: RawUnsubscribe,
+    #[serde(default)]
+    paths: RawPaths,
+    #[serde(default)]
+    transport: RawTransport,
+    smtp: Option<RawSmtp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNewsletter {
+    name: Spanned<String>,
+    from: Spanned<String>,
+    reply_to: Option<Spanned<String>>,
+    contact: Spanned<String>,
+    website: Option<Spanned<String>>,
+    list_id: Spanned<String>,
+    greeting_fallback: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnsubscribe {
+    url: Spanned<String>,
+    mailto: Option<Spanned<String>>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    #[serde(default = "default_articles")]
+    articles: PathBuf,
+    #[serde(default = "default_subscribers")]
+    subscribers: PathBuf,
+    templates: Option<Spanned<PathBuf>>,
+    #[serde(default = "default_state")]
+    state: PathBuf,
+}
+
+fn default_articles() -> PathBuf {
+    PathBuf::from("articles")
+}
+fn default_subscribers() -> PathBuf {
+    PathBuf::from("subscribers.toml")
+}
+fn default_state() -> PathBuf {
+    PathBuf::from("newsletter.db")
+}
+
+impl Default for RawPaths {
+    fn default() -> Self {
+        RawPaths {
+            articles: default_articles(),
+            subscribers: default_subscribers(),
+            templates: None,
+            state: default_state(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum TransportKind {
+    #[default]
+    Smtp,
+    Outbox,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTransport {
+    #[serde(default)]
+    kind: TransportKind,
+    outbox: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: Spanned<String>,
+    port: Option<u16>,
+    #[serde(default = "default_security")]
+    security: Spanned<Security>,
+    username: Option<Spanned<String>>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    hello_name: Option<String>,
+    #[serde(default = "default_connections")]
+    connections: Spanned<usize>,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout_seconds: u64,
+    #[serde(default = "default_command_timeout")]
+    command_timeout_seconds: u64,
+}
+
+fn default_security() -> Spanned<Security> {
+    Spanned::new(0..0, Security::Starttls)
+}
+fn default_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 4)
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_command_timeout() -> u64 {
+    60
+}
+
+const MAX_CONNECTIONS: usize = 64;
+
+impl Config {
+    /// Reads and resolves the config file; relative paths in it are relative to its folder.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| Problem::new(path, format!("cannot read the config file: {e}")))?;
+        Config::from_str(&source, path)
+    }
+
+    /// Parses the text of a config file named `path`, checking every field; returns all
+    /// problems found at once.
+    pub fn from_str(source: &str, path: &Path) -> Result<Config, Problems> {
+        let raw: RawConfig =
+            toml::from_str(source).map_err(|e| from_toml_error(path, source, 0, &e))?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut problems = Problems::default();
+        let at = |field: &str, span: std::ops::Range<usize>, message: String| {
+            Problem::new(path, message)
+                .at_offset(source, span.start)
+                .field(field)
+        };
+
+        let n = &raw.newsletter;
+        let mut check_addr = |field: &str, value: &Spanned<String>| -> Option<NamedAddress> {
+            NamedAddress::parse(value.get_ref())
+                .map_err(|e| problems.push(at(field, value.span(), e)))
+                .ok()
+        };
+        let from = check_addr("newsletter.from", &n.from);
+        let reply_to = n
+            .reply_to
+            .as_ref()
+            .map(|r| check_addr("newsletter.reply_to", r));
+        let contact = EmailAddress::parse(n.contact.get_ref())
+            .map_err(|e| problems.push(at("newsletter.contact", n.contact.span(), e)))
+            .ok();
+        for (field, value) in [
+            ("newsletter.name", &n.name),
+            ("newsletter.list_id", &n.list_id),
+        ] {
+            if value.get_ref().trim().is_empty() || value.get_ref().chars().any(char::is_control) {
+                problems.push(at(
+                    field,
+                    value.span(),
+                    "must be a non-empty single line".into(),
+                ));
+            }
+        }
+        if !n
+            .list_id
+            .get_ref()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            problems.push(at(
+                "newsletter.list_id",
+                n.list_id.span(),
+                "may hold only letters, digits, dots and hyphens (RFC 2919), e.g. \"weekly.example.org\"".into(),
+            ));
+        }
+        if let Some(site) = &n.website {
+            if let Err(e) = check_web_url(site.get_ref(), false) {
+                problems.push(at("newsletter.website", site.span(), e));
+            }
+        }
+
+        let u = &raw.unsubscribe;
+        if let Err(e) = check_web_url(u.url.get_ref(), true) {
+            problems.push(at("unsubscribe.url", u.url.span(), e));
+        }
+        let mailto = u.mailto.as_ref().and_then(|m| {
+            EmailAddress::parse(m.get_ref())
+                .map_err(|e| problems.push(at("unsubscribe.mailto", m.span(), e)))
+                .ok()
+        });
+        let secret = match (&u.secret_env, &u.secret_file) {
+            (Some(name), None) => Some(SecretSource::Env(name.clone())),
+            (None, Some(file)) => Some(SecretSource::File(dir.join(file))),
+            _ => {
+                problems.push(
+                    Problem::new(path, "set exactly one of `secret_env` or `secret_file`: the key that signs unsubscribe links")
+                        .field("unsubscribe"),
+                );
+                None
+            }
+        };
+
+        let templates = match &raw.paths.templates {
+            Some(t) => {
+                let p = dir.join(t.get_ref());
+                if !p.is_dir() {
+                    problems.push(at(
+                        "paths.templates",
+                        t.span(),
+                        format!("{} is not a folder", p.display()),
+                    ));
+                }
+                Some(p)
+            }
+            None => Some(dir.join("templates")).filter(|p| p.is_dir()),
+        };
+        let paths = Paths {
+            articles: dir.join(&raw.paths.articles),
+            subscribers: dir.join(&raw.paths.subscribers),
+            templates,
+            state: dir.join(&raw.paths.state),
+        };
+
+        let transport = match (&raw.transport.kind, raw.smtp) {
+            (TransportKind::Outbox, _) => Some(Transport::Outbox(
+                dir.join(
+                    raw.transport
+                        .outbox
+                        .as_deref()
+                        .unwrap_or(Path::new("outbox")),
+                ),
+            )),
+            (TransportKind::Smtp, None) => {
+                problems.push(
+                    Problem::new(path, "transport is \"smtp\" but there is no [smtp] section")
+                        .field("smtp"),
+                );
+                None
+            }
+            (TransportKind::Smtp, Some(s)) => resolve_smtp(s, &dir, path, source, &mut problems),
+        };
+
+        match (from, reply_to.flatten(), contact, secret, transport) {
+            (Some(from), reply_to, Some(contact), Some(secret), Some(transport))
+                if problems.is_empty() =>
+            {
+                Ok(Config {
+                    path: path.to_path_buf(),
+                    newsletter: Newsletter {
+                        name: n.name.get_ref().trim().to_string(),
+                        from,
+                        reply_to,
+                        contact,
+                        website: n.website.as_ref().map(|w| w.get_ref().clone()),
+                        list_id: n.list_id.get_ref().clone(),
+                        greeting_fallback: n
+                            .greeting_fallback
+                            .as_ref()
+                            .map_or_else(|| "reader".to_string(), |g| g.get_ref().clone()),
+                    },
+                    unsubscribe: Unsubscribe {
+                        url: u.url.get_ref().clone(),
+                        mailto,
+                        secret,
+                    },
+                    paths,
+                    transport,
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+}
+
+fn resolve_smtp(
+    s: RawSmtp,
+    dir: &Path,
+    path: &Path,
+    source: &str,
+    problems: &mut Problems,
+) -> Option<Transport> {
+    let at = |field: &str, span: std::ops::Range<usize>, message: String| {
+        Problem::new(path, message)
+            .at_offset(source, span.start)
+            .field(field)
+    };
+    let before = problems.0.len();
+    let host = s.host.get_ref().trim().to_string();
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        problems.push(at(
+            "smtp.host",
+            s.host.span(),
+            "must be a host name or an IP address".into(),
+        ));
+    }
+    let security = *s.security.get_ref();
+    if security == Security::None && !is_loopback(&host) {
+        problems.push(at(
+            "smtp.security",
+            s.security.span(),
+            format!("\"none\" sends mail unencrypted and is allowed only for a loopback host, not {host:?}; use \"starttls\" or \"tls\""),
+        ));
+    }
+    let password = match (&s.password_env, &s.password_file) {
+        (Some(name), None) => Some(SecretSource::Env(name.clone())),
+        (None, Some(file)) => Some(SecretSource::File(dir.join(file))),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            problems.push(
+                Problem::new(path, "set `password_env` or `password_file`, not both").field("smtp"),
+            );
+            None
+        }
+    };
+    match (&s.username, &password) {
+        (Some(user), _) if security == Security::None => problems.push(at(
+            "smtp.username",
+            user.span(),
+            "credentials are never sent over an unencrypted connection: set security to \"starttls\" or \"tls\"".into(),
+        )),
+        (Some(user), None) => problems.push(at(
+            "smtp.username",
+            user.span(),
+            "a username needs `password_env` or `password_file` (the password never goes in this file)".into(),
+        )),
+        (None, Some(_)) => problems.push(Problem::new(path, "a password is set but no `username`").field("smtp")),
+        _ => {}
+    }
+    let connections = *s.connections.get_ref();
+    if connections == 0 || connections > MAX_CONNECTIONS {
+        problems.push(at(
+            "smtp.connections",
+            s.connections.span(),
+            format!("must be between 1 and {MAX_CONNECTIONS}"),
+        ));
+    }
+    if problems.0.len() > before {
+        return None;
+    }
+    Some(Transport::Smtp(Smtp {
+        port: s.port.unwrap_or(match security {
+            Security::Tls => 465,
+            Security::Starttls => 587,
+            Security::None => 25,
+        }),
+        host,
+        security,
+        username: s.username.map(Spanned::into_inner),
+        password,
+        ca_file: s.ca_file.map(|f| dir.join(f)),
+        hello_name: s.hello_name,
+        connections,
+        connect_timeout: Duration::from_secs(s.connect_timeout_seconds.max(1)),
+        command_timeout: Duration::from_secs(s.command_timeout_seconds.max(1)),
+    }))
+}
+
+/// True for `localhost` and loopback IP addresses: the only hosts an unencrypted
+/// connection may go to.
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A web address that can go into a message: https, no spaces or control characters;
+/// the unsubscribe URL must also carry the `{token}` placeholder.
+fn check_web_url(url: &str, needs_token: bool) -> Result<(), String> {
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == '"')
+    {
+        return Err("must not contain spaces, quotes, angle brackets or control characters".into());
+    }
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err(format!("{url:?} must be an https:// address"));
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} has no host"));
+    }
+    if needs_token && !url.contains("{token}") {
+        return Err(format!(
+            "{url:?} must contain {{token}}, where each subscriber's own token goes"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[newsletter]
+name = "Harbour Weekly"
+from = "Harbour Weekly <weekly@harbour.example>"
+contact = "desk@harbour.example"
+list_id = "weekly.harbour.example"
+
+[unsubscribe]
+url = "https://harbour.example/unsubscribe/{token}"
+secret_env = "NEWSLETTER_SECRET"
+
+[transport]
+kind = "outbox"
+"#;
+
+    fn parse(src: &str) -> Result<Config, Problems> {
+        Config::from_str(src, Path::new("/p/newsletter.toml"))
+    }
+
+    #[test]
+    fn a_minimal_config_resolves_paths_beside_the_file() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.paths.articles, Path::new("/p/articles"));
+        assert_eq!(c.paths.subscribers, Path::new("/p/subscribers.toml"));
+        assert!(matches!(c.transport, Transport::Outbox(ref p) if p == Path::new("/p/outbox")));
+        assert_eq!(c.newsletter.greeting_fallback, "reader");
+    }
+
+    #[test]
+    fn a_misspelled_key_is_reported_with_its_line() {
+        let src = GOOD.replace("list_id =", "listid =");
+        let err = parse(&src).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("newsletter.toml:6"), "{text}");
+        assert!(text.contains("unknown field `listid`"), "{text}");
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_at_once() {
+        let src = GOOD
+            .replace("weekly@harbour.example>", "weekly(at)harbour.example>")
+            .replace(
+                "https://harbour.example/unsubscribe/{token}",
+                "http://harbour.example/u",
+            );
+        let err = parse(&src).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert_eq!(err.0[0].field.as_deref(), Some("newsletter.from"));
+        assert_eq!(err.0[0].line, Some(4));
+        assert_eq!(err.0[1].field.as_deref(), Some("unsubscribe.url"));
+    }
+
+    #[test]
+    fn plaintext_is_refused_for_a_remote_host_and_for_credentials() {
+        let src = GOOD.replace("kind = \"outbox\"", "kind = \"smtp\"")
+            + "[smtp]\nhost = \"smtp.example.org\"\nsecurity = \"none\"\nusername = \"u\"\npassword_env = \"P\"\n";
+        let err = parse(&src).unwrap_err();
+        let fields: Vec<_> = err.0.iter().filter_map(|p| p.field.clone()).collect();
+        assert_eq!(fields, ["smtp.security", "smtp.username"], "{err}");
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for h in ["localhost", "127.0.0.1", "127.3.4.5", "::1", "[::1]"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["smtp.example.org", "10.0.0.1", "localhost.example.org"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+}

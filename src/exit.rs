@@ -1,0 +1,17 @@
+//! Exit codes, documented in `--help` and the README, so that cron wrappers can tell
+//! outcomes apart.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Done = 0,
+    Failed = 1,
+    BadInput = 3,
+    Partial = 4,
+    NothingToDo = 6,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}

@@ -1,0 +1,116 @@
+//! Turns a rendered digest into the exact bytes that go on the wire: multipart/alternative,
+//! the list headers, a stable Message-ID and a boundary derived from the message's identity,
+//! so the same inputs and clock give the same bytes.
+
+use anyhow::{Context, Result};
+use lettre::Message;
+use lettre::address::Envelope;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+
+use crate::clock::Clock;
+use crate::compose::Rendered;
+use crate::config::Config;
+use crate::subscribers::Subscriber;
+use crate::token::Signer;
+
+/// What every message of an edition shares, computed once.
+pub struct Mailer<'a> {
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    list_id: String,
+    unsubscribe_mailto: Option<String>,
+    domain: String,
+    edition_id: String,
+    signer: &'a Signer,
+    clock: Clock,
+}
+
+/// One message ready to send: its envelope, its id and its bytes.
+pub struct Outgoing {
+    pub envelope: Envelope,
+    pub message_id: String,
+    pub bytes: Vec<u8>,
+}
+
+impl<'a> Mailer<'a> {
+    pub fn new(config: &Config, edition_id: &str, signer: &'a Signer, clock: Clock) -> Self {
+        let n = &config.newsletter;
+        let name = n.name.replace(['"', '\\'], "");
+        let list_id = if name.is_ascii() && !name.is_empty() {
+            format!("\"{name}\" <{}>", n.list_id)
+        } else {
+            format!("<{}>", n.list_id)
+        };
+        Mailer {
+            from: n.from.mailbox(),
+            reply_to: n.reply_to.as_ref().map(|r| r.mailbox()),
+            list_id,
+            unsubscribe_mailto: config
+                .unsubscribe
+                .mailto
+                .as_ref()
+                .map(|m| format!("mailto:{m}?subject=unsubscribe")),
+            domain: n.from.address.domain().to_string(),
+            edition_id: edition_id.to_string(),
+            signer,
+            clock,
+        }
+    }
+
+    pub fn message(
+        &self,
+        to: &Subscriber,
+        rendered: &Rendered,
+        unsubscribe_url: &str,
+    ) -> Result<Outgoing> {
+        let recipient = Mailbox::new(
+            to.name.as_ref().map(|n| n.as_str().to_string()),
+            to.email.to_lettre(),
+        );
+        let message_id = self
+            .signer
+            .message_id(&self.edition_id, &to.email, &self.domain);
+        let mut list_unsubscribe = format!("<{unsubscribe_url}>");
+        if let Some(mailto) = &self.unsubscribe_mailto {
+            list_unsubscribe.push_str(&format!(", <{mailto}>"));
+        }
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(recipient)
+            .subject(rendered.subject.clone())
+            .date(self.clock.now())
+            .message_id(Some(message_id.clone()))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Id"),
+                self.list_id.clone(),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                list_unsubscribe,
+            ));
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        let body = MultiPart::alternative()
+            .boundary(self.signer.boundary(&self.edition_id, &to.email))
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(rendered.text.clone()),
+            )
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(rendered.html.clone()),
+            );
+        let message = builder
+            .multipart(body)
+            .with_context(|| format!("cannot build the message to {}", to.email))?;
+        Ok(Outgoing {
+            envelope: message.envelope().clone(),
+            message_id,
+            bytes: message.formatted(),
+        })
+    }
+}

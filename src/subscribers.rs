@@ -1,0 +1,375 @@
+//! `subscribers.toml`: every entry checked field by field (all problems reported at once,
+//! each with its line), duplicates merged, and the list filtered down to who gets mail.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use toml::de::{DeTable, DeValue};
+
+use crate::address::{DisplayName, EmailAddress};
+use crate::problems::{Problem, Problems, from_toml_error, line_of};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Subscribed,
+    Unsubscribed,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Subscribed => "subscribed",
+            Status::Unsubscribed => "unsubscribed",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub email: EmailAddress,
+    pub name: Option<DisplayName>,
+    pub status: Status,
+    /// When the current status began.
+    pub since: Option<NaiveDate>,
+    pub tags: Vec<String>,
+}
+
+/// The list after merging duplicates, in file order (first occurrence).
+#[derive(Debug, Default)]
+pub struct SubscriberList {
+    pub entries: Vec<Subscriber>,
+    /// Things worth telling the operator that are not errors (merged duplicates).
+    pub notes: Vec<String>,
+}
+
+impl SubscriberList {
+    /// Those who receive the edition.
+    pub fn active(&self) -> impl Iterator<Item = &Subscriber> {
+        self.entries
+            .iter()
+            .filter(|s| s.status == Status::Subscribed)
+    }
+
+    pub fn find(&self, email: &EmailAddress) -> Option<&Subscriber> {
+        self.entries.iter().find(|s| &s.email == email)
+    }
+}
+
+const FIELDS: &str = "email, name, status, since, tags";
+
+pub fn load(path: &Path) -> Result<SubscriberList, Problems> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| Problem::new(path, format!("cannot read the subscriber list: {e}")))?;
+    parse(&source, path)
+}
+
+/// Parses the text of a subscriber file named `path`.
+pub fn parse(source: &str, path: &Path) -> Result<SubscriberList, Problems> {
+    let doc = DeTable::parse(source).map_err(|e| from_toml_error(path, source, 0, &e))?;
+    let mut problems = Problems::default();
+    let mut entries: Vec<(Subscriber, usize)> = Vec::new();
+
+    for (key, value) in doc.get_ref().iter() {
+        if key.get_ref() != "subscriber" {
+            problems.push(
+                Problem::new(
+                    path,
+                    "unknown key; the file holds only [[subscriber]] entries",
+                )
+                .at_offset(source, key.span().start)
+                .field(key.get_ref().to_string()),
+            );
+            continue;
+        }
+        let DeValue::Array(items) = value.get_ref() else {
+            problems.push(
+                Problem::new(path, "must be written as [[subscriber]] entries")
+                    .at_offset(source, key.span().start)
+                    .field("subscriber"),
+            );
+            continue;
+        };
+        for item in items {
+            match item.get_ref() {
+                DeValue::Table(table) => {
+                    if let Some(s) =
+                        parse_entry(table, item.span().start, source, path, &mut problems)
+                    {
+                        entries.push((s, item.span().start));
+                    }
+                }
+                _ => problems.push(
+                    Problem::new(path, "each subscriber must be a table")
+                        .at_offset(source, item.span().start)
+                        .field("subscriber"),
+                ),
+            }
+        }
+    }
+    problems.0.sort_by_key(|p| p.line);
+    let list = merge_duplicates(entries, source, path);
+    problems.into_result(list)
+}
+
+fn parse_entry(
+    table: &DeTable<'_>,
+    entry_offset: usize,
+    source: &str,
+    path: &Path,
+    problems: &mut Problems,
+) -> Option<Subscriber> {
+    let before = problems.0.len();
+    let at = |field: &str, span: std::ops::Range<usize>, message: String| {
+        Problem::new(path, message)
+            .at_offset(source, span.start)
+            .field(field)
+    };
+    let mut email = None;
+    let mut name = None;
+    let mut status = None;
+    let mut since = None;
+    let mut tags = Vec::new();
+
+    for (key, value) in table.iter() {
+        let field = key.get_ref().as_ref();
+        let span = value.span();
+        match (field, value.get_ref()) {
+            ("email", DeValue::String(s)) => match EmailAddress::parse(s) {
+                Ok(a) => email = Some(a),
+                Err(e) => problems.push(at(field, span, e)),
+            },
+            ("name", DeValue::String(s)) => match DisplayName::parse(s) {
+                Ok(n) => name = Some(n),
+                Err(e) => problems.push(at(field, span, e)),
+            },
+            ("status", DeValue::String(s)) => match s.as_ref() {
+                "subscribed" => status = Some(Status::Subscribed),
+                "unsubscribed" => status = Some(Status::Unsubscribed),
+                other => problems.push(at(
+                    field,
+                    span,
+                    format!("{other:?} is not a status: use \"subscribed\" or \"unsubscribed\""),
+                )),
+            },
+            ("since", DeValue::Datetime(dt)) => match dt.date.and_then(|d| {
+                NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
+            }) {
+                Some(d) => since = Some(d),
+                None => problems.push(at(field, span, "must be a date such as 2024-03-01".into())),
+            },
+            ("tags", DeValue::Array(items)) => {
+                for t in items {
+                    match t.get_ref() {
+                        DeValue::String(s)
+                            if !s.trim().is_empty() && !s.chars().any(char::is_control) =>
+                        {
+                            tags.push(s.trim().to_string());
+                        }
+                        _ => problems.push(at(
+                            field,
+                            t.span(),
+                            "each tag must be a non-empty string".into(),
+                        )),
+                    }
+                }
+            }
+            ("email" | "name" | "status", other) => {
+                problems.push(at(
+                    field,
+                    span,
+                    format!("must be a string, not {}", other.type_str()),
+                ));
+            }
+            ("since", other) => {
+                problems.push(at(
+                    field,
+                    span,
+                    format!(
+                        "must be a date such as 2024-03-01, not {}",
+                        other.type_str()
+                    ),
+                ));
+            }
+            ("tags", other) => {
+                problems.push(at(
+                    field,
+                    span,
+                    format!("must be a list of strings, not {}", other.type_str()),
+                ));
+            }
+            (unknown, _) => problems.push(at(
+                unknown,
+                key.span(),
+                format!("unknown field, expected one of: {FIELDS}"),
+            )),
+        }
+    }
+    let entry = |message: &str, field: &str| {
+        Problem::new(path, message)
+            .at_line(line_of(source, entry_offset))
+            .field(field)
+    };
+    if email.is_none()
+        && !problems.0[before..]
+            .iter()
+            .any(|p| p.field.as_deref() == Some("email"))
+    {
+        problems.push(entry("missing: every subscriber needs an address", "email"));
+    }
+    if status.is_none()
+        && !problems.0[before..]
+            .iter()
+            .any(|p| p.field.as_deref() == Some("status"))
+    {
+        problems.push(entry(
+            "missing: say \"subscribed\" or \"unsubscribed\"; nobody is mailed without a status",
+            "status",
+        ));
+    }
+    if problems.0.len() > before {
+        return None;
+    }
+    Some(Subscriber {
+        email: email?,
+        name,
+        status: status?,
+        since,
+        tags,
+    })
+}
+
+/// Keeps the first entry of each address; if any copy is unsubscribed, the merged entry is.
+fn merge_duplicates(
+    entries: Vec<(Subscriber, usize)>,
+    source: &str,
+    path: &Path,
+) -> SubscriberList {
+    let mut list = SubscriberList::default();
+    let mut first_seen: HashMap<EmailAddress, (usize, usize)> =
+        HashMap::with_capacity(entries.len());
+    for (sub, offset) in entries {
+        match first_seen.get(&sub.email) {
+            Some(&(index, first_offset)) => {
+                let kept = &mut list.entries[index];
+                if sub.status == Status::Unsubscribed && kept.status == Status::Subscribed {
+                    kept.status = Status::Unsubscribed;
+                    kept.since = sub.since;
+                }
+                if kept.name.is_none() {
+                    kept.name = sub.name;
+                }
+                list.notes.push(format!(
+                    "{}:{}: `email`: {} already appears at line {}; merged into one entry ({})",
+                    path.display(),
+                    line_of(source, offset),
+                    sub.email,
+                    line_of(source, first_offset),
+                    kept.status,
+                ));
+            }
+            None => {
+                first_seen.insert(sub.email.clone(), (list.entries.len(), offset));
+                list.entries.push(sub);
+            }
+        }
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(src: &str) -> Result<SubscriberList, Problems> {
+        parse(src, Path::new("subscribers.toml"))
+    }
+
+    #[test]
+    fn only_subscribed_entries_are_active() {
+        let list = parse_str(
+            r#"
+[[subscriber]]
+email = "ada@example.org"
+name = "Ada"
+status = "subscribed"
+since = 2024-01-02
+tags = ["markets"]
+
+[[subscriber]]
+email = "bob@example.org"
+status = "unsubscribed"
+"#,
+        )
+        .unwrap();
+        let active: Vec<_> = list.active().map(|s| s.email.as_str()).collect();
+        assert_eq!(active, ["ada@example.org"]);
+        assert_eq!(list.entries[0].tags, ["markets"]);
+    }
+
+    #[test]
+    fn duplicates_merge_and_unsubscribed_wins() {
+        let list = parse_str(
+            r#"
+[[subscriber]]
+email = "ada@Example.org"
+status = "subscribed"
+
+[[subscriber]]
+email = "  ada@example.ORG "
+status = "unsubscribed"
+"#,
+        )
+        .unwrap();
+        assert_eq!(list.entries.len(), 1);
+        assert_eq!(list.entries[0].status, Status::Unsubscribed);
+        assert_eq!(list.active().count(), 0);
+        assert_eq!(list.notes.len(), 1);
+        assert!(
+            list.notes[0].contains("subscribers.toml:6:"),
+            "{}",
+            list.notes[0]
+        );
+        assert!(list.notes[0].contains("line 2"), "{}", list.notes[0]);
+    }
+
+    #[test]
+    fn every_bad_entry_is_reported_with_its_line() {
+        let err = parse_str(
+            "[[subscriber]]\nemail = \"not-an-address\"\nstatus = \"subscribed\"\n\n\
+             [[subscriber]]\nemail = \"eve@example.org\"\nname = \"Eve\\r\\nBcc: x@example.org\"\nstatus = \"subscribed\"\n\n\
+             [[subscriber]]\nemail = \"zed@example.org\"\nstatus = \"maybe\"\nstauts = \"x\"\n\n\
+             [[subscriber]]\nemail = \"amy@example.org\"\n",
+        )
+        .unwrap_err();
+        let found: Vec<_> = err
+            .0
+            .iter()
+            .map(|p| (p.line.unwrap(), p.field.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (2, "email".to_string()),
+                (7, "name".to_string()),
+                (12, "status".to_string()),
+                (13, "stauts".to_string()),
+                (15, "status".to_string()),
+            ],
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_is_an_empty_list() {
+        assert_eq!(parse_str("# nobody yet\n").unwrap().entries.len(), 0);
+    }
+
+    #[test]
+    fn broken_toml_names_the_line() {
+        let err =
+            parse_str("[[subscriber]]\nemail = \"a@b.c\nstatus = \"subscribed\"\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(2), "{err}");
+    }
+}

@@ -1,0 +1,176 @@
+//! The Tera templates: defaults embedded in the binary, each overridable by a file of the
+//! same name in the project's `templates/` folder. HTML templates end in `.html`, so Tera
+//! autoescapes everything they print.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tera::{Context, Tera};
+
+use crate::problems::{Problem, Problems};
+
+pub const HTML: &str = "digest.html";
+pub const TEXT: &str = "digest.txt";
+pub const SUBJECT: &str = "subject.txt";
+
+const EMBEDDED: [(&str, &str); 3] = [
+    (HTML, include_str!("../templates/digest.html")),
+    (TEXT, include_str!("../templates/digest.txt")),
+    (SUBJECT, include_str!("../templates/subject.txt")),
+];
+
+pub struct Templates {
+    tera: Tera,
+    /// Where each template came from and its text, to locate render errors.
+    sources: BTreeMap<String, (PathBuf, String)>,
+}
+
+impl Templates {
+    /// The embedded defaults, with every `*.html` / `*.txt` file of `dir` laid over them.
+    pub fn load(dir: Option<&Path>) -> Result<Templates, Problems> {
+        let mut sources: BTreeMap<String, (PathBuf, String)> = EMBEDDED
+            .iter()
+            .map(|(name, text)| {
+                let origin = PathBuf::from(format!("(built-in) templates/{name}"));
+                ((*name).to_string(), (origin, (*text).to_string()))
+            })
+            .collect();
+        let mut problems = Problems::default();
+        if let Some(dir) = dir {
+            read_overrides(dir, &mut sources, &mut problems);
+        }
+        // Parse each file on its own first, so every syntax error is reported, not just one.
+        for (name, (path, text)) in &sources {
+            if let Err(e) = Tera::default().add_raw_template(name, text) {
+                problems.push(Problem::new(path, chain(&e)));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut tera = Tera::default();
+        tera.add_raw_templates(sources.iter().map(|(n, (_, t))| (n.as_str(), t.as_str())))
+            .map_err(|e| Problem::new(Path::new("templates"), chain(&e)))?;
+        Ok(Templates { tera, sources })
+    }
+
+    /// Renders one template; an error names the template file and, where it can be found,
+    /// the line that uses the missing variable.
+    pub fn render(&self, name: &str, context: &Context) -> Result<String, Problem> {
+        self.tera.render(name, context).map_err(|e| {
+            let message = chain(&e);
+            let Some((path, text)) = self.sources.get(name) else {
+                return Problem::new(Path::new(name), message);
+            };
+            let problem = Problem::new(path, message.clone());
+            match missing_variable(&message).and_then(|var| line_using(text, var)) {
+                Some(line) => problem.at_line(line),
+                None => problem,
+            }
+        })
+    }
+}
+
+fn read_overrides(
+    dir: &Path,
+    sources: &mut BTreeMap<String, (PathBuf, String)>,
+    problems: &mut Problems,
+) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(Problem::new(
+                dir,
+                format!("cannot read the templates folder: {e}"),
+            ));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let is_template = path.extension().is_some_and(|x| x == "html" || x == "txt");
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !is_template || !path.is_file() {
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                sources.insert(name.to_string(), (path.clone(), text));
+            }
+            Err(e) => problems.push(Problem::new(
+                &path,
+                format!("cannot read the template: {e}"),
+            )),
+        }
+    }
+}
+
+/// Tera's `Display` shows only the outermost error (Keats/tera#575); the cause, such as the
+/// parser's line and column, is in the `source()` chain.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// The variable in Tera's "Variable `x.y` not found in context" message.
+fn missing_variable(message: &str) -> Option<&str> {
+    let start = message.find("Variable `")? + "Variable `".len();
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+fn line_using(text: &str, var: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(var)).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_templates_parse() {
+        assert!(Templates::load(None).map_err(|p| p.to_string()).is_ok());
+    }
+
+    #[test]
+    fn an_override_with_a_syntax_error_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("subject.txt"), "{{ edition.date }\n").unwrap();
+        let Err(err) = Templates::load(Some(dir.path())) else {
+            panic!("a syntax error was accepted")
+        };
+        let text = err.to_string();
+        assert!(text.contains("subject.txt"), "{text}");
+        assert!(text.contains("1:"), "{text}");
+    }
+
+    #[test]
+    fn an_undefined_variable_names_the_line_that_uses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("subject.txt"),
+            "Weekly\n{{ edition.titel }}\n",
+        )
+        .unwrap();
+        let Ok(t) = Templates::load(Some(dir.path())) else {
+            panic!("the override should parse")
+        };
+        let mut ctx = Context::new();
+        ctx.insert("edition", &BTreeMap::<String, String>::new());
+        let p = t.render(SUBJECT, &ctx).unwrap_err();
+        assert_eq!(p.line, Some(2), "{p}");
+        assert!(p.message.contains("edition.titel"), "{p}");
+    }
+}

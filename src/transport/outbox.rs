@@ -1,0 +1,55 @@
+//! The outbox transport: each message becomes `OUTBOX/EDITION/ADDRESS.eml`, the very bytes
+//! an SMTP relay would receive. Lets a project run `send` with no server at all.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::address::EmailAddress;
+
+pub struct Outbox {
+    dir: PathBuf,
+}
+
+impl Outbox {
+    pub fn new(root: &Path, edition_id: &str) -> Result<Outbox> {
+        let dir = root.join(edition_id);
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the outbox folder {}", dir.display()))?;
+        Ok(Outbox { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes the message whole or not at all (temporary file, then rename).
+    pub fn deliver(&self, to: &EmailAddress, bytes: &[u8]) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{}.eml", file_name_for(to)));
+        let tmp = path.with_extension("eml.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// An address as a file name: anything but letters, digits and `@._+-` becomes `_`.
+pub fn file_name_for(to: &EmailAddress) -> String {
+    to.as_str()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "@._+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
