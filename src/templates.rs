@@ -49,6 +49,7 @@ impl Templates {
             return Err(problems);
         }
         let mut tera = Tera::default();
+        tera.set_escape_fn(escape_html);
         tera.add_raw_templates(sources.iter().map(|(n, (_, t))| (n.as_str(), t.as_str())))
             .map_err(|e| Problem::new(Path::new("templates"), chain(&e)))?;
         Ok(Templates { tera, sources })
@@ -106,6 +107,23 @@ fn read_overrides(
             )),
         }
     }
+}
+
+/// HTML escaping for text and attribute values. Unlike Tera's default it leaves `/` alone,
+/// so links stay readable (and recognisable to spam filters) in the HTML source.
+fn escape_html(input: &str) -> String {
+    let mut out = String::with_capacity(input.len() + input.len() / 8);
+    for c in input.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Tera's `Display` shows only the outermost error (Keats/tera#575); the cause, such as the

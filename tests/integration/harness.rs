@@ -1,0 +1,345 @@
+//! Test harness: fixture projects in temporary folders, the real binary run as a user
+//! would, and a real SMTP server (mailin-embedded) on loopback that records what it gets.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use mailin_embedded::response::{self, Response};
+use mailin_embedded::{AuthMechanism, Handler, Server, SslConfig};
+
+/// 2026-11-27 09:00:00 UTC: every run in the tests sees this clock.
+pub const PINNED_EPOCH: &str = "1795770000";
+
+pub const CONFIG: &str = r#"[newsletter]
+name = "Harbour Weekly"
+from = "Harbour Weekly <weekly@harbour.example>"
+reply_to = "desk@harbour.example"
+contact = "desk@harbour.example"
+list_id = "weekly.harbour.example"
+
+[unsubscribe]
+url = "https://harbour.example/unsubscribe/{token}"
+mailto = "unsubscribe@harbour.example"
+secret_file = "key"
+
+[transport]
+kind = "outbox"
+"#;
+
+pub const SUBSCRIBERS: &str = r#"# test list
+[[subscriber]]
+email = "ada@example.org"
+name = "Ada"
+status = "subscribed"
+
+[[subscriber]]
+email = "bob@example.net"
+status = "subscribed"
+
+[[subscriber]]
+email = "cy@example.com"
+name = "Cy"
+status = "subscribed"
+
+[[subscriber]]
+email = "gone@example.org"
+name = "Gone"
+status = "unsubscribed"
+"#;
+
+pub fn article(title: &str, date: &str, selected: bool) -> String {
+    format!(
+        "+++\ntitle = {title:?}\ndate = {date}\nlink = \"https://harbour.example/n/{date}\"\nsummary = \"A short summary.\"\nselected = {selected}\n\n[image]\nurl = \"https://harbour.example/p.jpg\"\nalt = \"A photo\"\ncaption = \"The caption.\"\ncredit = \"A. Photographer\"\n+++\nThe body, with *emphasis*.\n"
+    )
+}
+
+/// A project folder with a config, a subscriber list, a key and two selected articles.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = Project { dir };
+        p.write("newsletter.toml", CONFIG);
+        p.write("subscribers.toml", SUBSCRIBERS);
+        p.write("key", "test-key\n");
+        p.write(
+            "articles/ferry.md",
+            &article("Ferry timetable", "2026-11-24", true),
+        );
+        p.write(
+            "articles/library.md",
+            &article("Library reopens", "2026-11-22", true),
+        );
+        p
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write fixture");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).expect("read file")
+    }
+
+    /// Switches the config to SMTP with the given `[smtp]` body.
+    pub fn use_smtp(&self, smtp: &str) {
+        let config = CONFIG.replace("kind = \"outbox\"", "kind = \"smtp\"") + "\n[smtp]\n" + smtp;
+        self.write("newsletter.toml", &config);
+    }
+
+    /// Runs the binary in the project folder with the pinned clock.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_env(args, &[])
+    }
+
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_newsletter"));
+        cmd.current_dir(self.dir.path())
+            .args(args)
+            .env("SOURCE_DATE_EPOCH", PINNED_EPOCH);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run(cmd.output().expect("run newsletter"))
+    }
+
+    /// The `.eml` files written into the outbox, by file name.
+    pub fn outbox(&self) -> Vec<(String, Vec<u8>)> {
+        let mut found = Vec::new();
+        let root = self.path("outbox");
+        let Ok(editions) = std::fs::read_dir(&root) else {
+            return found;
+        };
+        for edition in editions {
+            for f in std::fs::read_dir(edition.expect("entry").path()).expect("edition dir") {
+                let path = f.expect("entry").path();
+                let name = path
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned();
+                found.push((name, std::fs::read(&path).expect("read eml")));
+            }
+        }
+        found.sort();
+        found
+    }
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().expect("exit code")
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// Asserts the exit code, showing both streams when it differs.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// One message as the server received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct Seen {
+    pub messages: Vec<Received>,
+    pub auth_users: Vec<String>,
+    pub connections: usize,
+}
+
+#[derive(Clone)]
+struct Recorder {
+    seen: Arc<Mutex<Seen>>,
+    reject: Arc<Vec<(String, u16)>>,
+    password: Option<String>,
+    from: String,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Handler for Recorder {
+    fn helo(&mut self, _ip: std::net::IpAddr, _domain: &str) -> Response {
+        self.seen.lock().expect("lock").connections += 1;
+        response::OK
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        for (addr, code) in self.reject.iter() {
+            if to.contains(addr.as_str()) {
+                return Response::custom(*code, format!("mailbox {addr} refused by test server"));
+            }
+        }
+        response::OK
+    }
+
+    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.from = from.to_string();
+        self.to = to.to_vec();
+        self.data.clear();
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let received = Received {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            data: std::mem::take(&mut self.data),
+        };
+        self.seen.lock().expect("lock").messages.push(received);
+        response::OK
+    }
+
+    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
+        self.check_password(user, password)
+    }
+
+    fn auth_login(&mut self, user: &str, password: &str) -> Response {
+        self.check_password(user, password)
+    }
+}
+
+impl Recorder {
+    fn check_password(&mut self, user: &str, password: &str) -> Response {
+        if self.password.as_deref() == Some(password) {
+            self.seen
+                .lock()
+                .expect("lock")
+                .auth_users
+                .push(user.to_string());
+            response::AUTH_OK
+        } else {
+            response::INVALID_CREDENTIALS
+        }
+    }
+}
+
+/// What the test server demands and refuses.
+#[derive(Default)]
+pub struct ServerOptions {
+    /// STARTTLS with a certificate for `localhost` signed by the CA written to `ca.pem`.
+    pub tls_dir: Option<PathBuf>,
+    /// Require AUTH (allowed only after STARTTLS) with this password.
+    pub password: Option<String>,
+    /// RCPT replies for chosen addresses, e.g. ("bob@example.net", 550).
+    pub reject: Vec<(String, u16)>,
+}
+
+pub struct SmtpServer {
+    pub port: u16,
+    pub seen: Arc<Mutex<Seen>>,
+}
+
+impl SmtpServer {
+    pub fn start(options: ServerOptions) -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let recorder = Recorder {
+            seen: Arc::clone(&seen),
+            reject: Arc::new(options.reject),
+            password: options.password.clone(),
+            from: String::new(),
+            to: Vec::new(),
+            data: Vec::new(),
+        };
+        let mut server = Server::new(recorder);
+        server
+            .with_name("test.localhost")
+            .with_tcp_listener(listener)
+            .with_num_threads(8);
+        if let Some(dir) = &options.tls_dir {
+            let (cert, key) = write_test_pki(dir);
+            server
+                .with_ssl(SslConfig::SelfSigned {
+                    cert_path: cert.display().to_string(),
+                    key_path: key.display().to_string(),
+                })
+                .expect("tls config");
+        }
+        if options.password.is_some() {
+            server
+                .with_auth(AuthMechanism::Plain)
+                .with_auth(AuthMechanism::Login);
+        }
+        // The server runs until the test process exits.
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        SmtpServer { port, seen }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.seen.lock().expect("lock").messages.clone()
+    }
+
+    /// Recipients of every message received, sorted.
+    pub fn recipients(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.messages().into_iter().flat_map(|m| m.to).collect();
+        all.sort();
+        all
+    }
+}
+
+/// A test CA (`ca.pem`) and a `localhost` certificate it signed (`cert.pem`, `key.pem`).
+fn write_test_pki(dir: &Path) -> (PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "newsletter test CA");
+    let ca_key = KeyPair::generate().expect("ca key");
+    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .expect("leaf cert");
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca");
+    std::fs::write(&cert, leaf.pem()).expect("write cert");
+    std::fs::write(&key, leaf_key.serialize_pem()).expect("write key");
+    (cert, key)
+}
+
+pub fn parse(data: &[u8]) -> mail_parser::Message<'_> {
+    mail_parser::MessageParser::default()
+        .parse(data)
+        .expect("a parsable message")
+}

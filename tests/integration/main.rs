@@ -1,0 +1,9 @@
+//! The real binary on fixture projects: bad input, the outbox, previews, SMTP delivery to a
+//! real server on loopback, escaping and byte-exact snapshots.
+
+mod harness;
+
+mod input;
+mod outbox;
+mod render;
+mod smtp;

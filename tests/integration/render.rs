@@ -1,0 +1,62 @@
+//! What readers see: escaping in the HTML part, and byte-exact snapshots of the HTML, the
+//! text and the whole `.eml` under a pinned clock.
+
+use crate::harness::{Project, parse};
+
+#[test]
+fn markup_in_titles_and_names_is_escaped_in_html_and_kept_in_text() {
+    let p = Project::new();
+    p.write(
+        "articles/ferry.md",
+        &crate::harness::article(
+            "Tides <script>alert('x')</script> & more",
+            "2026-11-24",
+            true,
+        ),
+    );
+    p.write(
+        "subscribers.toml",
+        "[[subscriber]]\nemail = \"mal@example.org\"\nname = \"Mal <script>steal()</script>\"\nstatus = \"subscribed\"\n",
+    );
+    let run = p.run(&["preview", "--out", "pv"]);
+    run.expect_code(0);
+    let eml = run.stdout().lines().next().expect("eml path").to_string();
+    let bytes = std::fs::read(p.path(&eml)).expect("eml");
+    let msg = parse(&bytes);
+    let html = msg.body_html(0).expect("html part");
+    let text = msg.body_text(0).expect("text part");
+    assert!(
+        !html.contains("<script>"),
+        "unescaped markup in HTML:\n{html}"
+    );
+    assert!(
+        html.contains("Tides &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Mal &lt;script&gt;steal()&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(
+        text.contains("Tides <script>alert('x')</script> & more"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Hello Mal <script>steal()</script>,"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_rendered_message_matches_its_snapshots() {
+    let p = Project::new();
+    let run = p.run(&["preview", "--to", "ada@example.org", "--out", "pv"]);
+    run.expect_code(0);
+    let paths: Vec<String> = run.stdout().lines().map(str::to_string).collect();
+    let [eml, html, txt] = paths.as_slice() else {
+        panic!("expected three files, got {paths:?}")
+    };
+    insta::assert_snapshot!("digest.html", p.read(html));
+    insta::assert_snapshot!("digest.txt", p.read(txt));
+    insta::assert_snapshot!("message.eml", p.read(eml));
+}
