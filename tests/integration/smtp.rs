@@ -266,3 +266,29 @@ fn an_unreachable_server_fails_the_run_with_nothing_sent() {
     );
     assert!(!p.path("newsletter.db").exists());
 }
+
+#[test]
+fn implicit_tls_delivers_and_checks_the_certificate() {
+    let p = Project::new();
+    let server = SmtpServer::start(ServerOptions::default());
+    let port = crate::harness::tls_front(server.port, &p.path("tls"));
+    p.use_smtp(&format!(
+        "host = \"localhost\"\nport = {port}\nsecurity = \"tls\"\nca_file = \"tls/ca.pem\"\n"
+    ));
+    p.run(&["send"]).expect_code(0);
+    assert_eq!(server.recipients().len(), 3);
+
+    // Without the CA the same server is not trusted, and nothing more arrives.
+    let q = Project::new();
+    q.use_smtp(&format!(
+        "host = \"localhost\"\nport = {port}\nsecurity = \"tls\"\n"
+    ));
+    let run = q.run(&["send"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr().contains("TLS handshake with localhost"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(server.recipients().len(), 3);
+}
