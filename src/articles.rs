@@ -11,7 +11,7 @@ use toml::value::Datetime;
 
 use crate::problems::{Problem, Problems, from_toml_error};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct Article {
     /// The file name without `.md`: stable, and what an edition records.
     pub id: String,

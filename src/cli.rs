@@ -7,11 +7,14 @@ use clap::{Args, Parser, Subcommand};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  done (also: nothing to send because no one is subscribed)
+  0  done: every recipient was sent to (or failed permanently, see `status`); also when
+     the edition was already sent, or no one is subscribed
   1  failed: an error stopped the run (server unreachable, credentials refused, I/O)
   2  usage: the command line is wrong
   3  bad input: a file has problems, all of them are listed, nothing was sent
-  4  partial: some recipients failed; the others were sent
+  4  partial: recipients remain deferred or in doubt, or the run was stopped (signal,
+     daily quota, too many failures in a row); run again later to finish
+  5  locked: another run holds the lock; nothing was done
   6  nothing to do: no selected article that an earlier edition did not carry
 
 Time: SOURCE_DATE_EPOCH (seconds since 1970), when set, replaces the clock, so an edition's
@@ -49,8 +52,11 @@ pub enum Command {
     Check(CheckArgs),
     /// Write the exact message one subscriber would receive as .eml, .html and .txt files.
     Preview(PreviewArgs),
-    /// Deliver the edition to every subscribed address.
+    /// Deliver the edition to every subscribed address; resume an edition left unfinished.
     Send(SendArgs),
+    /// Show an edition's delivery journal: counts per state, and every deferred, failed and
+    /// in-doubt recipient with the reason.
+    Status(StatusArgs),
 }
 
 /// Which articles make the edition, and its date.
@@ -97,6 +103,26 @@ pub struct SendArgs {
 
     /// Send one test copy to this address only (any address); the edition is not recorded
     /// as sent.
-    #[arg(long, value_name = "ADDRESS")]
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "resend_in_doubt")]
     pub to: Option<String>,
+
+    /// Also resend to recipients whose earlier delivery is in doubt (a run died between the
+    /// message's DATA and the server's reply). They get the same Message-ID, so a receiver
+    /// can recognise a duplicate.
+    #[arg(long)]
+    pub resend_in_doubt: bool,
+
+    /// SMTP connections to use at once [default: `connections` in the config].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The edition to show [default: the most recent].
+    pub edition: Option<String>,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }

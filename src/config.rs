@@ -54,7 +54,7 @@ pub struct Paths {
 pub enum Transport {
     /// Write each message as an `.eml` file into this folder: no server needed.
     Outbox(PathBuf),
-    Smtp(Smtp),
+    Smtp(Box<Smtp>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -80,6 +80,40 @@ pub struct Smtp {
     pub connections: usize,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    pub pacing: Pacing,
+}
+
+/// How fast, how often and how persistently to deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pacing {
+    /// Messages on one connection before it is closed and a new one opened.
+    pub max_per_connection: usize,
+    /// Messages per second over all connections; `None` for no limit.
+    pub rate_per_second: Option<f64>,
+    /// Messages per UTC day over all runs; `None` for no limit.
+    pub daily_quota: Option<u64>,
+    /// Extra passes over deferred recipients within one run.
+    pub retries_per_run: u32,
+    /// The wait before the first in-run retry; doubled for each further one.
+    pub retry_delay: Duration,
+    /// Attempts after which a transient failure counts as permanent.
+    pub max_attempts: u32,
+    /// Failures in a row (no success between) that stop the run.
+    pub max_consecutive_failures: usize,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            max_per_connection: 100,
+            rate_per_second: None,
+            daily_quota: None,
+            retries_per_run: 2,
+            retry_delay: Duration::from_secs(30),
+            max_attempts: 10,
+            max_consecutive_failures: 20,
+        }
+    }
 }
 
 // ---- the file as written -------------------------------------------------------------
@@ -181,9 +215,16 @@ struct RawSmtp {
     #[serde(default = "default_connections")]
     connections: Spanned<usize>,
     #[serde(default = "default_connect_timeout")]
-    connect_timeout_seconds: u64,
+    connect_timeout_seconds: f64,
     #[serde(default = "default_command_timeout")]
-    command_timeout_seconds: u64,
+    command_timeout_seconds: f64,
+    max_per_connection: Option<Spanned<usize>>,
+    rate_per_second: Option<Spanned<f64>>,
+    daily_quota: Option<u64>,
+    retries_per_run: Option<u32>,
+    retry_delay_seconds: Option<f64>,
+    max_attempts: Option<Spanned<u32>>,
+    max_consecutive_failures: Option<usize>,
 }
 
 fn default_security() -> Spanned<Security> {
@@ -192,11 +233,21 @@ fn default_security() -> Spanned<Security> {
 fn default_connections() -> Spanned<usize> {
     Spanned::new(0..0, 4)
 }
-fn default_connect_timeout() -> u64 {
-    10
+fn default_connect_timeout() -> f64 {
+    10.0
 }
-fn default_command_timeout() -> u64 {
-    60
+fn default_command_timeout() -> f64 {
+    60.0
+}
+
+/// Seconds from the config as a duration: at least 0.1 s, and a sane default for
+/// anything that is not a number.
+fn seconds(value: f64, default: f64) -> Duration {
+    Duration::from_secs_f64(if value.is_finite() {
+        value.max(0.1)
+    } else {
+        default
+    })
 }
 
 const MAX_CONNECTIONS: usize = 64;
@@ -260,10 +311,10 @@ impl Config {
                 "may hold only letters, digits, dots and hyphens (RFC 2919), e.g. \"weekly.example.org\"".into(),
             ));
         }
-        if let Some(site) = &n.website {
-            if let Err(e) = check_web_url(site.get_ref(), false) {
-                problems.push(at("newsletter.website", site.span(), e));
-            }
+        if let Some(site) = &n.website
+            && let Err(e) = check_web_url(site.get_ref(), false)
+        {
+            problems.push(at("newsletter.website", site.span(), e));
         }
 
         let u = &raw.unsubscribe;
@@ -421,10 +472,60 @@ fn resolve_smtp(
             format!("must be between 1 and {MAX_CONNECTIONS}"),
         ));
     }
+    let defaults = Pacing::default();
+    let pacing = Pacing {
+        max_per_connection: s
+            .max_per_connection
+            .as_ref()
+            .map_or(defaults.max_per_connection, |m| *m.get_ref()),
+        rate_per_second: s
+            .rate_per_second
+            .as_ref()
+            .map(|r| *r.get_ref())
+            .filter(|r| *r > 0.0),
+        daily_quota: s.daily_quota.filter(|q| *q > 0),
+        retries_per_run: s.retries_per_run.unwrap_or(defaults.retries_per_run),
+        retry_delay: s
+            .retry_delay_seconds
+            .filter(|d| d.is_finite() && *d >= 0.0)
+            .map_or(defaults.retry_delay, Duration::from_secs_f64),
+        max_attempts: s
+            .max_attempts
+            .as_ref()
+            .map_or(defaults.max_attempts, |m| *m.get_ref()),
+        max_consecutive_failures: s
+            .max_consecutive_failures
+            .map_or(defaults.max_consecutive_failures, |m| m.max(1)),
+    };
+    if let Some(m) = s.max_per_connection.as_ref().filter(|m| *m.get_ref() == 0) {
+        problems.push(at(
+            "smtp.max_per_connection",
+            m.span(),
+            "must be at least 1".into(),
+        ));
+    }
+    if let Some(r) = s
+        .rate_per_second
+        .as_ref()
+        .filter(|r| !r.get_ref().is_finite() || *r.get_ref() < 0.0)
+    {
+        problems.push(at(
+            "smtp.rate_per_second",
+            r.span(),
+            "must be a positive number, or 0 for no limit".into(),
+        ));
+    }
+    if let Some(m) = s.max_attempts.as_ref().filter(|m| *m.get_ref() == 0) {
+        problems.push(at(
+            "smtp.max_attempts",
+            m.span(),
+            "must be at least 1".into(),
+        ));
+    }
     if problems.0.len() > before {
         return None;
     }
-    Some(Transport::Smtp(Smtp {
+    Some(Transport::Smtp(Box::new(Smtp {
         port: s.port.unwrap_or(match security {
             Security::Tls => 465,
             Security::Starttls => 587,
@@ -437,9 +538,10 @@ fn resolve_smtp(
         ca_file: s.ca_file.map(|f| dir.join(f)),
         hello_name: s.hello_name,
         connections,
-        connect_timeout: Duration::from_secs(s.connect_timeout_seconds.max(1)),
-        command_timeout: Duration::from_secs(s.command_timeout_seconds.max(1)),
-    }))
+        connect_timeout: seconds(s.connect_timeout_seconds, default_connect_timeout()),
+        command_timeout: seconds(s.command_timeout_seconds, default_command_timeout()),
+        pacing,
+    })))
 }
 
 /// True for `localhost` and loopback IP addresses: the only hosts an unencrypted

@@ -7,6 +7,7 @@ pub enum Exit {
     Failed = 1,
     BadInput = 3,
     Partial = 4,
+    Locked = 5,
     NothingToDo = 6,
 }
 

@@ -11,13 +11,17 @@ pub mod clock;
 pub mod commands;
 pub mod compose;
 pub mod config;
+pub mod delivery;
 pub mod edition;
 pub mod exit;
+pub mod journal;
+pub mod journal_writer;
+pub mod lock;
 pub mod message;
 pub mod problems;
+pub mod progress;
 pub mod project;
 pub mod secret;
-pub mod state;
 pub mod subscribers;
 pub mod templates;
 pub mod token;
@@ -36,18 +40,21 @@ pub fn run(cli: &Cli) -> Exit {
         Command::Check(args) => commands::check::run(cli, args, &log),
         Command::Preview(args) => commands::preview::run(cli, args, &log),
         Command::Send(args) => commands::send::run(cli, args, &log),
+        Command::Status(args) => commands::status::run(cli, args),
     };
     match result {
         Ok(exit) => exit,
-        Err(e) => match e.downcast_ref::<Problems>() {
-            Some(problems) => {
+        Err(e) => {
+            if let Some(problems) = e.downcast_ref::<Problems>() {
                 eprintln!("error: {problems}");
                 Exit::BadInput
-            }
-            None => {
+            } else if let Some(locked) = e.downcast_ref::<lock::Locked>() {
+                eprintln!("error: {locked}; nothing was done");
+                Exit::Locked
+            } else {
                 eprintln!("error: {e:#}");
                 Exit::Failed
             }
-        },
+        }
     }
 }

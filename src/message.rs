@@ -28,6 +28,7 @@ pub struct Mailer<'a> {
 
 /// One message ready to send: its envelope, its id and its bytes.
 pub struct Outgoing {
+    pub to: crate::address::EmailAddress,
     pub envelope: Envelope,
     pub message_id: String,
     pub bytes: Vec<u8>,
@@ -108,6 +109,7 @@ impl<'a> Mailer<'a> {
             .multipart(body)
             .with_context(|| format!("cannot build the message to {}", to.email))?;
         Ok(Outgoing {
+            to: to.email.clone(),
             envelope: message.envelope().clone(),
             message_id,
             bytes: message.formatted(),

@@ -1,6 +1,6 @@
-//! Loads a whole project (config, subscribers, articles, templates, key) in one go,
-//! collecting the problems of every file before giving up, and renders every recipient
-//! before anything is sent.
+//! Loads a whole project (config, subscribers, the edition's articles and templates, key)
+//! in one go, collecting the problems of every file before giving up, and renders every
+//! recipient before anything is sent.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,8 +13,8 @@ use crate::clock::Clock;
 use crate::compose::{Composer, Rendered};
 use crate::config::Config;
 use crate::edition::{self, Edition};
+use crate::journal::{Frozen, Journal};
 use crate::problems::{Problem, Problems};
-use crate::state::State;
 use crate::subscribers::{self, Subscriber, SubscriberList};
 use crate::templates::Templates;
 use crate::token::Signer;
@@ -24,27 +24,30 @@ pub struct Project {
     pub subscribers: SubscriberList,
     /// `None` when no article is waiting to be sent.
     pub edition: Option<Edition>,
+    /// The edition was frozen by an earlier send that did not finish: it is resumed as it
+    /// was, whatever happened to the article and template files since.
+    pub resumed: bool,
     pub templates: Templates,
     pub signer: Signer,
     pub clock: Clock,
 }
 
 impl Project {
-    pub fn load(config_path: &Path, args: &EditionArgs, clock: Clock) -> Result<Project> {
-        let config = Config::load(config_path)?;
+    /// `journal` is the state database when it exists; it tells which articles went out
+    /// before and which edition is still being sent.
+    pub fn load(
+        config: Config,
+        args: &EditionArgs,
+        clock: Clock,
+        journal: Option<&Journal>,
+    ) -> Result<Project> {
         let mut problems = Problems::default();
+        let unfinished = match journal {
+            Some(j) if args.articles.is_empty() => j.unfinished_edition()?,
+            _ => None,
+        };
 
         let subscribers = subscribers::load(&config.paths.subscribers)
-            .map_err(|p| problems.extend(p))
-            .ok();
-        let articles = if args.articles.is_empty() {
-            articles::load_dir(&config.paths.articles)
-        } else {
-            articles::load_files(&args.articles)
-        }
-        .map_err(|p| problems.extend(p))
-        .ok();
-        let templates = Templates::load(config.paths.templates.as_deref())
             .map_err(|p| problems.extend(p))
             .ok();
         let signer = config
@@ -56,31 +59,87 @@ impl Project {
                 problems.push(Problem::new(&config.path, format!("{e:#}")).field("unsubscribe"));
             })
             .ok();
+        let (edition, templates, resumed) = match unfinished {
+            Some((id, frozen)) => {
+                let templates = Templates::from_frozen(&frozen.templates)
+                    .map_err(|p| problems.extend(p))
+                    .ok();
+                let edition = Edition {
+                    id,
+                    date: frozen.date,
+                    articles: frozen.articles,
+                };
+                (Some(Some(edition)), templates, true)
+            }
+            None => {
+                let articles = if args.articles.is_empty() {
+                    articles::load_dir(&config.paths.articles)
+                } else {
+                    articles::load_files(&args.articles)
+                }
+                .map_err(|p| problems.extend(p))
+                .ok();
+                let templates = Templates::load(config.paths.templates.as_deref())
+                    .map_err(|p| problems.extend(p))
+                    .ok();
+                let edition = match articles {
+                    Some(all) => {
+                        let chosen = if args.articles.is_empty() {
+                            let sent = match journal {
+                                Some(j) => j.sent_articles()?,
+                                None => Default::default(),
+                            };
+                            edition::select(all, &sent)
+                        } else {
+                            all
+                        };
+                        let date = args.date.unwrap_or_else(|| clock.today());
+                        Some((!chosen.is_empty()).then(|| Edition::new(date, chosen)))
+                    }
+                    None => None,
+                };
+                (edition, templates, false)
+            }
+        };
 
-        let (Some(subscribers), Some(articles), Some(templates), Some(signer)) =
-            (subscribers, articles, templates, signer)
+        let (Some(subscribers), Some(edition), Some(templates), Some(signer)) =
+            (subscribers, edition, templates, signer)
         else {
             return Err(problems.into());
         };
-        let chosen = if args.articles.is_empty() {
-            edition::select(articles, &State::sent_articles(&config.paths.state)?)
-        } else {
-            articles
-        };
-        let edition = (!chosen.is_empty())
-            .then(|| Edition::new(args.date.unwrap_or_else(|| clock.today()), chosen));
         Ok(Project {
             config,
             subscribers,
             edition,
+            resumed,
             templates,
             signer,
             clock,
         })
     }
 
+    /// Loads the config at `path`, then the project (see `load`).
+    pub fn open(
+        path: &Path,
+        args: &EditionArgs,
+        clock: Clock,
+        journal: Option<&Journal>,
+    ) -> Result<Project> {
+        let config = Config::load(path)?;
+        Project::load(config, args, clock, journal)
+    }
+
     pub fn composer<'a>(&'a self, edition: &Edition) -> Composer<'a> {
         Composer::new(&self.config, edition, &self.templates, &self.signer)
+    }
+
+    /// What must be kept to render this edition again exactly.
+    pub fn freeze(&self, edition: &Edition) -> Frozen {
+        Frozen {
+            date: edition.date,
+            articles: edition.articles.clone(),
+            templates: self.templates.sources(),
+        }
     }
 }
 

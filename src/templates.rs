@@ -39,6 +39,34 @@ impl Templates {
         if let Some(dir) = dir {
             read_overrides(dir, &mut sources, &mut problems);
         }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Templates::build(sources)
+    }
+
+    /// Templates from their sources, as frozen with an edition.
+    pub fn from_frozen(frozen: &BTreeMap<String, String>) -> Result<Templates, Problems> {
+        let sources = frozen
+            .iter()
+            .map(|(name, text)| {
+                let origin = PathBuf::from(format!("(frozen with the edition) templates/{name}"));
+                (name.clone(), (origin, text.clone()))
+            })
+            .collect();
+        Templates::build(sources)
+    }
+
+    /// Name → source of every template in use, to freeze with an edition.
+    pub fn sources(&self) -> BTreeMap<String, String> {
+        self.sources
+            .iter()
+            .map(|(n, (_, t))| (n.clone(), t.clone()))
+            .collect()
+    }
+
+    fn build(sources: BTreeMap<String, (PathBuf, String)>) -> Result<Templates, Problems> {
+        let mut problems = Problems::default();
         // Parse each file on its own first, so every syntax error is reported, not just one.
         for (name, (path, text)) in &sources {
             if let Err(e) = Tera::default().add_raw_template(name, text) {

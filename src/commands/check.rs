@@ -6,10 +6,15 @@ use super::Log;
 use crate::cli::{CheckArgs, Cli};
 use crate::clock::Clock;
 use crate::exit::Exit;
+use crate::journal::Journal;
 use crate::project::{Project, render_all};
 
 pub fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
-    let project = Project::load(&cli.config, &args.edition, Clock::from_env()?)?;
+    let project = {
+        let config = crate::config::Config::load(&cli.config)?;
+        let journal = Journal::open_read_only(&config.paths.state)?;
+        Project::load(config, &args.edition, Clock::from_env()?, journal.as_ref())?
+    };
     for note in &project.subscribers.notes {
         log.warn(note);
     }

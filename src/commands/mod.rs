@@ -3,6 +3,7 @@
 pub mod check;
 pub mod preview;
 pub mod send;
+pub mod status;
 
 use anyhow::{Result, bail};
 

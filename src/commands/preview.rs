@@ -8,13 +8,18 @@ use super::{Log, recipient_for};
 use crate::cli::{Cli, PreviewArgs};
 use crate::clock::Clock;
 use crate::exit::Exit;
+use crate::journal::Journal;
 use crate::message::Mailer;
 use crate::project::{Project, render_one};
 use crate::subscribers::{Status, Subscriber};
 
 pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
-    let project = Project::load(&cli.config, &args.edition, clock)?;
+    let project = {
+        let config = crate::config::Config::load(&cli.config)?;
+        let journal = Journal::open_read_only(&config.paths.state)?;
+        Project::load(config, &args.edition, clock, journal.as_ref())?
+    };
     for note in &project.subscribers.notes {
         log.warn(note);
     }

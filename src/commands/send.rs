@@ -1,219 +1,400 @@
-//! `newsletter send`: every subscribed address gets the edition once, through the outbox
-//! or an SMTP relay; each recipient's outcome is reported and one failure never stops
-//! the others.
+//! `newsletter send`: under the run lock, freeze the edition (or resume the unfinished
+//! one), bring its journal in line with the subscriber list, render everyone, deliver, and
+//! report. Every recipient's outcome is journaled; one failure never stops the others.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use anyhow::{Context, Result};
-use tokio::sync::mpsc;
+use anyhow::{Result, anyhow};
 
 use super::check::plural;
 use super::{Log, recipient_for};
 use crate::cli::{Cli, SendArgs};
 use crate::clock::Clock;
-use crate::config::Transport;
+use crate::config::{Config, Pacing, Transport};
+use crate::delivery::{self, Counters, StopReason, Via, Work};
+use crate::edition::Edition;
 use crate::exit::Exit;
+use crate::journal::{Journal, State};
+use crate::journal_writer::{Recorder, Writer};
+use crate::lock::RunLock;
 use crate::message::{Mailer, Outgoing};
+use crate::progress::Progress;
 use crate::project::{Project, render_all};
-use crate::state::State;
 use crate::subscribers::Subscriber;
-use crate::transport::Outcome;
 use crate::transport::outbox::Outbox;
-use crate::transport::smtp::{Connector, Fatal, Job, run_workers};
+use crate::transport::smtp::Connector;
+
+/// Problem rows printed at the end of a run; the rest are in `status`.
+const LIST_AT_MOST: usize = 20;
 
 pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
-    let project = Project::load(&cli.config, &args.edition, clock)?;
+    let config = Config::load(&cli.config)?;
+    if args.to.is_some() || args.dry_run {
+        let journal = Journal::open_read_only(&config.paths.state)?;
+        let project = Project::load(config, &args.edition, clock, journal.as_ref())?;
+        for note in &project.subscribers.notes {
+            log.warn(note);
+        }
+        return match &args.to {
+            Some(address) => test_copy(&project, args, address, log),
+            None => dry_run(&project, journal.as_ref(), log),
+        };
+    }
+
+    let _lock = RunLock::acquire(&config.paths.state, "newsletter send")?;
+    let mut journal = Journal::open(&config.paths.state)?;
+    let recovered = journal.recover_in_flight(SystemTime::now())?;
+    if recovered > 0 {
+        log.warn(format!(
+            "{recovered} message{} were in flight when an earlier run stopped: their delivery is in doubt \
+             (see `newsletter status`; `send --resend-in-doubt` sends them again with the same Message-ID)",
+            plural(recovered)
+        ));
+    }
+    let project = Project::load(config, &args.edition, clock, Some(&journal))?;
     for note in &project.subscribers.notes {
         log.warn(note);
     }
+    let suppressed = journal.suppressed()?;
+    let active: Vec<&Subscriber> = project
+        .subscribers
+        .active()
+        .filter(|s| !suppressed.contains(s.email.as_str()))
+        .collect();
+    let active_emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
+
+    let Some(edition) = &project.edition else {
+        return nothing_new(&journal, &project);
+    };
+    let composer = project.composer(edition);
+    let (via, pacing, connections) = open_transport(&project, edition, args)?;
+    if project.resumed {
+        let (added, skipped) =
+            journal.sync_recipients(&edition.id, &active_emails, SystemTime::now())?;
+        log.info(format!(
+            "resuming edition {} ({} article{}): {added} new subscriber{} added, {skipped} no longer subscribed",
+            edition.id,
+            edition.articles.len(),
+            plural(edition.articles.len()),
+            plural(added)
+        ));
+    } else {
+        if active.is_empty() {
+            println!(
+                "nothing to send: no subscribed address in {}",
+                project.config.paths.subscribers.display()
+            );
+            return Ok(Exit::Done);
+        }
+        // Every message must render, and the relay must take our credentials, before the
+        // edition is frozen and the first message leaves.
+        render_all(&composer, active.iter().copied())?;
+        preflight(&via)?;
+        journal.freeze(
+            edition,
+            &project.freeze(edition),
+            &active_emails,
+            SystemTime::now(),
+        )?;
+        log.info(format!(
+            "edition {} ({} article{}) frozen for {} recipient{}",
+            edition.id,
+            edition.articles.len(),
+            plural(edition.articles.len()),
+            active.len(),
+            plural(active.len())
+        ));
+    }
+
+    let by_email: HashMap<&str, &Subscriber> =
+        active.iter().map(|s| (s.email.as_str(), *s)).collect();
+    let work: Vec<Work> = journal
+        .work(&edition.id, args.resend_in_doubt)?
+        .into_iter()
+        .filter_map(|(email, attempts)| {
+            by_email.get(email.as_str()).map(|s| Work {
+                subscriber: (*s).clone(),
+                attempts,
+            })
+        })
+        .collect();
+    if project.resumed && !work.is_empty() {
+        render_all(&composer, work.iter().map(|w| &w.subscriber))?;
+        preflight(&via)?;
+    }
+
+    let mailer = Mailer::new(&project.config, &edition.id, &project.signer, clock);
+    let build = |r: &Subscriber| -> Result<Outgoing> {
+        let rendered = composer.render(r).map_err(|p| anyhow!("{p}"))?;
+        mailer.message(r, &rendered, &composer.unsubscribe_url(&r.email))
+    };
+
+    let mut stop = None;
+    let mut destination = String::new();
+    if !work.is_empty() {
+        destination = match &via {
+            Via::Outbox(o) => o.dir().display().to_string(),
+            Via::Smtp(c) => c.server(),
+        };
+        let quota_left = match pacing.daily_quota {
+            Some(q) => Some(q.saturating_sub(journal.sent_on(chrono::Utc::now().date_naive())?)),
+            None => None,
+        };
+        log.info(format!(
+            "sending to {} recipient{} through {destination}",
+            work.len(),
+            plural(work.len())
+        ));
+        let writer = Writer::start(journal, edition.id.clone());
+        let counters = Arc::new(Counters::default());
+        let progress = Progress::start(work.len(), Arc::clone(&counters), cli.quiet);
+        let plan = delivery::Plan {
+            via,
+            pacing,
+            connections,
+            quota_left,
+            recorder: writer.recorder(),
+            counters,
+        };
+        let outcome = delivery::run(plan, &work, &build);
+        progress.finish();
+        let (returned, write_error) = writer.finish();
+        stop = outcome?.stop;
+        if let (None, Some(e)) = (&stop, write_error) {
+            stop = Some(StopReason::Journal(e));
+        }
+        journal = match returned {
+            Some(j) => j,
+            None => Journal::open(&project.config.paths.state)?,
+        };
+    }
+
+    let complete = journal.complete_if_done(&edition.id, SystemTime::now())?;
+    report(&journal, edition, &destination, stop.as_ref(), complete)
+}
+
+/// Opens the outbox or checks the SMTP settings; SMTP connections open in the workers.
+fn open_transport(
+    project: &Project,
+    edition: &Edition,
+    args: &SendArgs,
+) -> Result<(Via, Pacing, usize)> {
+    Ok(match &project.config.transport {
+        Transport::Outbox(root) => (
+            Via::Outbox(Outbox::new(root, &edition.id)?),
+            Pacing::default(),
+            1,
+        ),
+        Transport::Smtp(cfg) => {
+            let connector = Connector::new(cfg, project.config.newsletter.from.address.domain())?;
+            let connections = args.connections.map_or(cfg.connections, usize::from);
+            (
+                Via::Smtp(Box::new(connector)),
+                cfg.pacing.clone(),
+                connections,
+            )
+        }
+    })
+}
+
+/// Opens and closes one SMTP session, so that an unreachable relay, refused credentials
+/// or a failed TLS handshake stop the run before anything is frozen or sent.
+fn preflight(via: &Via) -> Result<()> {
+    let Via::Smtp(connector) = via else {
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let conn = connector.connect().await.map_err(|e| {
+            e.context(format!(
+                "cannot open a session with {} (nothing was sent)",
+                connector.server()
+            ))
+        })?;
+        crate::transport::smtp::Session::new(conn, connector.command_timeout())
+            .quit()
+            .await;
+        Ok(())
+    })
+}
+
+/// No new article: say whether today's edition already went out.
+fn nothing_new(journal: &Journal, project: &Project) -> Result<Exit> {
+    if let Some((id, date, true)) = journal.latest_edition()?
+        && date == project.clock.today().to_string()
+    {
+        let sent = journal.counts(&id)?[&State::Sent];
+        println!(
+            "edition {id} already sent to {sent} recipient{}; nothing new to send",
+            plural(sent)
+        );
+        return Ok(Exit::Done);
+    }
+    println!(
+        "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
+    );
+    Ok(Exit::NothingToDo)
+}
+
+fn report(
+    journal: &Journal,
+    edition: &Edition,
+    destination: &str,
+    stop: Option<&StopReason>,
+    complete: bool,
+) -> Result<Exit> {
+    let counts = journal.counts(&edition.id)?;
+    let n = |s: State| counts.get(&s).copied().unwrap_or(0);
+    let total: usize = counts.values().sum::<usize>() - n(State::Skipped);
+    let problems = journal.rows(
+        &edition.id,
+        &[State::Deferred, State::Failed, State::InDoubt],
+    )?;
+    for row in problems.iter().take(LIST_AT_MOST) {
+        eprintln!(
+            "{}: {}{}",
+            row.email,
+            row.state,
+            row.reply
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+    }
+    if problems.len() > LIST_AT_MOST {
+        eprintln!(
+            "... and {} more: see `newsletter status`",
+            problems.len() - LIST_AT_MOST
+        );
+    }
+    let mut line = format!("edition {}: sent {} of {total}", edition.id, n(State::Sent));
+    if !destination.is_empty() {
+        line.push_str(&format!(" to {destination}"));
+    }
+    for (state, label) in [
+        (State::Deferred, "deferred"),
+        (State::Failed, "failed"),
+        (State::InDoubt, "in doubt"),
+        (State::Pending, "pending"),
+        (State::Skipped, "skipped"),
+    ] {
+        if n(state) > 0 {
+            line.push_str(&format!(", {} {label}", n(state)));
+        }
+    }
+    if let Some(reason) = stop {
+        line.push_str(&format!("; stopped: {reason}"));
+    }
+    println!("{line}");
+    Ok(match stop {
+        Some(StopReason::Fatal(_) | StopReason::Journal(_)) => Exit::Failed,
+        Some(_) => Exit::Partial,
+        None if complete => Exit::Done,
+        None => Exit::Partial,
+    })
+}
+
+fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Exit> {
     let Some(edition) = &project.edition else {
         println!(
             "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
         );
         return Ok(Exit::NothingToDo);
     };
-    let recipients: Vec<Subscriber> = match &args.to {
-        Some(address) => vec![recipient_for(address, &project.subscribers, false)?],
-        None => project.subscribers.active().cloned().collect(),
+    let suppressed = match journal {
+        Some(j) => j.suppressed()?,
+        None => Default::default(),
     };
-    if recipients.is_empty() {
-        println!(
-            "nothing to send: no subscribed address in {}",
-            project.config.paths.subscribers.display()
-        );
-        return Ok(Exit::Done);
-    }
+    let done: std::collections::HashSet<String> = match journal {
+        Some(j) if project.resumed => j
+            .rows(
+                &edition.id,
+                &[State::Sent, State::Failed, State::InDoubt, State::Skipped],
+            )?
+            .into_iter()
+            .map(|r| r.email)
+            .collect(),
+        _ => Default::default(),
+    };
+    let recipients: Vec<&Subscriber> = project
+        .subscribers
+        .active()
+        .filter(|s| !suppressed.contains(s.email.as_str()) && !done.contains(s.email.as_str()))
+        .collect();
     let composer = project.composer(edition);
-    // Every message must render before the first one leaves.
-    render_all(&composer, &recipients)?;
-
-    if args.dry_run {
-        for r in &recipients {
-            println!("{}", r.email);
-        }
-        log.info(format!(
-            "dry run: edition {} ({} article{}) would go to {} recipient{}; nothing sent",
-            edition.id,
-            edition.articles.len(),
-            plural(edition.articles.len()),
-            recipients.len(),
-            plural(recipients.len())
-        ));
-        return Ok(Exit::Done);
+    render_all(&composer, recipients.iter().copied())?;
+    for r in &recipients {
+        println!("{}", r.email);
     }
+    log.info(format!(
+        "dry run: edition {} ({} article{}) would go to {} recipient{}; nothing sent",
+        edition.id,
+        edition.articles.len(),
+        plural(edition.articles.len()),
+        recipients.len(),
+        plural(recipients.len())
+    ));
+    Ok(Exit::Done)
+}
 
-    let mailer = Mailer::new(&project.config, &edition.id, &project.signer, clock);
+/// One copy to any address, through the configured transport, recorded nowhere.
+fn test_copy(project: &Project, args: &SendArgs, address: &str, log: &Log) -> Result<Exit> {
+    let Some(edition) = &project.edition else {
+        println!(
+            "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
+        );
+        return Ok(Exit::NothingToDo);
+    };
+    let recipient = recipient_for(address, &project.subscribers, false)?;
+    let composer = project.composer(edition);
+    render_all(&composer, [&recipient])?;
+    let mailer = Mailer::new(&project.config, &edition.id, &project.signer, project.clock);
     let build = |r: &Subscriber| -> Result<Outgoing> {
-        let rendered = composer.render(r).map_err(|p| anyhow::anyhow!("{p}"))?;
+        let rendered = composer.render(r).map_err(|p| anyhow!("{p}"))?;
         mailer.message(r, &rendered, &composer.unsubscribe_url(&r.email))
     };
-    let destination;
-    let outcomes = match &project.config.transport {
-        Transport::Outbox(root) => {
-            let outbox = Outbox::new(root, &edition.id)?;
-            destination = outbox.dir().display().to_string();
-            deliver_to_outbox(&outbox, &recipients, &build)?
-        }
-        Transport::Smtp(cfg) => {
-            let connector = Connector::new(cfg, mailer_domain(&project))?;
-            destination = connector.server();
-            log.info(format!(
-                "sending edition {} to {} recipient{} through {destination} ({} connection{})",
-                edition.id,
-                recipients.len(),
-                plural(recipients.len()),
-                cfg.connections,
-                plural(cfg.connections)
-            ));
-            deliver_over_smtp(connector, cfg.connections, &recipients, &build)?
-        }
+    let (via, mut pacing, _) = open_transport(project, edition, args)?;
+    pacing.retries_per_run = 0;
+    pacing.daily_quota = None;
+    let counters = Arc::new(Counters::default());
+    let work = [Work {
+        subscriber: recipient.clone(),
+        attempts: 0,
+    }];
+    let plan = delivery::Plan {
+        via,
+        pacing,
+        connections: 1,
+        quota_left: None,
+        recorder: Recorder::disabled(),
+        counters: Arc::clone(&counters),
     };
-
-    let sent = outcomes
-        .iter()
-        .filter(|o| matches!(o, Outcome::Sent(_)))
-        .count();
-    let failed = outcomes.len() - sent;
-    for (r, o) in recipients.iter().zip(&outcomes) {
-        if !matches!(o, Outcome::Sent(_)) {
-            eprintln!("{}: {o}", r.email);
-        }
+    let end = delivery::run(plan, &work, &build)?;
+    if let Some(reason) = end.stop {
+        return Err(anyhow!(
+            "the test copy to {} was not sent: {reason}",
+            recipient.email
+        ));
     }
-    if args.to.is_none() && sent > 0 {
-        State::open(&project.config.paths.state)?.record_edition(
-            edition,
-            recipients.len(),
-            failed,
-            clock.now(),
-        )?;
+    if counters.sent.load(std::sync::atomic::Ordering::Relaxed) == 1 {
+        println!(
+            "test copy of edition {} sent to {}",
+            edition.id, recipient.email
+        );
+        Ok(Exit::Done)
+    } else {
+        let reason = counters
+            .last_problem
+            .lock()
+            .ok()
+            .and_then(|p| p.clone())
+            .unwrap_or_default();
+        log.warn(format!("the server did not accept the test copy: {reason}"));
+        Err(anyhow!("the test copy to {} was not sent", recipient.email))
     }
-    println!(
-        "edition {}: sent {sent} of {} to {destination}{}",
-        edition.id,
-        recipients.len(),
-        if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
-        }
-    );
-    Ok(match (sent, failed) {
-        (_, 0) => Exit::Done,
-        (0, _) => Exit::Failed,
-        _ => Exit::Partial,
-    })
-}
-
-fn mailer_domain(project: &Project) -> &str {
-    project.config.newsletter.from.address.domain()
-}
-
-fn deliver_to_outbox(
-    outbox: &Outbox,
-    recipients: &[Subscriber],
-    build: &dyn Fn(&Subscriber) -> Result<Outgoing>,
-) -> Result<Vec<Outcome>> {
-    recipients
-        .iter()
-        .map(|r| {
-            let message = build(r)?;
-            let path = outbox.deliver(&r.email, &message.bytes)?;
-            Ok(Outcome::Sent(path.display().to_string()))
-        })
-        .collect()
-}
-
-/// Opens one connection first, so that a wrong password or a refused TLS handshake stops
-/// the run before any message is attempted; then feeds the workers, composing each message
-/// only when a worker is ready for it.
-fn deliver_over_smtp(
-    connector: Connector,
-    connections: usize,
-    recipients: &[Subscriber],
-    build: &dyn Fn(&Subscriber) -> Result<Outgoing>,
-) -> Result<Vec<Outcome>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the network runtime")?;
-    let connector = Arc::new(connector);
-    let first = runtime.block_on(connector.connect()).map_err(|e| {
-        let kind = if e.downcast_ref::<Fatal>().is_some() {
-            ""
-        } else {
-            " (nothing was sent)"
-        };
-        e.context(format!(
-            "cannot open a session with {}{kind}",
-            connector.server()
-        ))
-    })?;
-    let (job_tx, job_rx) = mpsc::channel::<Job>(connections * 2);
-    let (report_tx, mut report_rx) = mpsc::unbounded_channel();
-    let workers = runtime.spawn(run_workers(
-        Arc::clone(&connector),
-        first,
-        connections,
-        job_rx,
-        report_tx,
-    ));
-
-    let mut build_error = None;
-    for (index, r) in recipients.iter().enumerate() {
-        match build(r) {
-            Ok(m) => {
-                let job = Job {
-                    index,
-                    envelope: m.envelope,
-                    bytes: m.bytes,
-                };
-                if job_tx.blocking_send(job).is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                build_error = Some(e);
-                break;
-            }
-        }
-    }
-    drop(job_tx);
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; recipients.len()];
-    while let Some(report) = report_rx.blocking_recv() {
-        outcomes[report.index] = Some(report.outcome);
-    }
-    let _ = runtime.block_on(workers);
-    if let Some(e) = build_error {
-        // Everything was rendered once before sending, so this is not expected; the
-        // outcomes of messages already handed over are still reported.
-        eprintln!("error: {e:#}");
-    }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| {
-            o.unwrap_or_else(|| Outcome::NotAttempted("the run stopped before this message".into()))
-        })
-        .collect())
 }

@@ -4,8 +4,6 @@
 //! every step, and N workers that each reuse one connection for many messages.
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -15,10 +13,8 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParam
 use lettre::transport::smtp::extension::ClientId;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, mpsc};
 use tokio::time::timeout;
 
-use super::Outcome;
 use super::tls::{self, ImplicitTls};
 use crate::config::{Security, Smtp};
 use crate::secret::Secret;
@@ -70,6 +66,10 @@ impl Connector {
             hello,
             extra_roots,
         })
+    }
+
+    pub fn command_timeout(&self) -> Duration {
+        self.cfg.command_timeout
     }
 
     pub fn server(&self) -> String {
@@ -186,131 +186,186 @@ async fn with_timeout<T>(
         .map_err(|e| anyhow!(crate::templates::chain(&e)))
 }
 
-/// One message for a worker; `index` lets the caller match results to recipients.
-pub struct Job {
-    pub index: usize,
-    pub envelope: Envelope,
-    pub bytes: Vec<u8>,
+/// Why a message did not go through, and what that says about it and the connection.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The server's reply code, when there was a reply.
+    pub code: Option<u16>,
+    pub reply: String,
+    /// Where it happened.
+    pub stage: Stage,
+    /// The connection is gone or in an unknown state: open a new one.
+    pub connection_lost: bool,
 }
 
-pub struct Report {
-    pub index: usize,
-    pub outcome: Outcome,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// MAIL FROM: nothing was delivered.
+    Mail,
+    /// RCPT TO: nothing was delivered; a 5xx means this address does not exist.
+    Rcpt,
+    /// The DATA command, before any content: nothing was delivered.
+    Data,
+    /// The content and its final dot: with a reply the outcome is known; without one
+    /// (connection lost, timeout) it is not.
+    Content,
 }
 
-/// Sends one message on an open connection. Returns the outcome and whether the connection
-/// is still usable.
-async fn send_one(conn: &mut AsyncSmtpConnection, job: &Job, limit: Duration) -> (Outcome, bool) {
-    match timeout(limit, conn.send(&job.envelope, &job.bytes)).await {
-        Err(_) => (
-            Outcome::Failed {
-                permanent: false,
-                reason: format!("no answer within {limit:?}"),
-            },
-            false,
-        ),
-        Ok(Ok(response)) => {
-            let reply = response.message().collect::<Vec<_>>().join(" ");
-            (Outcome::Sent(format!("{} {reply}", response.code())), true)
-        }
-        Ok(Err(e)) => {
-            let closing = e.status().is_some_and(|c| c.to_string() == "421");
-            let usable = !conn.has_broken() && !closing;
-            let outcome = Outcome::Failed {
-                permanent: e.is_permanent(),
-                reason: crate::templates::chain(&e),
-            };
-            if usable {
-                // After a refused RCPT or DATA the transaction is still open: reset it
-                // so the next message starts clean.
-                let reset =
-                    timeout(limit, conn.command(lettre::transport::smtp::commands::Rset)).await;
-                return (outcome, matches!(reset, Ok(Ok(_))));
-            }
-            (outcome, false)
-        }
+impl Refusal {
+    pub fn is_permanent(&self) -> bool {
+        self.code.is_some_and(|c| (500..600).contains(&c))
+    }
+
+    /// The server will not say whether it accepted the message.
+    pub fn outcome_unknown(&self) -> bool {
+        self.stage == Stage::Content && self.code.is_none()
     }
 }
 
-/// Runs `workers` connection workers over the job queue until it is closed and empty.
-/// Each worker keeps its connection open across messages and reconnects when it breaks.
-pub async fn run_workers(
-    connector: Arc<Connector>,
-    first: AsyncSmtpConnection,
-    workers: usize,
-    jobs: mpsc::Receiver<Job>,
-    reports: mpsc::UnboundedSender<Report>,
-) {
-    let jobs = Arc::new(Mutex::new(jobs));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut first = Some(first);
-    let mut handles = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let conn = first.take();
-        handles.push(tokio::spawn(worker(
-            Arc::clone(&connector),
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reply)
+    }
+}
+
+/// One open SMTP session. A message goes in two steps, so the caller can record
+/// "attempting" durably between the envelope and the DATA.
+pub struct Session {
+    conn: AsyncSmtpConnection,
+    limit: Duration,
+    eight_bit: bool,
+    /// Messages sent on this connection so far.
+    pub sent: usize,
+}
+
+fn code_of(e: &lettre::transport::smtp::Error) -> Option<u16> {
+    e.status().and_then(|c| c.to_string().parse().ok())
+}
+
+impl Session {
+    pub fn new(conn: AsyncSmtpConnection, limit: Duration) -> Session {
+        let eight_bit = conn
+            .server_info()
+            .supports_feature(lettre::transport::smtp::extension::Extension::EightBitMime);
+        Session {
             conn,
-            Arc::clone(&jobs),
-            reports.clone(),
-            Arc::clone(&stop),
-        )));
+            limit,
+            eight_bit,
+            sent: 0,
+        }
     }
-    for h in handles {
-        let _ = h.await;
+
+    async fn step(
+        &mut self,
+        stage: Stage,
+        fut_kind: Step<'_>,
+    ) -> Result<lettre::transport::smtp::response::Response, Refusal> {
+        use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+        let limit = self.limit;
+        let result = match fut_kind {
+            Step::Mail(from, params) => {
+                timeout(limit, self.conn.command(Mail::new(from, params))).await
+            }
+            Step::Rcpt(to) => timeout(limit, self.conn.command(Rcpt::new(to, vec![]))).await,
+            Step::Data => timeout(limit, self.conn.command(Data)).await,
+            Step::Content(bytes) => timeout(limit, self.conn.message(bytes)).await,
+        };
+        match result {
+            Err(_) => Err(Refusal {
+                code: None,
+                reply: format!("no answer within {limit:?}"),
+                stage,
+                connection_lost: true,
+            }),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => {
+                let code = code_of(&e);
+                Err(Refusal {
+                    code,
+                    reply: crate::templates::chain(&e),
+                    stage,
+                    // No reply code means a network or protocol error; 421 means the
+                    // server is closing the connection.
+                    connection_lost: code.is_none() || code == Some(421),
+                })
+            }
+        }
+    }
+
+    /// MAIL FROM and RCPT TO. On a refusal the transaction is reset when the connection
+    /// allows it.
+    pub async fn envelope(&mut self, envelope: &Envelope, bytes: &[u8]) -> Result<(), Refusal> {
+        use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
+        let mut params = Vec::new();
+        if !bytes.is_ascii() {
+            if !self.eight_bit {
+                return Err(Refusal {
+                    code: None,
+                    reply: "the message is not 7-bit and the server does not offer 8BITMIME".into(),
+                    stage: Stage::Mail,
+                    connection_lost: false,
+                });
+            }
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let result: Result<(), Refusal> = async {
+            self.step(Stage::Mail, Step::Mail(envelope.from().cloned(), params))
+                .await?;
+            for to in envelope.to() {
+                self.step(Stage::Rcpt, Step::Rcpt(to.clone())).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(refusal) = &result
+            && !refusal.connection_lost
+        {
+            self.reset().await;
+        }
+        result
+    }
+
+    /// DATA and the content; `Ok` carries the server's acceptance reply.
+    pub async fn data(&mut self, bytes: &[u8]) -> Result<String, Refusal> {
+        if let Err(refusal) = self.step(Stage::Data, Step::Data).await {
+            if !refusal.connection_lost {
+                self.reset().await;
+            }
+            return Err(refusal);
+        }
+        let response = self.step(Stage::Content, Step::Content(bytes)).await?;
+        self.sent += 1;
+        Ok(format!(
+            "{} {}",
+            response.code(),
+            response.message().collect::<Vec<_>>().join(" ")
+        ))
+    }
+
+    /// RSET after a refused transaction, so the next message starts clean.
+    async fn reset(&mut self) {
+        let _ = timeout(
+            self.limit,
+            self.conn.command(lettre::transport::smtp::commands::Rset),
+        )
+        .await;
+    }
+
+    pub async fn quit(mut self) {
+        let _ = timeout(self.limit, self.conn.quit()).await;
+    }
+
+    pub async fn abort(mut self) {
+        let _ = timeout(self.limit, self.conn.abort()).await;
     }
 }
 
-async fn worker(
-    connector: Arc<Connector>,
-    mut conn: Option<AsyncSmtpConnection>,
-    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
-    reports: mpsc::UnboundedSender<Report>,
-    stop: Arc<AtomicBool>,
-) {
-    let limit = connector.cfg.command_timeout;
-    loop {
-        let Some(job) = jobs.lock().await.recv().await else {
-            break;
-        };
-        if stop.load(Ordering::SeqCst) {
-            let _ = reports.send(Report {
-                index: job.index,
-                outcome: Outcome::NotAttempted("the run stopped after a fatal error".into()),
-            });
-            continue;
-        }
-        let mut open = match conn.take() {
-            Some(c) => c,
-            None => match connector.connect().await {
-                Ok(c) => c,
-                Err(e) => {
-                    let fatal = e.downcast_ref::<Fatal>().is_some();
-                    if fatal {
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                    let _ = reports.send(Report {
-                        index: job.index,
-                        outcome: Outcome::Failed {
-                            permanent: false,
-                            reason: format!("{e:#}"),
-                        },
-                    });
-                    continue;
-                }
-            },
-        };
-        let (outcome, usable) = send_one(&mut open, &job, limit).await;
-        if usable {
-            conn = Some(open);
-        } else {
-            open.abort().await;
-        }
-        let _ = reports.send(Report {
-            index: job.index,
-            outcome,
-        });
-    }
-    if let Some(mut c) = conn {
-        let _ = timeout(limit, c.quit()).await;
-    }
+enum Step<'a> {
+    Mail(
+        Option<lettre::Address>,
+        Vec<lettre::transport::smtp::extension::MailParameter>,
+    ),
+    Rcpt(lettre::Address),
+    Data,
+    Content(&'a [u8]),
 }

@@ -114,6 +114,31 @@ impl Project {
         Run(cmd.output().expect("run newsletter"))
     }
 
+    /// Editions recorded in the state database (0 when it does not exist).
+    pub fn editions(&self) -> usize {
+        let path = self.path("newsletter.db");
+        if !path.exists() {
+            return 0;
+        }
+        let conn = rusqlite::Connection::open(path).expect("open state");
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM edition", [], |r| r.get(0))
+            .expect("count");
+        usize::try_from(n).expect("count")
+    }
+
+    /// Journal states of one edition's recipients: (email, state), by email.
+    pub fn journal(&self) -> Vec<(String, String)> {
+        let conn = rusqlite::Connection::open(self.path("newsletter.db")).expect("open state");
+        let mut stmt = conn
+            .prepare("SELECT email, state FROM delivery ORDER BY email")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
     /// The `.eml` files written into the outbox, by file name.
     pub fn outbox(&self) -> Vec<(String, Vec<u8>)> {
         let mut found = Vec::new();

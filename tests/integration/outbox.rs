@@ -19,14 +19,23 @@ fn send_writes_one_message_per_subscribed_address_and_records_the_edition() {
     assert!(run.stdout().contains("sent 3 of 3"), "{}", run.stdout());
     assert!(p.path("newsletter.db").exists());
 
-    // The same articles are not sent twice: the next run has nothing to do.
+    // The same day, a rerun finds today's edition complete and opens nothing.
     let again = p.run(&["send"]);
-    again.expect_code(6);
+    again.expect_code(0);
     assert!(
-        again.stdout().contains("nothing to do"),
+        again.stdout().contains("already sent to 3 recipients"),
         "{}",
         again.stdout()
     );
+    // A week later, with no new article, there is nothing to do.
+    let later = p.run_with_env(&["send"], &[("SOURCE_DATE_EPOCH", "1796374800")]);
+    later.expect_code(6);
+    assert!(
+        later.stdout().contains("nothing to do"),
+        "{}",
+        later.stdout()
+    );
+    assert_eq!(p.outbox().len(), 3);
 
     // A newly selected article makes a new edition with just that article.
     p.write(

@@ -1,0 +1,90 @@
+//! `newsletter status`: what the journal says about an edition, for people or, with
+//! `--json`, for scripts.
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use crate::cli::{Cli, StatusArgs};
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::journal::{Journal, Row, State};
+
+#[derive(Serialize)]
+struct Report {
+    edition: String,
+    date: String,
+    complete: bool,
+    counts: std::collections::BTreeMap<&'static str, usize>,
+    /// Deferred, failed and in-doubt recipients, with the server's reply.
+    attention: Vec<Row>,
+}
+
+pub fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
+    let config = Config::load(&cli.config)?;
+    let Some(journal) = Journal::open_read_only(&config.paths.state)? else {
+        println!(
+            "no edition has been sent yet ({} does not exist)",
+            config.paths.state.display()
+        );
+        return Ok(Exit::NothingToDo);
+    };
+    let (edition, date, complete) = match &args.edition {
+        Some(id) => match journal.edition(id)? {
+            Some(e) => e,
+            None => bail!(
+                "there is no edition {id:?} in {}",
+                config.paths.state.display()
+            ),
+        },
+        None => match journal.latest_edition()? {
+            Some(e) => e,
+            None => {
+                println!("no edition has been sent yet");
+                return Ok(Exit::NothingToDo);
+            }
+        },
+    };
+    let counts = journal.counts(&edition)?;
+    let attention = journal.rows(&edition, &[State::Deferred, State::Failed, State::InDoubt])?;
+    let report = Report {
+        edition,
+        date,
+        complete,
+        counts: counts.iter().map(|(s, n)| (s.as_str(), *n)).collect(),
+        attention,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(Exit::Done)
+}
+
+fn print_text(r: &Report) {
+    println!(
+        "edition {} ({}): {}",
+        r.edition,
+        r.date,
+        if r.complete {
+            "complete"
+        } else {
+            "not finished: run `newsletter send` to continue"
+        }
+    );
+    for (state, n) in &r.counts {
+        if *n > 0 {
+            println!("  {state:<10} {n}");
+        }
+    }
+    for row in &r.attention {
+        let code = row.code.map(|c| format!(" {c}")).unwrap_or_default();
+        println!(
+            "{:<10} {} (attempts {}){code}: {}",
+            row.state.as_str(),
+            row.email,
+            row.attempts,
+            row.reply.as_deref().unwrap_or("")
+        );
+    }
+}

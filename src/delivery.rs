@@ -1,0 +1,537 @@
+//! The delivery engine: N workers, each with its own connection, take messages from a
+//! bounded queue that is filled as they go (messages are composed as they are sent, never
+//! all held at once). Every outcome is classified and journaled; a stop (signal, fatal
+//! error, circuit breaker, quota, journal failure) lets in-flight messages finish and
+//! starts no new one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::config::Pacing;
+use crate::journal::Change;
+use crate::journal_writer::Recorder;
+use crate::message::Outgoing;
+use crate::subscribers::Subscriber;
+use crate::transport::outbox::Outbox;
+use crate::transport::smtp::{Connector, Fatal, Refusal, Session, Stage};
+
+/// Where messages go.
+pub enum Via {
+    Outbox(Outbox),
+    Smtp(Box<Connector>),
+}
+
+/// Why a run stopped before its work was done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// Retrying cannot help: credentials or TLS refused.
+    Fatal(String),
+    /// Too many failures in a row.
+    CircuitBreaker(usize),
+    /// The daily quota is used up.
+    Quota(u64),
+    /// The journal could not be written: nothing may be sent without a record.
+    Journal(String),
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Interrupted => f.write_str("interrupted by a signal"),
+            StopReason::Fatal(e) => write!(f, "{e}"),
+            StopReason::CircuitBreaker(n) => {
+                write!(f, "{n} failures in a row; stopped to spare the relay")
+            }
+            StopReason::Quota(q) => write!(f, "the daily quota of {q} messages is used up"),
+            StopReason::Journal(e) => {
+                write!(f, "cannot write the journal, so nothing more is sent: {e}")
+            }
+        }
+    }
+}
+
+/// Live counts, read by the progress display.
+#[derive(Default)]
+pub struct Counters {
+    pub sent: AtomicUsize,
+    pub deferred: AtomicUsize,
+    pub failed: AtomicUsize,
+    pub in_doubt: AtomicUsize,
+    /// The most recent failure, for a one-message run to explain itself.
+    pub last_problem: std::sync::Mutex<Option<String>>,
+}
+
+/// One recipient to attempt, with the attempts it has had in earlier runs.
+pub struct Work {
+    pub subscriber: Subscriber,
+    pub attempts: u32,
+}
+
+struct Job {
+    email: String,
+    attempts: u32,
+    /// Deferred earlier in this run: taking it off the deferred count.
+    retry: bool,
+    message: Outgoing,
+    index: usize,
+}
+
+struct Shared {
+    pacing: Pacing,
+    stop_tx: watch::Sender<bool>,
+    reason: std::sync::Mutex<Option<StopReason>>,
+    failures_in_row: AtomicUsize,
+    quota_left: Option<AtomicU64>,
+    quota: u64,
+    next_slot: Mutex<Instant>,
+    counters: Arc<Counters>,
+    /// Indexes (into the work list) of recipients deferred in this pass.
+    retry: std::sync::Mutex<Vec<(usize, u32)>>,
+    recorder: Recorder,
+}
+
+impl Shared {
+    fn stop(&self, reason: StopReason) {
+        if let Ok(mut r) = self.reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.stop_tx.send_replace(true);
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop_tx.borrow()
+    }
+
+    /// Resolves when a stop is requested.
+    async fn until_stopped(&self) {
+        let mut rx = self.stop_tx.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    fn take_quota(&self) -> bool {
+        match &self.quota_left {
+            None => true,
+            Some(left) => left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+
+    /// Waits for this message's slot under the rate limit.
+    async fn pace(&self) {
+        let Some(rate) = self.pacing.rate_per_second else {
+            return;
+        };
+        let slot = {
+            let mut next = self.next_slot.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + Duration::from_secs_f64(1.0 / rate);
+            slot
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(slot.into()) => {}
+            () = self.until_stopped() => {}
+        }
+    }
+
+    fn success(&self) {
+        self.failures_in_row.store(0, Ordering::SeqCst);
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failure(&self, problem: &str) {
+        if let Ok(mut last) = self.counters.last_problem.lock() {
+            *last = Some(problem.to_string());
+        }
+        let n = self.failures_in_row.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.pacing.max_consecutive_failures {
+            self.stop(StopReason::CircuitBreaker(n));
+        }
+    }
+
+    /// A transient failure: deferred for a later pass or run, or given up on after
+    /// `max_attempts`.
+    fn defer(&self, job: &Job, code: Option<u16>, reply: String) {
+        let attempts = job.attempts + 1;
+        if attempts >= self.pacing.max_attempts {
+            self.fail(
+                job,
+                code,
+                format!("gave up after {attempts} attempts: {reply}"),
+                false,
+            );
+            return;
+        }
+        let wait =
+            self.pacing.retry_delay * 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
+        let reply_text = reply.clone();
+        self.recorder.record(
+            &job.email,
+            Change::Deferred {
+                code,
+                reply,
+                next_try: SystemTime::now() + wait,
+            },
+        );
+        self.counters.deferred.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut r) = self.retry.lock() {
+            r.push((job.index, attempts));
+        }
+        self.failure(&reply_text);
+    }
+
+    fn fail(&self, job: &Job, code: Option<u16>, reply: String, suppress: bool) {
+        self.failure(&reply);
+        self.recorder.record(
+            &job.email,
+            Change::Failed {
+                code,
+                reply,
+                suppress,
+            },
+        );
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a run did: its stop reason if it stopped early.
+pub struct RunEnd {
+    pub stop: Option<StopReason>,
+}
+
+/// How one run delivers.
+pub struct Plan {
+    pub via: Via,
+    pub pacing: Pacing,
+    pub connections: usize,
+    /// Messages left in today's quota, when there is one.
+    pub quota_left: Option<u64>,
+    pub recorder: Recorder,
+    pub counters: Arc<Counters>,
+}
+
+/// Delivers `work` as `plan` says, building each message with `build` when a worker is
+/// ready for it.
+pub fn run(
+    plan: Plan,
+    work: &[Work],
+    build: &dyn Fn(&Subscriber) -> Result<Outgoing>,
+) -> Result<RunEnd> {
+    let Plan {
+        via,
+        pacing,
+        connections,
+        quota_left,
+        recorder,
+        counters,
+    } = plan;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the network runtime")?;
+    let (stop_tx, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        pacing: pacing.clone(),
+        stop_tx,
+        reason: std::sync::Mutex::new(None),
+        failures_in_row: AtomicUsize::new(0),
+        quota_left: quota_left.map(AtomicU64::new),
+        quota: pacing.daily_quota.unwrap_or(0),
+        next_slot: Mutex::new(Instant::now()),
+        counters,
+        retry: std::sync::Mutex::new(Vec::new()),
+        recorder,
+    });
+    runtime.spawn(watch_signals(Arc::clone(&shared)));
+    let via = Arc::new(via);
+
+    let mut todo: Vec<(usize, u32)> = work
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (i, w.attempts))
+        .collect();
+    for pass in 0..=pacing.retries_per_run {
+        if todo.is_empty() || shared.stopped() {
+            break;
+        }
+        if pass > 0 {
+            let wait = pacing.retry_delay * 2u32.saturating_pow((pass - 1).min(16));
+            let s = Arc::clone(&shared);
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = s.until_stopped() => {}
+                }
+            });
+            if shared.stopped() {
+                break;
+            }
+        }
+        let pass = Pass {
+            runtime: &runtime,
+            via: &via,
+            shared: &shared,
+            connections,
+            retry: pass > 0,
+        };
+        pass.run(work, &todo, build)?;
+        todo = std::mem::take(
+            &mut *shared
+                .retry
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?,
+        );
+        todo.sort_unstable();
+    }
+    let stop = shared.reason.lock().ok().and_then(|r| r.clone());
+    Ok(RunEnd { stop })
+}
+
+/// One pass over a list of recipients: the first, or a retry of those deferred.
+struct Pass<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    via: &'a Arc<Via>,
+    shared: &'a Arc<Shared>,
+    connections: usize,
+    retry: bool,
+}
+
+impl Pass<'_> {
+    fn run(
+        &self,
+        work: &[Work],
+        todo: &[(usize, u32)],
+        build: &dyn Fn(&Subscriber) -> Result<Outgoing>,
+    ) -> Result<()> {
+        let Pass {
+            runtime,
+            via,
+            shared,
+            connections,
+            retry,
+        } = *self;
+        let workers = connections.clamp(1, todo.len().max(1));
+        let (tx, rx) = mpsc::channel::<Job>(workers * 2);
+        let rx = Arc::new(Mutex::new(rx));
+        let handles: Vec<_> = (0..workers)
+            .map(|_| runtime.spawn(worker(Arc::clone(via), Arc::clone(shared), Arc::clone(&rx))))
+            .collect();
+        drop(rx);
+        let mut build_error = None;
+        for &(index, attempts) in todo {
+            if shared.stopped() {
+                break;
+            }
+            let subscriber = &work[index].subscriber;
+            let message = match build(subscriber) {
+                Ok(m) => m,
+                Err(e) => {
+                    build_error = Some(e);
+                    break;
+                }
+            };
+            let job = Job {
+                email: subscriber.email.to_string(),
+                attempts,
+                retry,
+                message,
+                index,
+            };
+            if tx.blocking_send(job).is_err() {
+                break; // every worker has stopped
+            }
+        }
+        drop(tx);
+        for h in handles {
+            let _ = runtime.block_on(h);
+        }
+        match build_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn watch_signals(shared: Arc<Shared>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    shared.stop(StopReason::Interrupted);
+}
+
+async fn worker(via: Arc<Via>, shared: Arc<Shared>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut session: Option<Session> = None;
+    loop {
+        let job = {
+            let mut rx = jobs.lock().await;
+            tokio::select! {
+                job = rx.recv() => job,
+                () = shared.until_stopped() => None,
+            }
+        };
+        // A job taken but not started stays pending (or deferred) in the journal.
+        let Some(job) = job else { break };
+        if shared.stopped() {
+            break;
+        }
+        if job.retry {
+            shared.counters.deferred.fetch_sub(1, Ordering::Relaxed);
+        }
+        if !shared.take_quota() {
+            shared.stop(StopReason::Quota(shared.quota));
+            break;
+        }
+        shared.pace().await;
+        if shared.stopped() {
+            break;
+        }
+        match via.as_ref() {
+            Via::Outbox(outbox) => to_outbox(outbox, &shared, &job).await,
+            Via::Smtp(connector) => over_smtp(connector, &mut session, &shared, &job).await,
+        }
+    }
+    if let Some(s) = session {
+        s.quit().await;
+    }
+}
+
+async fn to_outbox(outbox: &Outbox, shared: &Shared, job: &Job) {
+    let attempting = Change::Attempting {
+        message_id: job.message.message_id.clone(),
+    };
+    if let Err(e) = shared.recorder.commit(&job.email, attempting).await {
+        shared.stop(StopReason::Journal(format!("{e:#}")));
+        return;
+    }
+    match outbox.deliver(&job.message.to, &job.message.bytes) {
+        Ok(path) => {
+            shared.recorder.record(
+                &job.email,
+                Change::Sent {
+                    reply: path.display().to_string(),
+                },
+            );
+            shared.success();
+        }
+        Err(e) => shared.defer(job, None, format!("{e:#}")),
+    }
+}
+
+/// Codes that say the credentials are wrong or missing: stop, do not retry.
+fn is_auth_refusal(r: &Refusal) -> bool {
+    matches!(r.code, Some(530 | 535))
+}
+
+async fn over_smtp(
+    connector: &Connector,
+    session: &mut Option<Session>,
+    shared: &Shared,
+    job: &Job,
+) {
+    if session
+        .as_ref()
+        .is_some_and(|s| s.sent >= shared.pacing.max_per_connection)
+        && let Some(s) = session.take()
+    {
+        s.quit().await;
+    }
+    if session.is_none() {
+        match connector.connect().await {
+            Ok(conn) => *session = Some(Session::new(conn, connector.command_timeout())),
+            Err(e) if e.downcast_ref::<Fatal>().is_some() => {
+                shared.stop(StopReason::Fatal(format!("{e:#}")));
+                return;
+            }
+            Err(e) => {
+                shared.defer(job, None, format!("{e:#}"));
+                return;
+            }
+        }
+    }
+    let Some(open) = session.as_mut() else { return };
+
+    if let Err(r) = open
+        .envelope(&job.message.envelope, &job.message.bytes)
+        .await
+    {
+        if r.connection_lost
+            && let Some(s) = session.take()
+        {
+            s.abort().await;
+        }
+        if is_auth_refusal(&r) {
+            shared.stop(StopReason::Fatal(format!(
+                "{} refused the session: {r}",
+                connector.server()
+            )));
+        } else if r.is_permanent() {
+            // 5xx on RCPT: this address does not exist; never try it again.
+            shared.fail(job, r.code, r.reply.clone(), r.stage == Stage::Rcpt);
+        } else {
+            shared.defer(job, r.code, r.reply.clone());
+        }
+        return;
+    }
+
+    // The record that this message may be delivered must be on disk before its DATA.
+    let attempting = Change::Attempting {
+        message_id: job.message.message_id.clone(),
+    };
+    if let Err(e) = shared.recorder.commit(&job.email, attempting).await {
+        shared.stop(StopReason::Journal(format!("{e:#}")));
+        if let Some(s) = session.take() {
+            s.abort().await;
+        }
+        return;
+    }
+
+    match open.data(&job.message.bytes).await {
+        Ok(reply) => {
+            shared.recorder.record(&job.email, Change::Sent { reply });
+            shared.success();
+        }
+        Err(r) => {
+            if r.connection_lost
+                && let Some(s) = session.take()
+            {
+                s.abort().await;
+            }
+            if r.outcome_unknown() {
+                shared.recorder.record(
+                    &job.email,
+                    Change::InDoubt {
+                        reason: r.reply.clone(),
+                    },
+                );
+                shared.counters.in_doubt.fetch_add(1, Ordering::Relaxed);
+                shared.failure(&r.reply);
+            } else if is_auth_refusal(&r) {
+                shared.stop(StopReason::Fatal(format!(
+                    "{} refused the session: {r}",
+                    connector.server()
+                )));
+                shared.defer(job, r.code, r.reply.clone());
+            } else if r.is_permanent() {
+                shared.fail(job, r.code, r.reply.clone(), false);
+            } else {
+                shared.defer(job, r.code, r.reply.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! The state database (SQLite, WAL, `synchronous=FULL`): frozen editions and the delivery
+//! journal, one row per (edition, recipient), plus the suppression list and the daily count.
+//!
+//! The promise it carries: a recipient is durably `attempting` before its DATA and durably
+//! `sent` after the server's 250, so after any crash no one is skipped and no recorded
+//! success is repeated. Rows left `attempting` by a dead run become `in_doubt`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use crate::articles::Article;
+use crate::edition::Edition;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS edition (
+    id            TEXT PRIMARY KEY,
+    date          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    completed_at  INTEGER,
+    frozen        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS edition_article (
+    edition_id  TEXT NOT NULL REFERENCES edition(id),
+    article_id  TEXT NOT NULL,
+    PRIMARY KEY (edition_id, article_id)
+);
+CREATE TABLE IF NOT EXISTS delivery (
+    edition_id  TEXT NOT NULL REFERENCES edition(id),
+    email       TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN
+                  ('pending','attempting','sent','deferred','failed','in_doubt','skipped')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_try    INTEGER,
+    code        INTEGER,
+    reply       TEXT,
+    message_id  TEXT,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (edition_id, email)
+);
+CREATE INDEX IF NOT EXISTS delivery_state ON delivery (edition_id, state);
+CREATE TABLE IF NOT EXISTS suppression (
+    email   TEXT PRIMARY KEY,
+    reason  TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daily_count (
+    day   TEXT PRIMARY KEY,
+    sent  INTEGER NOT NULL
+);
+";
+
+/// A recipient's place in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Pending,
+    Attempting,
+    Sent,
+    Deferred,
+    Failed,
+    InDoubt,
+    /// Unsubscribed or suppressed after the edition was frozen: not mailed.
+    Skipped,
+}
+
+impl State {
+    pub const ALL: [State; 7] = [
+        State::Pending,
+        State::Attempting,
+        State::Sent,
+        State::Deferred,
+        State::Failed,
+        State::InDoubt,
+        State::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Attempting => "attempting",
+            State::Sent => "sent",
+            State::Deferred => "deferred",
+            State::Failed => "failed",
+            State::InDoubt => "in_doubt",
+            State::Skipped => "skipped",
+        }
+    }
+
+    fn parse(s: &str) -> rusqlite::Result<State> {
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                rusqlite::Error::InvalidColumnType(
+                    0,
+                    format!("state {s:?}"),
+                    rusqlite::types::Type::Text,
+                )
+            })
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an edition needs to be rendered again exactly, whatever happened to the files since.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Frozen {
+    pub date: NaiveDate,
+    pub articles: Vec<Article>,
+    /// Template name → source, as they were when the edition was first sent.
+    pub templates: BTreeMap<String, String>,
+}
+
+/// One journal row, for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub email: String,
+    pub state: State,
+    pub attempts: u32,
+    pub code: Option<u16>,
+    pub reply: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// A change to one recipient's row. Applied in order by the journal writer.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Attempting {
+        message_id: String,
+    },
+    Sent {
+        reply: String,
+    },
+    Deferred {
+        code: Option<u16>,
+        reply: String,
+        next_try: SystemTime,
+    },
+    Failed {
+        code: Option<u16>,
+        reply: String,
+        suppress: bool,
+    },
+    InDoubt {
+        reason: String,
+    },
+}
+
+pub struct Journal {
+    conn: Connection,
+}
+
+pub fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Journal {
+    /// Opens (creating if needed) the database for writing.
+    pub fn open(path: &Path) -> Result<Journal> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the state database {}", path.display()))?;
+        Self::setup(&conn)
+            .with_context(|| format!("cannot set up the state database {}", path.display()))?;
+        Ok(Journal { conn })
+    }
+
+    fn setup(conn: &Connection) -> rusqlite::Result<()> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)
+    }
+
+    /// Opens an existing database read-only; `None` when there is none yet (check,
+    /// preview and dry runs never create it).
+    pub fn open_read_only(path: &Path) -> Result<Option<Journal>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open the state database {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(Some(Journal { conn }))
+    }
+
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Ids of articles that earlier editions carried.
+    pub fn sent_articles(&self) -> Result<HashSet<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT article_id FROM edition_article")?;
+        let ids = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ids)
+    }
+
+    /// Rows left `attempting` by a run that died: their outcome is unknown.
+    pub fn recover_in_flight(&mut self, now: SystemTime) -> Result<usize> {
+        let n = self.conn.execute(
+            "UPDATE delivery SET state = 'in_doubt', reply = 'the run stopped during this message; its outcome is unknown', updated_at = ?1 WHERE state = 'attempting'",
+            params![unix(now)],
+        )?;
+        Ok(n)
+    }
+
+    /// The edition still being sent, if any (at most one: a new one is frozen only when the
+    /// previous one is complete).
+    pub fn unfinished_edition(&self) -> Result<Option<(String, Frozen)>> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT id, frozen FROM edition WHERE completed_at IS NULL ORDER BY created_at LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((id, json)) => {
+                let frozen: Frozen = serde_json::from_str(&json).with_context(|| {
+                    format!("the frozen edition {id} in the state database is unreadable")
+                })?;
+                Ok(Some((id, frozen)))
+            }
+        }
+    }
+
+    /// The most recent edition, complete or not: `(id, date, completed)`.
+    pub fn latest_edition(&self) -> Result<Option<(String, String, bool)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, date, completed_at IS NOT NULL FROM edition ORDER BY created_at DESC, id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    /// One edition by id: `(id, date, completed)`.
+    pub fn edition(&self, id: &str) -> Result<Option<(String, String, bool)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, date, completed_at IS NOT NULL FROM edition WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    /// Records a new edition with its frozen inputs and one pending row per recipient, in
+    /// one transaction.
+    pub fn freeze(
+        &mut self,
+        edition: &Edition,
+        frozen: &Frozen,
+        recipients: &[String],
+        now: SystemTime,
+    ) -> Result<()> {
+        let json = serde_json::to_string(frozen).context("cannot serialize the edition")?;
+        let tx = self.conn.transaction()?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT 1 FROM edition WHERE id = ?1",
+                params![edition.id],
+                |_| Ok(true),
+            )
+            .optional()?
+            .unwrap_or(false);
+        if exists {
+            bail!(
+                "edition {} was sent before; choose other articles or another --date",
+                edition.id
+            );
+        }
+        tx.execute(
+            "INSERT INTO edition (id, date, created_at, frozen) VALUES (?1, ?2, ?3, ?4)",
+            params![edition.id, edition.date.to_string(), unix(now), json],
+        )?;
+        for a in &edition.articles {
+            tx.execute(
+                "INSERT INTO edition_article (edition_id, article_id) VALUES (?1, ?2)",
+                params![edition.id, a.id],
+            )?;
+        }
+        insert_pending(&tx, &edition.id, recipients, now)?;
+        tx.commit().context("cannot record the edition")
+    }
+
+    /// Brings a resumed edition's rows in line with today's list: new subscribers are added
+    /// as pending, and anyone no longer subscribed who was not yet mailed is skipped.
+    /// Returns (added, skipped).
+    pub fn sync_recipients(
+        &mut self,
+        edition_id: &str,
+        active: &[String],
+        now: SystemTime,
+    ) -> Result<(usize, usize)> {
+        let tx = self.conn.transaction()?;
+        let known: HashSet<String> = {
+            let mut stmt = tx.prepare("SELECT email FROM delivery WHERE edition_id = ?1")?;
+            stmt.query_map(params![edition_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let new: Vec<String> = active
+            .iter()
+            .filter(|e| !known.contains(*e))
+            .cloned()
+            .collect();
+        insert_pending(&tx, edition_id, &new, now)?;
+        let active: HashSet<&String> = active.iter().collect();
+        let waiting: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT email FROM delivery WHERE edition_id = ?1 AND state IN ('pending','deferred','in_doubt')",
+            )?;
+            stmt.query_map(params![edition_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut skipped = 0;
+        for email in waiting.iter().filter(|e| !active.contains(e)) {
+            skipped += tx.execute(
+                "UPDATE delivery SET state = 'skipped', reply = 'no longer subscribed', updated_at = ?3 WHERE edition_id = ?1 AND email = ?2",
+                params![edition_id, email, unix(now)],
+            )?;
+        }
+        tx.commit()?;
+        Ok((new.len(), skipped))
+    }
+
+    /// Addresses to attempt in this run, in the order they were added, with the number
+    /// of attempts each has had.
+    pub fn work(&self, edition_id: &str, include_in_doubt: bool) -> Result<Vec<(String, u32)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT email, attempts FROM delivery WHERE edition_id = ?1 AND (state IN ('pending','deferred') OR (?2 AND state = 'in_doubt')) ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map(params![edition_id, include_in_doubt], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn counts(&self, edition_id: &str) -> Result<BTreeMap<State, usize>> {
+        let mut counts: BTreeMap<State, usize> = State::ALL.into_iter().map(|s| (s, 0)).collect();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, COUNT(*) FROM delivery WHERE edition_id = ?1 GROUP BY state")?;
+        let rows = stmt.query_map(params![edition_id], |r| {
+            Ok((State::parse(&r.get::<_, String>(0)?)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (state, n) = row?;
+            counts.insert(state, usize::try_from(n).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
+    pub fn rows(&self, edition_id: &str, states: &[State]) -> Result<Vec<Row>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT email, state, attempts, code, reply, message_id FROM delivery WHERE edition_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map(params![edition_id], |r| {
+            Ok(Row {
+                email: r.get(0)?,
+                state: State::parse(&r.get::<_, String>(1)?)?,
+                attempts: r.get(2)?,
+                code: r.get(3)?,
+                reply: r.get(4)?,
+                message_id: r.get(5)?,
+            })
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row?;
+            if states.contains(&row.state) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks the edition complete when no one is left to try (failed and skipped rows are
+    /// final). Returns whether it is complete.
+    pub fn complete_if_done(&mut self, edition_id: &str, now: SystemTime) -> Result<bool> {
+        let open: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM delivery WHERE edition_id = ?1 AND state IN ('pending','attempting','deferred','in_doubt')",
+            params![edition_id],
+            |r| r.get(0),
+        )?;
+        if open == 0 {
+            self.conn.execute(
+                "UPDATE edition SET completed_at = ?2 WHERE id = ?1 AND completed_at IS NULL",
+                params![edition_id, unix(now)],
+            )?;
+        }
+        Ok(open == 0)
+    }
+
+    pub fn suppressed(&self) -> Result<HashSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT email FROM suppression")?;
+        let set = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(set)
+    }
+
+    /// Messages sent on `day` (UTC) across all runs, for the daily quota.
+    pub fn sent_on(&self, day: NaiveDate) -> Result<u64> {
+        let n: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT sent FROM daily_count WHERE day = ?1",
+                params![day.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    }
+}
+
+fn insert_pending(
+    tx: &Transaction<'_>,
+    edition_id: &str,
+    recipients: &[String],
+    now: SystemTime,
+) -> Result<()> {
+    let mut stmt = tx.prepare(
+        "INSERT OR IGNORE INTO delivery (edition_id, email, state, updated_at) VALUES (?1, ?2, 'pending', ?3)",
+    )?;
+    for email in recipients {
+        stmt.execute(params![edition_id, email, unix(now)])?;
+    }
+    Ok(())
+}
+
+/// Applies one change inside the writer's transaction.
+pub fn apply(
+    tx: &Transaction<'_>,
+    edition_id: &str,
+    email: &str,
+    change: &Change,
+    now: SystemTime,
+) -> rusqlite::Result<()> {
+    let now_s = unix(now);
+    match change {
+        Change::Attempting { message_id } => tx.execute(
+            "UPDATE delivery SET state = 'attempting', message_id = ?3, updated_at = ?4 WHERE edition_id = ?1 AND email = ?2",
+            params![edition_id, email, message_id, now_s],
+        )?,
+        Change::Sent { reply } => {
+            let day = chrono::DateTime::<chrono::Utc>::from(now).date_naive().to_string();
+            tx.execute(
+                "INSERT INTO daily_count (day, sent) VALUES (?1, 1) ON CONFLICT(day) DO UPDATE SET sent = sent + 1",
+                params![day],
+            )?;
+            tx.execute(
+                "UPDATE delivery SET state = 'sent', attempts = attempts + 1, code = 250, reply = ?3, next_try = NULL, updated_at = ?4 WHERE edition_id = ?1 AND email = ?2",
+                params![edition_id, email, reply, now_s],
+            )?
+        }
+        Change::Deferred { code, reply, next_try } => tx.execute(
+            "UPDATE delivery SET state = 'deferred', attempts = attempts + 1, code = ?3, reply = ?4, next_try = ?5, updated_at = ?6 WHERE edition_id = ?1 AND email = ?2",
+            params![edition_id, email, code, reply, unix(*next_try), now_s],
+        )?,
+        Change::Failed { code, reply, suppress } => {
+            if *suppress {
+                tx.execute(
+                    "INSERT OR REPLACE INTO suppression (email, reason, at) VALUES (?1, ?2, ?3)",
+                    params![email, reply, now_s],
+                )?;
+            }
+            tx.execute(
+                "UPDATE delivery SET state = 'failed', attempts = attempts + 1, code = ?3, reply = ?4, updated_at = ?5 WHERE edition_id = ?1 AND email = ?2",
+                params![edition_id, email, code, reply, now_s],
+            )?
+        }
+        Change::InDoubt { reason } => tx.execute(
+            "UPDATE delivery SET state = 'in_doubt', attempts = attempts + 1, reply = ?3, updated_at = ?4 WHERE edition_id = ?1 AND email = ?2",
+            params![edition_id, email, reason, now_s],
+        )?,
+    };
+    Ok(())
+}

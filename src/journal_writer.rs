@@ -1,0 +1,136 @@
+//! One thread owns the journal's write connection. Workers send it changes; it applies
+//! whatever has queued up in one transaction (a group commit: one fsync for many changes)
+//! and then answers those that wait for durability.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use anyhow::{Result, anyhow};
+use tokio::sync::oneshot;
+
+use crate::journal::{self, Change, Journal};
+
+/// Changes applied per transaction at most, so one commit never grows without bound.
+const MAX_BATCH: usize = 1024;
+
+struct Request {
+    email: String,
+    change: Change,
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+    handle: JoinHandle<(Journal, Option<String>)>,
+}
+
+/// A cheap handle for workers. A disabled recorder (for test copies) records nothing.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: Option<mpsc::Sender<Request>>,
+}
+
+impl Writer {
+    pub fn start(journal: Journal, edition_id: String) -> Writer {
+        let (tx, rx) = mpsc::channel::<Request>();
+        let handle = std::thread::spawn(move || run(journal, &edition_id, &rx));
+        Writer { tx, handle }
+    }
+
+    pub fn recorder(&self) -> Recorder {
+        Recorder {
+            tx: Some(self.tx.clone()),
+        }
+    }
+
+    /// Waits until every change sent so far is committed; returns the journal and the first
+    /// write error, if any.
+    pub fn finish(self) -> (Option<Journal>, Option<String>) {
+        drop(self.tx);
+        match self.handle.join() {
+            Ok((journal, error)) => (Some(journal), error),
+            Err(_) => (None, Some("the journal writer stopped unexpectedly".into())),
+        }
+    }
+}
+
+impl Recorder {
+    pub fn disabled() -> Recorder {
+        Recorder { tx: None }
+    }
+
+    /// Records a change and returns once it is on disk.
+    pub async fn commit(&self, email: &str, change: Change) -> Result<()> {
+        let Some(tx) = &self.tx else {
+            return Ok(());
+        };
+        let (done, wait) = oneshot::channel();
+        tx.send(Request {
+            email: email.to_string(),
+            change,
+            done: Some(done),
+        })
+        .map_err(|_| anyhow!("the journal writer has stopped"))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow!(e)),
+            Err(_) => Err(anyhow!("the journal writer has stopped")),
+        }
+    }
+
+    /// Records a change without waiting. Changes are applied in the order they are sent,
+    /// so a later `commit` from the same worker also makes this one durable.
+    pub fn record(&self, email: &str, change: Change) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let _ = tx.send(Request {
+            email: email.to_string(),
+            change,
+            done: None,
+        });
+    }
+}
+
+fn run(
+    mut journal: Journal,
+    edition_id: &str,
+    rx: &mpsc::Receiver<Request>,
+) -> (Journal, Option<String>) {
+    let mut failed: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        // After a failed commit nothing more is written: the caller stops the run, and the
+        // rows keep the last state that reached the disk.
+        let result = match &failed {
+            Some(e) => Err(e.clone()),
+            None => commit_batch(&mut journal, edition_id, &batch).map_err(|e| format!("{e:#}")),
+        };
+        if let Err(e) = &result {
+            failed.get_or_insert_with(|| e.clone());
+        }
+        for r in batch {
+            if let Some(done) = r.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+    (journal, failed)
+}
+
+fn commit_batch(journal: &mut Journal, edition_id: &str, batch: &[Request]) -> Result<()> {
+    let now = SystemTime::now();
+    let tx = journal.connection().transaction()?;
+    for r in batch {
+        journal::apply(&tx, edition_id, &r.email, &r.change, now)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
