@@ -104,14 +104,40 @@ impl Project {
     }
 
     pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        Run(self.command(args, env).output().expect("run newsletter"))
+    }
+
+    /// The binary as a command, ready to run in the project folder.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_newsletter"));
         cmd.current_dir(self.dir.path())
             .args(args)
-            .env("SOURCE_DATE_EPOCH", PINNED_EPOCH);
+            .env("SOURCE_DATE_EPOCH", PINNED_EPOCH)
+            .stdin(std::process::Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Run(cmd.output().expect("run newsletter"))
+        cmd
+    }
+
+    /// Starts the binary without waiting for it.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args, &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn newsletter")
+    }
+
+    /// A subscriber list of `n` subscribed addresses, reader1@example.org … readerN@.
+    pub fn subscribers(&self, n: usize) -> Vec<String> {
+        let emails: Vec<String> = (1..=n).map(|i| format!("reader{i}@example.org")).collect();
+        let text: String = emails
+            .iter()
+            .map(|e| format!("[[subscriber]]\nemail = \"{e}\"\nstatus = \"subscribed\"\n\n"))
+            .collect();
+        self.write("subscribers.toml", &text);
+        emails
     }
 
     /// Editions recorded in the state database (0 when it does not exist).
@@ -129,7 +155,11 @@ impl Project {
 
     /// Journal states of one edition's recipients: (email, state), by email.
     pub fn journal(&self) -> Vec<(String, String)> {
-        let conn = rusqlite::Connection::open(self.path("newsletter.db")).expect("open state");
+        self.journal_in("newsletter.db")
+    }
+
+    pub fn journal_in(&self, rel: &str) -> Vec<(String, String)> {
+        let conn = rusqlite::Connection::open(self.path(rel)).expect("open state");
         let mut stmt = conn
             .prepare("SELECT email, state FROM delivery ORDER BY email")
             .expect("prepare");
@@ -200,12 +230,63 @@ pub struct Seen {
     pub messages: Vec<Received>,
     pub auth_users: Vec<String>,
     pub connections: usize,
+    pub mails: usize,
+}
+
+/// Where the server can hold a transaction while the test acts (kills the client, locks
+/// the journal): the n-th MAIL command, or the n-th message's final dot, before replying.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Point {
+    Mail(usize),
+    DataEnd(usize),
+}
+
+/// A one-shot rendezvous between a server thread and the test.
+#[derive(Default)]
+pub struct Gate {
+    state: Mutex<(bool, bool)>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    /// Server side: say the point is reached, then wait for the test to release it.
+    fn reach_and_wait(&self) {
+        let mut s = self.state.lock().expect("gate");
+        s.0 = true;
+        self.cv.notify_all();
+        while !s.1 {
+            s = self.cv.wait(s).expect("gate");
+        }
+    }
+
+    /// Test side: wait (at most 20 s) until the server reaches the point.
+    pub fn wait_reached(&self) {
+        let s = self.state.lock().expect("gate");
+        let (s, timeout) = self
+            .cv
+            .wait_timeout_while(s, std::time::Duration::from_secs(20), |s| !s.0)
+            .expect("gate");
+        assert!(
+            !timeout.timed_out() && s.0,
+            "the server never reached the pause point"
+        );
+    }
+
+    pub fn release(&self) {
+        self.state.lock().expect("gate").1 = true;
+        self.cv.notify_all();
+    }
 }
 
 #[derive(Clone)]
 struct Recorder {
     seen: Arc<Mutex<Seen>>,
     reject: Arc<Vec<(String, u16)>>,
+    pause: Option<Point>,
+    gate: Arc<Gate>,
+    mail_reply: Option<(usize, u16)>,
+    slow_mails: usize,
+    slow_for: std::time::Duration,
     password: Option<String>,
     from: String,
     to: Vec<String>,
@@ -215,6 +296,26 @@ struct Recorder {
 impl Handler for Recorder {
     fn helo(&mut self, _ip: std::net::IpAddr, _domain: &str) -> Response {
         self.seen.lock().expect("lock").connections += 1;
+        response::OK
+    }
+
+    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, _from: &str) -> Response {
+        let n = {
+            let mut seen = self.seen.lock().expect("lock");
+            seen.mails += 1;
+            seen.mails
+        };
+        if self.pause == Some(Point::Mail(n)) {
+            self.gate.reach_and_wait();
+        }
+        if let Some((at, code)) = self.mail_reply
+            && at == n
+        {
+            return Response::custom(code, "test server says so".to_string());
+        }
+        if n <= self.slow_mails {
+            std::thread::sleep(self.slow_for);
+        }
         response::OK
     }
 
@@ -245,7 +346,14 @@ impl Handler for Recorder {
             to: self.to.clone(),
             data: std::mem::take(&mut self.data),
         };
-        self.seen.lock().expect("lock").messages.push(received);
+        let n = {
+            let mut seen = self.seen.lock().expect("lock");
+            seen.messages.push(received);
+            seen.messages.len()
+        };
+        if self.pause == Some(Point::DataEnd(n)) {
+            self.gate.reach_and_wait();
+        }
         response::OK
     }
 
@@ -280,13 +388,21 @@ pub struct ServerOptions {
     pub tls_dir: Option<PathBuf>,
     /// Require AUTH (allowed only after STARTTLS) with this password.
     pub password: Option<String>,
-    /// RCPT replies for chosen addresses, e.g. ("bob@example.net", 550).
+    /// RCPT replies for chosen addresses, e.g. ("bob@example.net", 550); "@" matches all.
     pub reject: Vec<(String, u16)>,
+    /// Hold the server at this point until the test releases the gate.
+    pub pause: Option<Point>,
+    /// Reply with this code to the n-th MAIL command, e.g. (3, 421).
+    pub mail_reply: Option<(usize, u16)>,
+    /// The first `slow_mails` MAIL commands are answered after `slow_for`.
+    pub slow_mails: usize,
+    pub slow_for: std::time::Duration,
 }
 
 pub struct SmtpServer {
     pub port: u16,
     pub seen: Arc<Mutex<Seen>>,
+    pub gate: Arc<Gate>,
 }
 
 impl SmtpServer {
@@ -294,9 +410,15 @@ impl SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Seen::default()));
+        let gate = Arc::new(Gate::default());
         let recorder = Recorder {
             seen: Arc::clone(&seen),
             reject: Arc::new(options.reject),
+            pause: options.pause,
+            gate: Arc::clone(&gate),
+            mail_reply: options.mail_reply,
+            slow_mails: options.slow_mails,
+            slow_for: options.slow_for,
             password: options.password.clone(),
             from: String::new(),
             to: Vec::new(),
@@ -325,7 +447,20 @@ impl SmtpServer {
         std::thread::spawn(move || {
             let _ = server.serve();
         });
-        SmtpServer { port, seen }
+        SmtpServer { port, seen, gate }
+    }
+
+    /// How many messages each address received.
+    pub fn deliveries(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for to in self.messages().into_iter().flat_map(|m| m.to) {
+            *counts.entry(to).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.seen.lock().expect("lock").connections
     }
 
     pub fn messages(&self) -> Vec<Received> {

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod delivery;
 mod input;
 mod outbox;
 mod render;
