@@ -115,6 +115,11 @@ pub struct SendArgs {
     /// SMTP connections to use at once [default: `connections` in the config].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: Option<u16>,
+
+    /// Benchmark aid: send to every subscribed address without the journal (no freezing,
+    /// no resume, no protection against duplicates). Not for real sends.
+    #[arg(long, hide = true, conflicts_with_all = ["to", "dry_run", "resend_in_doubt"])]
+    pub no_journal: bool,
 }
 
 #[derive(Debug, Args)]

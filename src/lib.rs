@@ -4,6 +4,16 @@
 //! The pipeline, one module per stage: `config` → `subscribers` + `articles` → `edition`
 //! → `templates` + `compose` (per recipient) → `message` (MIME bytes) → `transport`.
 
+/// Prints a line of data on stdout. A closed pipe (`newsletter status | head`) ends the
+/// output quietly instead of panicking like `println!`.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod address;
 pub mod articles;
 pub mod cli;

@@ -20,14 +20,14 @@ pub fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     }
     let total = project.subscribers.entries.len();
     let Some(edition) = &project.edition else {
-        println!(
+        crate::say!(
             "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
         );
         return Ok(Exit::NothingToDo);
     };
     let composer = project.composer(edition);
     let rendered = render_all(&composer, project.subscribers.active())?;
-    println!(
+    crate::say!(
         "ok: edition {} ({} article{}) renders for all {rendered} subscribed recipient{}; {} unsubscribed skipped",
         edition.id,
         edition.articles.len(),

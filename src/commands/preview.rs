@@ -24,7 +24,7 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
         log.warn(note);
     }
     let Some(edition) = &project.edition else {
-        println!(
+        crate::say!(
             "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
         );
         return Ok(Exit::NothingToDo);
@@ -62,7 +62,7 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     ] {
         let path = args.out.join(format!("{stem}.{ext}"));
         fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
-        println!("{}", path.display());
+        crate::say!("{}", path.display());
     }
     log.info(format!(
         "preview of edition {} ({} articles) for {}",

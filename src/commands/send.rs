@@ -32,14 +32,21 @@ const LIST_AT_MOST: usize = 20;
 pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
     let config = Config::load(&cli.config)?;
-    if args.to.is_some() || args.dry_run {
+    if args.to.is_some() || args.dry_run || args.no_journal {
         let journal = Journal::open_read_only(&config.paths.state)?;
         let project = Project::load(config, &args.edition, clock, journal.as_ref())?;
         for note in &project.subscribers.notes {
             log.warn(note);
         }
         return match &args.to {
-            Some(address) => test_copy(&project, args, address, log),
+            Some(address) => {
+                let recipient = recipient_for(address, &project.subscribers, false)?;
+                unrecorded(&project, args, vec![recipient], log)
+            }
+            None if args.no_journal => {
+                let all = project.subscribers.active().cloned().collect();
+                unrecorded(&project, args, all, log)
+            }
             None => dry_run(&project, journal.as_ref(), log),
         };
     }
@@ -83,7 +90,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         ));
     } else {
         if active.is_empty() {
-            println!(
+            crate::say!(
                 "nothing to send: no subscribed address in {}",
                 project.config.paths.subscribers.display()
             );
@@ -229,13 +236,13 @@ fn nothing_new(journal: &Journal, project: &Project) -> Result<Exit> {
         && date == project.clock.today().to_string()
     {
         let sent = journal.counts(&id)?[&State::Sent];
-        println!(
+        crate::say!(
             "edition {id} already sent to {sent} recipient{}; nothing new to send",
             plural(sent)
         );
         return Ok(Exit::Done);
     }
-    println!(
+    crate::say!(
         "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
     );
     Ok(Exit::NothingToDo)
@@ -290,7 +297,7 @@ fn report(
     if let Some(reason) = stop {
         line.push_str(&format!("; stopped: {reason}"));
     }
-    println!("{line}");
+    crate::say!("{line}");
     Ok(match stop {
         Some(StopReason::Fatal(_) | StopReason::Journal(_)) => Exit::Failed,
         Some(_) => Exit::Partial,
@@ -301,7 +308,7 @@ fn report(
 
 fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Exit> {
     let Some(edition) = &project.edition else {
-        println!(
+        crate::say!(
             "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
         );
         return Ok(Exit::NothingToDo);
@@ -329,7 +336,7 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
     let composer = project.composer(edition);
     render_all(&composer, recipients.iter().copied())?;
     for r in &recipients {
-        println!("{}", r.email);
+        crate::say!("{}", r.email);
     }
     log.info(format!(
         "dry run: edition {} ({} article{}) would go to {} recipient{}; nothing sent",
@@ -342,59 +349,72 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
     Ok(Exit::Done)
 }
 
-/// One copy to any address, through the configured transport, recorded nowhere.
-fn test_copy(project: &Project, args: &SendArgs, address: &str, log: &Log) -> Result<Exit> {
+/// Delivers to `recipients` through the configured transport with nothing journaled:
+/// for a test copy, and (hidden `--no-journal`) to measure what the journal costs.
+fn unrecorded(
+    project: &Project,
+    args: &SendArgs,
+    recipients: Vec<Subscriber>,
+    log: &Log,
+) -> Result<Exit> {
     let Some(edition) = &project.edition else {
-        println!(
+        crate::say!(
             "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
         );
         return Ok(Exit::NothingToDo);
     };
-    let recipient = recipient_for(address, &project.subscribers, false)?;
     let composer = project.composer(edition);
-    render_all(&composer, [&recipient])?;
+    render_all(&composer, &recipients)?;
     let mailer = Mailer::new(&project.config, &edition.id, &project.signer, project.clock);
     let build = |r: &Subscriber| -> Result<Outgoing> {
         let rendered = composer.render(r).map_err(|p| anyhow!("{p}"))?;
         mailer.message(r, &rendered, &composer.unsubscribe_url(&r.email))
     };
-    let (via, mut pacing, _) = open_transport(project, edition, args)?;
+    let (via, mut pacing, connections) = open_transport(project, edition, args)?;
     pacing.retries_per_run = 0;
     pacing.daily_quota = None;
     let counters = Arc::new(Counters::default());
-    let work = [Work {
-        subscriber: recipient.clone(),
-        attempts: 0,
-    }];
+    let total = recipients.len();
+    let work: Vec<Work> = recipients
+        .into_iter()
+        .map(|subscriber| Work {
+            subscriber,
+            attempts: 0,
+        })
+        .collect();
     let plan = delivery::Plan {
         via,
         pacing,
-        connections: 1,
+        connections,
         quota_left: None,
         recorder: Recorder::disabled(),
         counters: Arc::clone(&counters),
     };
     let end = delivery::run(plan, &work, &build)?;
+    let sent = counters.sent.load(std::sync::atomic::Ordering::Relaxed);
     if let Some(reason) = end.stop {
-        return Err(anyhow!(
-            "the test copy to {} was not sent: {reason}",
-            recipient.email
-        ));
+        return Err(anyhow!("stopped after {sent} of {total}: {reason}"));
     }
-    if counters.sent.load(std::sync::atomic::Ordering::Relaxed) == 1 {
-        println!(
-            "test copy of edition {} sent to {}",
-            edition.id, recipient.email
-        );
-        Ok(Exit::Done)
-    } else {
-        let reason = counters
-            .last_problem
-            .lock()
-            .ok()
-            .and_then(|p| p.clone())
-            .unwrap_or_default();
-        log.warn(format!("the server did not accept the test copy: {reason}"));
-        Err(anyhow!("the test copy to {} was not sent", recipient.email))
+    if sent == total {
+        match (&args.to, work.first()) {
+            (Some(_), Some(w)) => crate::say!(
+                "test copy of edition {} sent to {}",
+                edition.id,
+                w.subscriber.email
+            ),
+            _ => crate::say!(
+                "edition {}: sent {sent} of {total} without a journal",
+                edition.id
+            ),
+        }
+        return Ok(Exit::Done);
     }
+    let reason = counters
+        .last_problem
+        .lock()
+        .ok()
+        .and_then(|p| p.clone())
+        .unwrap_or_default();
+    log.warn(format!("the server did not accept every message: {reason}"));
+    Err(anyhow!("sent {sent} of {total}"))
 }

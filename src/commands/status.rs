@@ -22,7 +22,7 @@ struct Report {
 pub fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
     let config = Config::load(&cli.config)?;
     let Some(journal) = Journal::open_read_only(&config.paths.state)? else {
-        println!(
+        crate::say!(
             "no edition has been sent yet ({} does not exist)",
             config.paths.state.display()
         );
@@ -39,7 +39,7 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
         None => match journal.latest_edition()? {
             Some(e) => e,
             None => {
-                println!("no edition has been sent yet");
+                crate::say!("no edition has been sent yet");
                 return Ok(Exit::NothingToDo);
             }
         },
@@ -54,7 +54,7 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
         attention,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::say!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_text(&report);
     }
@@ -62,7 +62,7 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
 }
 
 fn print_text(r: &Report) {
-    println!(
+    crate::say!(
         "edition {} ({}): {}",
         r.edition,
         r.date,
@@ -74,12 +74,12 @@ fn print_text(r: &Report) {
     );
     for (state, n) in &r.counts {
         if *n > 0 {
-            println!("  {state:<10} {n}");
+            crate::say!("  {state:<10} {n}");
         }
     }
     for row in &r.attention {
         let code = row.code.map(|c| format!(" {c}")).unwrap_or_default();
-        println!(
+        crate::say!(
             "{:<10} {} (attempts {}){code}: {}",
             row.state.as_str(),
             row.email,
