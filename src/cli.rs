@@ -57,6 +57,38 @@ pub enum Command {
     /// Show an edition's delivery journal: counts per state, and every deferred, failed and
     /// in-doubt recipient with the reason.
     Status(StatusArgs),
+    /// Unsubscribe an address (or the address in an unsubscribe token): at once for any send,
+    /// and in the subscriber list, comments kept.
+    Unsubscribe(UnsubscribeArgs),
+    /// Add an address to the subscriber list, or subscribe it again.
+    Subscribe(SubscribeArgs),
+    /// Serve the unsubscribe links over HTTP: GET shows a confirmation page, POST
+    /// (RFC 8058 one-click) unsubscribes. Put it behind the site's TLS proxy.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnsubscribeArgs {
+    /// An email address, or the token from an unsubscribe link.
+    #[arg(value_name = "ADDRESS|TOKEN")]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// The address to subscribe.
+    pub address: String,
+
+    /// The subscriber's name, used in the greeting.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8025", value_name = "ADDR:PORT")]
+    pub listen: String,
 }
 
 /// Which articles make the edition, and its date.

@@ -39,6 +39,8 @@ pub struct Unsubscribe {
     pub url: String,
     pub mailto: Option<EmailAddress>,
     pub secret: SecretSource,
+    /// Keys retired by a rotation, still accepted for links in mail already sent.
+    pub previous: Vec<SecretSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +151,8 @@ struct RawUnsubscribe {
     mailto: Option<Spanned<String>>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
+    previous_secret_env: Option<String>,
+    previous_secret_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -400,6 +404,16 @@ impl Config {
                         url: u.url.get_ref().clone(),
                         mailto,
                         secret,
+                        previous: u
+                            .previous_secret_env
+                            .iter()
+                            .map(|n| SecretSource::Env(n.clone()))
+                            .chain(
+                                u.previous_secret_file
+                                    .iter()
+                                    .map(|f| SecretSource::File(dir.join(f))),
+                            )
+                            .collect(),
                     },
                     paths,
                     transport,

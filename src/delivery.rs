@@ -415,9 +415,13 @@ async fn to_outbox(outbox: &Outbox, shared: &Shared, job: &Job) {
     let attempting = Change::Attempting {
         message_id: job.message.message_id.clone(),
     };
-    if let Err(e) = shared.recorder.commit(&job.email, attempting).await {
-        shared.stop(StopReason::Journal(format!("{e:#}")));
-        return;
+    match shared.recorder.commit(&job.email, attempting).await {
+        Ok(true) => {}
+        Ok(false) => return, // unsubscribed meanwhile
+        Err(e) => {
+            shared.stop(StopReason::Journal(format!("{e:#}")));
+            return;
+        }
     }
     match outbox.deliver(&job.message.to, &job.message.bytes) {
         Ok(path) => {
@@ -493,12 +497,20 @@ async fn over_smtp(
     let attempting = Change::Attempting {
         message_id: job.message.message_id.clone(),
     };
-    if let Err(e) = shared.recorder.commit(&job.email, attempting).await {
-        shared.stop(StopReason::Journal(format!("{e:#}")));
-        if let Some(s) = session.take() {
-            s.abort().await;
+    match shared.recorder.commit(&job.email, attempting).await {
+        Ok(true) => {}
+        Ok(false) => {
+            // Unsubscribed while the envelope was on its way: abandon the transaction.
+            open.reset().await;
+            return;
         }
-        return;
+        Err(e) => {
+            shared.stop(StopReason::Journal(format!("{e:#}")));
+            if let Some(s) = session.take() {
+                s.abort().await;
+            }
+            return;
+        }
     }
 
     match open.data(&job.message.bytes).await {

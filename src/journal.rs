@@ -54,7 +54,31 @@ CREATE TABLE IF NOT EXISTS daily_count (
     day   TEXT PRIMARY KEY,
     sent  INTEGER NOT NULL
 );
+-- Who unsubscribed, durable the moment they asked; honoured by a send already running.
+CREATE TABLE IF NOT EXISTS unsubscribed (
+    email   TEXT PRIMARY KEY,
+    source  TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
+-- Edits of subscribers.toml not yet written to it (the file is edited under the run lock).
+CREATE TABLE IF NOT EXISTS list_change (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    email       TEXT NOT NULL,
+    action      TEXT NOT NULL CHECK (action IN ('subscribe','unsubscribe')),
+    name        TEXT,
+    at          INTEGER NOT NULL,
+    applied_at  INTEGER
+);
 ";
+
+/// An edit of the subscriber list waiting to be written into the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListChange {
+    pub id: i64,
+    pub email: String,
+    pub subscribe: bool,
+    pub name: Option<String>,
+}
 
 /// A recipient's place in the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -412,6 +436,71 @@ impl Journal {
         Ok(open == 0)
     }
 
+    /// Records an unsubscribe durably (committed before this returns).
+    pub fn record_unsubscribe(&mut self, email: &str, source: &str, now: SystemTime) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO unsubscribed (email, source, at) VALUES (?1, ?2, ?3)",
+            params![email, source, unix(now)],
+        )?;
+        tx.execute(
+            "INSERT INTO list_change (email, action, at) VALUES (?1, 'unsubscribe', ?2)",
+            params![email, unix(now)],
+        )?;
+        tx.commit().context("cannot record the unsubscribe")
+    }
+
+    /// Records a (re-)subscription durably.
+    pub fn record_subscribe(
+        &mut self,
+        email: &str,
+        name: Option<&str>,
+        now: SystemTime,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM unsubscribed WHERE email = ?1", params![email])?;
+        tx.execute(
+            "INSERT INTO list_change (email, action, name, at) VALUES (?1, 'subscribe', ?2, ?3)",
+            params![email, name, unix(now)],
+        )?;
+        tx.commit().context("cannot record the subscription")
+    }
+
+    pub fn unsubscribed(&self) -> Result<HashSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT email FROM unsubscribed")?;
+        let set = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(set)
+    }
+
+    pub fn pending_list_changes(&self) -> Result<Vec<ListChange>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, email, action, name FROM list_change WHERE applied_at IS NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ListChange {
+                id: r.get(0)?,
+                email: r.get(1)?,
+                subscribe: r.get::<_, String>(2)? == "subscribe",
+                name: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn mark_applied(&mut self, ids: &[i64], now: SystemTime) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for id in ids {
+            tx.execute(
+                "UPDATE list_change SET applied_at = ?2 WHERE id = ?1",
+                params![id, unix(now)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn suppressed(&self) -> Result<HashSet<String>> {
         let mut stmt = self.conn.prepare("SELECT email FROM suppression")?;
         let set = stmt
@@ -456,13 +545,25 @@ pub fn apply(
     email: &str,
     change: &Change,
     now: SystemTime,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
     let now_s = unix(now);
     match change {
-        Change::Attempting { message_id } => tx.execute(
-            "UPDATE delivery SET state = 'attempting', message_id = ?3, updated_at = ?4 WHERE edition_id = ?1 AND email = ?2",
-            params![edition_id, email, message_id, now_s],
-        )?,
+        Change::Attempting { message_id } => {
+            // Refused when the address unsubscribed meanwhile (serve or the CLI commit that
+            // before answering): the row is skipped and the message must not be sent.
+            let n = tx.execute(
+                "UPDATE delivery SET state = 'attempting', message_id = ?3, updated_at = ?4 WHERE edition_id = ?1 AND email = ?2 AND NOT EXISTS (SELECT 1 FROM unsubscribed u WHERE u.email = delivery.email)",
+                params![edition_id, email, message_id, now_s],
+            )?;
+            if n == 0 {
+                tx.execute(
+                    "UPDATE delivery SET state = 'skipped', reply = 'unsubscribed during the send', updated_at = ?3 WHERE edition_id = ?1 AND email = ?2",
+                    params![edition_id, email, now_s],
+                )?;
+                return Ok(false);
+            }
+            n
+        }
         Change::Sent { reply } => {
             let day = chrono::DateTime::<chrono::Utc>::from(now).date_naive().to_string();
             tx.execute(
@@ -495,5 +596,5 @@ pub fn apply(
             params![edition_id, email, reason, now_s],
         )?,
     };
-    Ok(())
+    Ok(true)
 }

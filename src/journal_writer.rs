@@ -17,7 +17,7 @@ const MAX_BATCH: usize = 1024;
 struct Request {
     email: String,
     change: Change,
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    done: Option<oneshot::Sender<Result<bool, String>>>,
 }
 
 pub struct Writer {
@@ -60,10 +60,11 @@ impl Recorder {
         Recorder { tx: None }
     }
 
-    /// Records a change and returns once it is on disk.
-    pub async fn commit(&self, email: &str, change: Change) -> Result<()> {
+    /// Records a change and returns once it is on disk; `false` when an `Attempting` was
+    /// refused because the address unsubscribed meanwhile.
+    pub async fn commit(&self, email: &str, change: Change) -> Result<bool> {
         let Some(tx) = &self.tx else {
-            return Ok(());
+            return Ok(true);
         };
         let (done, wait) = oneshot::channel();
         tx.send(Request {
@@ -73,7 +74,7 @@ impl Recorder {
         })
         .map_err(|_| anyhow!("the journal writer has stopped"))?;
         match wait.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(applied)) => Ok(applied),
             Ok(Err(e)) => Err(anyhow!(e)),
             Err(_) => Err(anyhow!("the journal writer has stopped")),
         }
@@ -116,21 +117,27 @@ fn run(
         if let Err(e) = &result {
             failed.get_or_insert_with(|| e.clone());
         }
-        for r in batch {
+        for (i, r) in batch.into_iter().enumerate() {
             if let Some(done) = r.done {
-                let _ = done.send(result.clone());
+                let answer = match &result {
+                    Ok(applied) => Ok(applied.get(i).copied().unwrap_or(true)),
+                    Err(e) => Err(e.clone()),
+                };
+                let _ = done.send(answer);
             }
         }
     }
     (journal, failed)
 }
 
-fn commit_batch(journal: &mut Journal, edition_id: &str, batch: &[Request]) -> Result<()> {
+/// Applies a batch in one transaction; returns, per request, whether its change applied.
+fn commit_batch(journal: &mut Journal, edition_id: &str, batch: &[Request]) -> Result<Vec<bool>> {
     let now = SystemTime::now();
     let tx = journal.connection().transaction()?;
+    let mut applied = Vec::with_capacity(batch.len());
     for r in batch {
-        journal::apply(&tx, edition_id, &r.email, &r.change, now)?;
+        applied.push(journal::apply(&tx, edition_id, &r.email, &r.change, now)?);
     }
     tx.commit()?;
-    Ok(())
+    Ok(applied)
 }

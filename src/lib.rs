@@ -26,6 +26,7 @@ pub mod edition;
 pub mod exit;
 pub mod journal;
 pub mod journal_writer;
+pub mod listfile;
 pub mod lock;
 pub mod message;
 pub mod problems;
@@ -51,6 +52,9 @@ pub fn run(cli: &Cli) -> Exit {
         Command::Preview(args) => commands::preview::run(cli, args, &log),
         Command::Send(args) => commands::send::run(cli, args, &log),
         Command::Status(args) => commands::status::run(cli, args),
+        Command::Unsubscribe(args) => commands::list::unsubscribe(cli, args),
+        Command::Subscribe(args) => commands::list::subscribe(cli, args),
+        Command::Serve(args) => commands::serve::run(cli, args, &log),
     };
     match result {
         Ok(exit) => exit,

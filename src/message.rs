@@ -89,6 +89,11 @@ impl<'a> Mailer<'a> {
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Unsubscribe"),
                 list_unsubscribe,
+            ))
+            // RFC 8058 one-click: the https URL answers a POST of exactly this body.
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_string(),
             ));
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());

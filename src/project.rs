@@ -54,7 +54,15 @@ impl Project {
             .unsubscribe
             .secret
             .load()
-            .map(Signer::new)
+            .and_then(|key| {
+                let previous = config
+                    .unsubscribe
+                    .previous
+                    .iter()
+                    .map(|s| s.load())
+                    .collect::<Result<_>>()?;
+                Ok(Signer::new(key).with_previous(previous))
+            })
             .map_err(|e| {
                 problems.push(Problem::new(&config.path, format!("{e:#}")).field("unsubscribe"));
             })

@@ -16,24 +16,56 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone)]
 pub struct Signer {
     key: Secret,
+    /// Keys retired by a rotation: their tokens are still accepted, never issued.
+    previous: Vec<Secret>,
+}
+
+fn keyed(key: &Secret, parts: &[&str]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match HmacSha256::new_from_slice(key.expose().as_bytes()) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    for part in parts {
+        mac.update(part.as_bytes());
+        mac.update(&[0]);
+    }
+    mac
 }
 
 impl Signer {
     pub fn new(key: Secret) -> Self {
-        Signer { key }
+        Signer {
+            key,
+            previous: Vec::new(),
+        }
+    }
+
+    pub fn with_previous(mut self, previous: Vec<Secret>) -> Self {
+        self.previous = previous;
+        self
     }
 
     fn mac(&self, parts: &[&str]) -> [u8; 32] {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = match HmacSha256::new_from_slice(self.key.expose().as_bytes()) {
-            Ok(m) => m,
-            Err(_) => unreachable!("HMAC takes keys of any length"),
-        };
-        for part in parts {
-            mac.update(part.as_bytes());
-            mac.update(&[0]);
+        keyed(&self.key, parts).finalize().into_bytes().into()
+    }
+
+    /// The address an unsubscribe token stands for, if the token is genuine: made with this
+    /// list's key (or a previous one) for this list. The MAC is compared in constant time.
+    pub fn verify_unsubscribe_token(&self, list_id: &str, token: &str) -> Option<EmailAddress> {
+        let (address, tag) = token.trim().split_once('.')?;
+        let address = String::from_utf8(URL_SAFE_NO_PAD.decode(address).ok()?).ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        if tag.len() != 16 {
+            return None;
         }
-        mac.finalize().into_bytes().into()
+        let email = EmailAddress::parse(&address).ok()?;
+        let genuine = std::iter::once(&self.key).chain(&self.previous).any(|key| {
+            keyed(key, &["unsubscribe", list_id, &address])
+                .verify_truncated_left(&tag)
+                .is_ok()
+        });
+        (genuine && email.as_str() == address).then_some(email)
     }
 
     /// `base64url(address) . base64url(first 16 bytes of HMAC(list, address))`: the address
@@ -94,6 +126,39 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
             "{t}"
         );
+    }
+
+    #[test]
+    fn a_genuine_token_verifies_and_an_altered_one_does_not() {
+        let ada = EmailAddress::parse("ada@example.org").unwrap();
+        let s = signer("k1");
+        let t = s.unsubscribe_token("weekly", &ada);
+        assert_eq!(s.verify_unsubscribe_token("weekly", &t), Some(ada.clone()));
+        assert_eq!(
+            s.verify_unsubscribe_token("daily", &t),
+            None,
+            "bound to the list"
+        );
+        assert_eq!(
+            signer("k2").verify_unsubscribe_token("weekly", &t),
+            None,
+            "bound to the key"
+        );
+        // Another address with the same tag, a flipped tag character, garbage.
+        let (_, tag) = t.split_once('.').unwrap();
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode("bob@example.org"));
+        assert_eq!(s.verify_unsubscribe_token("weekly", &forged), None);
+        let mut flipped = t.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            s.verify_unsubscribe_token("weekly", &String::from_utf8(flipped).unwrap()),
+            None
+        );
+        assert_eq!(s.verify_unsubscribe_token("weekly", "not-a-token"), None);
+        // After a rotation the old key's tokens still work.
+        let rotated = signer("k2").with_previous(vec![Secret::new("k1")]);
+        assert_eq!(rotated.verify_unsubscribe_token("weekly", &t), Some(ada));
     }
 
     #[test]

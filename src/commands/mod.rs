@@ -1,8 +1,10 @@
 //! One module per subcommand; each returns the exit status of its outcome.
 
 pub mod check;
+pub mod list;
 pub mod preview;
 pub mod send;
+pub mod serve;
 pub mod status;
 
 use anyhow::{Result, bail};

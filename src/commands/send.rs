@@ -18,6 +18,7 @@ use crate::edition::Edition;
 use crate::exit::Exit;
 use crate::journal::{Journal, State};
 use crate::journal_writer::{Recorder, Writer};
+use crate::listfile;
 use crate::lock::RunLock;
 use crate::message::{Mailer, Outgoing};
 use crate::progress::Progress;
@@ -61,15 +62,25 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             plural(recovered)
         ));
     }
+    // Subscribes and unsubscribes recorded while no one held the lock reach the file now.
+    let written = listfile::apply_pending(&config, &mut journal, chrono::Utc::now().date_naive())?;
+    if written > 0 {
+        log.info(format!(
+            "{written} subscription change{} written into {}",
+            plural(written),
+            config.paths.subscribers.display()
+        ));
+    }
     let project = Project::load(config, &args.edition, clock, Some(&journal))?;
     for note in &project.subscribers.notes {
         log.warn(note);
     }
-    let suppressed = journal.suppressed()?;
+    let mut excluded = journal.suppressed()?;
+    excluded.extend(journal.unsubscribed()?);
     let active: Vec<&Subscriber> = project
         .subscribers
         .active()
-        .filter(|s| !suppressed.contains(s.email.as_str()))
+        .filter(|s| !excluded.contains(s.email.as_str()))
         .collect();
     let active_emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
 
@@ -180,6 +191,12 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     }
 
     let complete = journal.complete_if_done(&edition.id, SystemTime::now())?;
+    // Unsubscribes that arrived during the run (serve, the command line) reach the file.
+    listfile::apply_pending(
+        &project.config,
+        &mut journal,
+        chrono::Utc::now().date_naive(),
+    )?;
     report(&journal, edition, &destination, stop.as_ref(), complete)
 }
 

@@ -343,7 +343,7 @@ impl Session {
     }
 
     /// RSET after a refused transaction, so the next message starts clean.
-    async fn reset(&mut self) {
+    pub async fn reset(&mut self) {
         let _ = timeout(
             self.limit,
             self.conn.command(lettre::transport::smtp::commands::Rset),

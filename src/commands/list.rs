@@ -1,0 +1,78 @@
+//! `newsletter subscribe` and `newsletter unsubscribe`: record the change durably in the
+//! state database (a running send honours it at once), then write it into
+//! `subscribers.toml` under the run lock, or leave that to the send holding the lock.
+
+use std::time::SystemTime;
+
+use anyhow::{Result, bail};
+
+use crate::address::{DisplayName, EmailAddress};
+use crate::cli::{Cli, SubscribeArgs, UnsubscribeArgs};
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::journal::Journal;
+use crate::listfile;
+use crate::token::Signer;
+
+pub fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
+    let config = Config::load(&cli.config)?;
+    let email = if args.target.contains('@') {
+        match EmailAddress::parse(&args.target) {
+            Ok(e) => e,
+            Err(e) => bail!("the address {e}"),
+        }
+    } else {
+        let signer = signer(&config)?;
+        match signer.verify_unsubscribe_token(&config.newsletter.list_id, &args.target) {
+            Some(e) => e,
+            None => bail!(
+                "{:?} is neither an address nor a valid unsubscribe token of this list",
+                args.target
+            ),
+        }
+    };
+    let mut journal = Journal::open(&config.paths.state)?;
+    journal.record_unsubscribe(email.as_str(), "command line", SystemTime::now())?;
+    report(&config, &mut journal, &format!("{email} is unsubscribed"))
+}
+
+pub fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
+    let config = Config::load(&cli.config)?;
+    let email = match EmailAddress::parse(&args.address) {
+        Ok(e) => e,
+        Err(e) => bail!("the address {e}"),
+    };
+    let name = match args.name.as_deref().map(DisplayName::parse).transpose() {
+        Ok(n) => n,
+        Err(e) => bail!("--name {e}"),
+    };
+    let mut journal = Journal::open(&config.paths.state)?;
+    journal.record_subscribe(
+        email.as_str(),
+        name.as_ref().map(DisplayName::as_str),
+        SystemTime::now(),
+    )?;
+    report(&config, &mut journal, &format!("{email} is subscribed"))
+}
+
+fn report(config: &Config, journal: &mut Journal, done: &str) -> Result<Exit> {
+    match listfile::apply_pending_if_free(config, journal, "newsletter (list edit)")? {
+        Some(_) => crate::say!("{done}; {} updated", config.paths.subscribers.display()),
+        None => crate::say!(
+            "{done} (recorded; a send is running and will write it into {} when it ends)",
+            config.paths.subscribers.display()
+        ),
+    }
+    Ok(Exit::Done)
+}
+
+pub fn signer(config: &Config) -> Result<Signer> {
+    let key = config.unsubscribe.secret.load()?;
+    let previous = config
+        .unsubscribe
+        .previous
+        .iter()
+        .map(|s| s.load())
+        .collect::<Result<_>>()?;
+    Ok(Signer::new(key).with_previous(previous))
+}
