@@ -95,10 +95,10 @@ impl Site<'_> {
                 response.add_header(h);
             }
         }
-        if page.status == 405 {
-            if let Ok(h) = Header::from_bytes(&b"Allow"[..], &b"GET, POST"[..]) {
-                response.add_header(h);
-            }
+        if page.status == 405
+            && let Ok(h) = Header::from_bytes(&b"Allow"[..], &b"GET, POST"[..])
+        {
+            response.add_header(h);
         }
         request
             .respond(response)
@@ -165,6 +165,13 @@ impl Site<'_> {
                     );
                 }
                 eprintln!("unsubscribed {email} (one-click)");
+                // Into the subscriber file too, unless a send holds the lock (it writes the
+                // change when it ends, and this loop retries meanwhile).
+                if let Err(e) =
+                    listfile::apply_pending_if_free(self.config, journal, "newsletter serve")
+                {
+                    eprintln!("warning: {e:#}");
+                }
                 page(
                     200,
                     "You are unsubscribed",

@@ -8,3 +8,4 @@ mod input;
 mod outbox;
 mod render;
 mod smtp;
+mod unsubscribe;
