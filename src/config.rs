@@ -20,6 +20,34 @@ pub struct Config {
     pub unsubscribe: Unsubscribe,
     pub paths: Paths,
     pub transport: Transport,
+    pub dkim: Option<Dkim>,
+}
+
+/// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
+/// the List-Unsubscribe headers of every message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    /// The signing domain (`d=`), usually the From domain.
+    pub domain: String,
+    /// The selector (`s=`): the key is published at `SELECTOR._domainkey.DOMAIN`.
+    pub selector: String,
+    #[serde(default = "default_dkim_algorithm")]
+    pub algorithm: DkimAlgorithm,
+    /// RSA: a PKCS#1 PEM file (`openssl genrsa -traditional`); Ed25519: a PKCS#8 PEM file
+    /// (`openssl genpkey -algorithm ed25519`).
+    pub private_key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DkimAlgorithm {
+    Rsa,
+    Ed25519,
+}
+
+fn default_dkim_algorithm() -> DkimAlgorithm {
+    DkimAlgorithm::Rsa
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +158,7 @@ struct RawConfig {
     #[serde(default)]
     transport: RawTransport,
     smtp: Option<RawSmtp>,
+    dkim: Option<Dkim>,
 }
 
 #[derive(Deserialize)]
@@ -417,6 +446,10 @@ impl Config {
                     },
                     paths,
                     transport,
+                    dkim: raw.dkim.map(|d| Dkim {
+                        private_key_file: dir.join(&d.private_key_file),
+                        ..d
+                    }),
                 })
             }
             _ => Err(problems),

@@ -22,6 +22,7 @@ pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod delivery;
+pub mod dkim;
 pub mod edition;
 pub mod exit;
 pub mod journal;

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use lettre::Message;
 use lettre::address::Envelope;
+use lettre::message::dkim::DkimConfig;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
@@ -24,6 +25,7 @@ pub struct Mailer<'a> {
     edition_id: String,
     signer: &'a Signer,
     clock: Clock,
+    dkim: Option<&'a DkimConfig>,
 }
 
 /// One message ready to send: its envelope, its id and its bytes.
@@ -56,7 +58,14 @@ impl<'a> Mailer<'a> {
             edition_id: edition_id.to_string(),
             signer,
             clock,
+            dkim: None,
         }
+    }
+
+    /// Signs every message with this DKIM key.
+    pub fn with_dkim(mut self, dkim: Option<&'a DkimConfig>) -> Self {
+        self.dkim = dkim;
+        self
     }
 
     pub fn message(
@@ -110,9 +119,12 @@ impl<'a> Mailer<'a> {
                     .header(ContentType::TEXT_HTML)
                     .body(rendered.html.clone()),
             );
-        let message = builder
+        let mut message = builder
             .multipart(body)
             .with_context(|| format!("cannot build the message to {}", to.email))?;
+        if let Some(dkim) = self.dkim {
+            message.sign(dkim);
+        }
         Ok(Outgoing {
             to: to.email.clone(),
             envelope: message.envelope().clone(),

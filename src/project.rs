@@ -14,10 +14,12 @@ use crate::compose::{Composer, Rendered};
 use crate::config::Config;
 use crate::edition::{self, Edition};
 use crate::journal::{Frozen, Journal};
+use crate::message::Mailer;
 use crate::problems::{Problem, Problems};
 use crate::subscribers::{self, Subscriber, SubscriberList};
 use crate::templates::Templates;
 use crate::token::Signer;
+use lettre::message::dkim::DkimConfig;
 
 pub struct Project {
     pub config: Config,
@@ -29,6 +31,7 @@ pub struct Project {
     pub resumed: bool,
     pub templates: Templates,
     pub signer: Signer,
+    pub dkim: Option<DkimConfig>,
     pub clock: Clock,
 }
 
@@ -110,8 +113,17 @@ impl Project {
             }
         };
 
-        let (Some(subscribers), Some(edition), Some(templates), Some(signer)) =
-            (subscribers, edition, templates, signer)
+        let dkim = match &config.dkim {
+            Some(d) => crate::dkim::load(d)
+                .map_err(|e| {
+                    problems.push(Problem::new(&config.path, format!("{e:#}")).field("dkim"))
+                })
+                .ok()
+                .map(Some),
+            None => Some(None),
+        };
+        let (Some(subscribers), Some(edition), Some(templates), Some(signer), Some(dkim)) =
+            (subscribers, edition, templates, signer, dkim)
         else {
             return Err(problems.into());
         };
@@ -122,6 +134,7 @@ impl Project {
             resumed,
             templates,
             signer,
+            dkim,
             clock,
         })
     }
@@ -139,6 +152,12 @@ impl Project {
 
     pub fn composer<'a>(&'a self, edition: &Edition) -> Composer<'a> {
         Composer::new(&self.config, edition, &self.templates, &self.signer)
+    }
+
+    /// Builds the MIME messages of `edition`.
+    pub fn mailer<'a>(&'a self, edition: &Edition) -> Mailer<'a> {
+        Mailer::new(&self.config, &edition.id, &self.signer, self.clock)
+            .with_dkim(self.dkim.as_ref())
     }
 
     /// What must be kept to render this edition again exactly.

@@ -9,7 +9,6 @@ use crate::cli::{Cli, PreviewArgs};
 use crate::clock::Clock;
 use crate::exit::Exit;
 use crate::journal::Journal;
-use crate::message::Mailer;
 use crate::project::{Project, render_one};
 use crate::subscribers::{Status, Subscriber};
 
@@ -41,7 +40,7 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     };
     let composer = project.composer(edition);
     let rendered = render_one(&composer, &recipient)?;
-    let mailer = Mailer::new(&project.config, &edition.id, &project.signer, clock);
+    let mailer = project.mailer(edition);
     let message = mailer.message(
         &recipient,
         &rendered,

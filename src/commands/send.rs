@@ -20,7 +20,7 @@ use crate::journal::{Journal, State};
 use crate::journal_writer::{Recorder, Writer};
 use crate::listfile;
 use crate::lock::RunLock;
-use crate::message::{Mailer, Outgoing};
+use crate::message::Outgoing;
 use crate::progress::Progress;
 use crate::project::{Project, render_all};
 use crate::subscribers::Subscriber;
@@ -144,7 +144,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         preflight(&via)?;
     }
 
-    let mailer = Mailer::new(&project.config, &edition.id, &project.signer, clock);
+    let mailer = project.mailer(edition);
     let build = |r: &Subscriber| -> Result<Outgoing> {
         let rendered = composer.render(r).map_err(|p| anyhow!("{p}"))?;
         mailer.message(r, &rendered, &composer.unsubscribe_url(&r.email))
@@ -382,7 +382,7 @@ fn unrecorded(
     };
     let composer = project.composer(edition);
     render_all(&composer, &recipients)?;
-    let mailer = Mailer::new(&project.config, &edition.id, &project.signer, project.clock);
+    let mailer = project.mailer(edition);
     let build = |r: &Subscriber| -> Result<Outgoing> {
         let rendered = composer.render(r).map_err(|p| anyhow!("{p}"))?;
         mailer.message(r, &rendered, &composer.unsubscribe_url(&r.email))

@@ -551,3 +551,44 @@ pub fn parse(data: &[u8]) -> mail_parser::Message<'_> {
         .parse(data)
         .expect("a parsable message")
 }
+
+/// A Python virtual environment with `packages` installed from PyPI, made once under the
+/// target folder and shared by every test (a file lock keeps parallel test processes from
+/// building it twice). Returns its python.
+pub fn python_with(name: &str, packages: &[&str]) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = root.join(format!("venv-{name}"));
+    std::fs::create_dir_all(&root).expect("target tmp dir");
+    let lock = std::fs::File::create(root.join(format!("venv-{name}.lock"))).expect("lock file");
+    lock.lock().expect("lock the venv");
+    let python = dir.join("bin/python");
+    let ready = dir.join(".ready");
+    if !ready.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&dir)
+            .status()
+            .expect("python3 -m venv")
+            .success();
+        assert!(
+            ok,
+            "cannot create a virtual environment in {}",
+            dir.display()
+        );
+        let ok = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(packages)
+            .status()
+            .expect("pip install")
+            .success();
+        assert!(ok, "pip install {packages:?} failed");
+        std::fs::write(&ready, "").expect("mark ready");
+    }
+    python
+}

@@ -4,6 +4,7 @@
 mod harness;
 
 mod delivery;
+mod dkim;
 mod input;
 mod outbox;
 mod render;

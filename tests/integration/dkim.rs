@@ -1,0 +1,134 @@
+//! DKIM signatures checked by an independent verifier (dkimpy) given the public key directly.
+
+use std::process::Command;
+
+use crate::harness::{Project, python_with};
+
+const VERIFY: &str = r#"
+import sys, dkim
+message = open(sys.argv[1], 'rb').read()
+record = open(sys.argv[2], 'rb').read().strip()
+ok = dkim.verify(message, dnsfunc=lambda name, timeout=5: record)
+print('verified' if ok else 'FAILED')
+sys.exit(0 if ok else 1)
+"#;
+
+fn openssl(args: &[&str], dir: &std::path::Path) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Sends through the outbox with `[dkim]` set and verifies one message with dkimpy.
+fn sign_and_verify(algorithm: &str, key_file: &str, record: &str, p: &Project) {
+    let config = p.read("newsletter.toml")
+        + &format!(
+            "\n[dkim]\ndomain = \"harbour.example\"\nselector = \"weekly\"\nalgorithm = \"{algorithm}\"\nprivate_key_file = \"{key_file}\"\n"
+        );
+    p.write("newsletter.toml", &config);
+    p.write("record.txt", record);
+    p.run(&["send"]).expect_code(0);
+    let (name, bytes) = p.outbox().into_iter().next().expect("a message");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let header = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    assert!(header.contains("dkim-signature:"), "{header}");
+    for h in [
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ] {
+        let signed = header
+            .split("h=")
+            .nth(1)
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .replace(['\r', '\n', ' ', '\t'], "");
+        assert!(
+            signed.split(':').any(|x| x == h),
+            "{h} is not signed: {signed}"
+        );
+    }
+    let eml = p.path("signed.eml");
+    std::fs::write(&eml, &bytes).expect("write");
+    p.write("verify.py", VERIFY);
+    let python = python_with("dkim", &["dkimpy==1.1.8", "pynacl"]);
+    let out = Command::new(python)
+        .args(["verify.py", "signed.eml", "record.txt"])
+        .current_dir(p.dir.path())
+        .output()
+        .expect("run dkimpy");
+    assert!(
+        out.status.success(),
+        "{name}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A changed subject must break the signature.
+    let tampered = text.replacen("Subject: Harbour Weekly", "Subject: Harbour Weekly!", 1);
+    std::fs::write(&eml, tampered).expect("write");
+    let python = python_with("dkim", &["dkimpy==1.1.8", "pynacl"]);
+    let out = Command::new(python)
+        .args(["verify.py", "signed.eml", "record.txt"])
+        .current_dir(p.dir.path())
+        .output()
+        .expect("run dkimpy");
+    assert!(!out.status.success(), "a tampered message verified");
+}
+
+#[test]
+fn rsa_signatures_verify_with_dkimpy() {
+    let p = Project::new();
+    openssl(
+        &["genrsa", "-traditional", "-out", "dkim-rsa.pem", "2048"],
+        p.dir.path(),
+    );
+    let public = openssl(
+        &["rsa", "-in", "dkim-rsa.pem", "-pubout", "-outform", "DER"],
+        p.dir.path(),
+    );
+    let record = format!("v=DKIM1; k=rsa; p={}", base64(&public));
+    sign_and_verify("rsa", "dkim-rsa.pem", &record, &p);
+}
+
+#[test]
+fn ed25519_signatures_verify_with_dkimpy() {
+    let p = Project::new();
+    openssl(
+        &["genpkey", "-algorithm", "ed25519", "-out", "dkim-ed.pem"],
+        p.dir.path(),
+    );
+    let public = openssl(
+        &["pkey", "-in", "dkim-ed.pem", "-pubout", "-outform", "DER"],
+        p.dir.path(),
+    );
+    // RFC 8463: the record carries the raw 32-byte key, the end of the DER structure.
+    let record = format!(
+        "v=DKIM1; k=ed25519; p={}",
+        base64(&public[public.len() - 32..])
+    );
+    sign_and_verify("ed25519", "dkim-ed.pem", &record, &p);
+}
