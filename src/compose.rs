@@ -1,6 +1,7 @@
 //! Renders one recipient's subject, HTML and text from the templates. Everything that is the
 //! same for every recipient goes into the base context once per edition.
 
+use css_inline::CSSInliner;
 use serde::Serialize;
 use tera::Context;
 
@@ -26,6 +27,90 @@ pub struct Composer<'a> {
     list_id: String,
     unsubscribe_url: String,
     greeting_fallback: String,
+    /// The edition rendered once per shape of recipient (without and with a name), with
+    /// markers where each recipient's own values go. `None`: that shape is rendered per
+    /// recipient (templates that transform recipient values, or that fail to render).
+    prepared: [Option<Prepared>; 2],
+    inliner: CSSInliner<'static>,
+}
+
+/// The per-recipient values, as they appear in the templates' context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Email,
+    Name,
+    Greeting,
+    Unsubscribe,
+}
+
+const FIELDS: [Field; 4] = [
+    Field::Email,
+    Field::Name,
+    Field::Greeting,
+    Field::Unsubscribe,
+];
+
+/// Markers of private-use characters: HTML escaping leaves them alone and no real text
+/// contains them. Two sets with different letters prove that a template only places the
+/// values (and does not upper-case, truncate or test them).
+fn marker(field: Field, set: char) -> String {
+    let name = match field {
+        Field::Email => "email",
+        Field::Name => "name",
+        Field::Greeting => "greeting",
+        Field::Unsubscribe => "unsubscribe",
+    };
+    format!("\u{e000}{set}{name}\u{e001}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Value(Field),
+}
+
+#[derive(Debug, Clone)]
+struct Prepared {
+    subject: Vec<Piece>,
+    html: Vec<Piece>,
+    text: Vec<Piece>,
+}
+
+fn split(rendered: &str, set: char) -> Vec<Piece> {
+    let mut pieces = vec![Piece::Text(rendered.to_string())];
+    for field in FIELDS {
+        let m = marker(field, set);
+        pieces = pieces
+            .into_iter()
+            .flat_map(|piece| match piece {
+                Piece::Text(t) if t.contains(&m) => {
+                    let mut out = Vec::new();
+                    for (k, part) in t.split(&m).enumerate() {
+                        if k > 0 {
+                            out.push(Piece::Value(field));
+                        }
+                        if !part.is_empty() {
+                            out.push(Piece::Text(part.to_string()));
+                        }
+                    }
+                    out
+                }
+                other => vec![other],
+            })
+            .collect();
+    }
+    pieces
+}
+
+fn assemble(pieces: &[Piece], value: impl Fn(Field) -> String, capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Value(f) => out.push_str(&value(*f)),
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -114,14 +199,18 @@ impl<'a> Composer<'a> {
             })
             .collect();
         base.insert("articles", &articles);
-        Composer {
+        let mut composer = Composer {
             templates,
             base,
             signer,
             list_id: n.list_id.clone(),
             unsubscribe_url: config.unsubscribe.url.clone(),
             greeting_fallback: n.greeting_fallback.clone(),
-        }
+            prepared: [None, None],
+            inliner: CSSInliner::options().load_remote_stylesheets(false).build(),
+        };
+        composer.prepared = [composer.prepare(false), composer.prepare(true)];
+        composer
     }
 
     /// This subscriber's own unsubscribe link.
@@ -132,20 +221,107 @@ impl<'a> Composer<'a> {
         )
     }
 
-    pub fn render(&self, subscriber: &Subscriber) -> Result<Rendered, Problem> {
+    fn context(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        greeting: &str,
+        unsubscribe: &str,
+    ) -> Context {
         let mut ctx = self.base.clone();
-        let name = subscriber.name.as_ref().map(|n| n.as_str());
         ctx.insert(
             "subscriber",
             &SubscriberView {
-                email: subscriber.email.as_str(),
+                email,
                 name,
-                greeting: name.unwrap_or(&self.greeting_fallback),
+                greeting,
             },
         );
-        ctx.insert("unsubscribe_url", &self.unsubscribe_url(&subscriber.email));
-        let subject = self.templates.render(templates::SUBJECT, &ctx)?;
-        let subject = subject.trim();
+        ctx.insert("unsubscribe_url", unsubscribe);
+        ctx
+    }
+
+    /// Renders the three templates for one context; the HTML gets its CSS inlined.
+    fn render_context(&self, ctx: &Context) -> Result<Rendered, Problem> {
+        let subject = self.templates.render(templates::SUBJECT, ctx)?;
+        let html = self.templates.render(templates::HTML, ctx)?;
+        let html = self.inliner.inline(&html).map_err(|e| {
+            Problem::new(
+                std::path::Path::new(templates::HTML),
+                format!("cannot inline its CSS: {e}"),
+            )
+        })?;
+        Ok(Rendered {
+            subject,
+            html,
+            text: self.templates.render(templates::TEXT, ctx)?,
+        })
+    }
+
+    fn render_with_markers(&self, with_name: bool, set: char) -> Option<Rendered> {
+        let m = |f| marker(f, set);
+        let name = with_name.then(|| m(Field::Name));
+        let greeting = if with_name {
+            m(Field::Name)
+        } else {
+            m(Field::Greeting)
+        };
+        let ctx = self.context(
+            &m(Field::Email),
+            name.as_deref(),
+            &greeting,
+            &m(Field::Unsubscribe),
+        );
+        self.render_context(&ctx).ok()
+    }
+
+    /// Renders the edition once for one shape of recipient. Refuses (`None`) unless the
+    /// output with a second set of markers is the first with the markers swapped: then
+    /// every recipient's message is this one with their values put in.
+    fn prepare(&self, with_name: bool) -> Option<Prepared> {
+        let a = self.render_with_markers(with_name, 'a')?;
+        let b = self.render_with_markers(with_name, 'b')?;
+        let swap = |s: &str| {
+            FIELDS.iter().fold(s.to_string(), |s, f| {
+                s.replace(&marker(*f, 'a'), &marker(*f, 'b'))
+            })
+        };
+        if swap(&a.subject) != b.subject || swap(&a.html) != b.html || swap(&a.text) != b.text {
+            return None;
+        }
+        Some(Prepared {
+            subject: split(&a.subject, 'a'),
+            html: split(&a.html, 'a'),
+            text: split(&a.text, 'a'),
+        })
+    }
+
+    pub fn render(&self, subscriber: &Subscriber) -> Result<Rendered, Problem> {
+        let name = subscriber.name.as_ref().map(|n| n.as_str());
+        let greeting = name.unwrap_or(&self.greeting_fallback);
+        let unsubscribe = self.unsubscribe_url(&subscriber.email);
+        let rendered = match &self.prepared[usize::from(name.is_some())] {
+            Some(p) => {
+                let raw = |f: Field| -> String {
+                    match f {
+                        Field::Email => subscriber.email.as_str().to_string(),
+                        Field::Name => name.unwrap_or_default().to_string(),
+                        Field::Greeting => greeting.to_string(),
+                        Field::Unsubscribe => unsubscribe.clone(),
+                    }
+                };
+                Rendered {
+                    subject: assemble(&p.subject, raw, 128),
+                    html: assemble(&p.html, |f| templates::escape_html(&raw(f)), 48 * 1024),
+                    text: assemble(&p.text, raw, 24 * 1024),
+                }
+            }
+            None => {
+                let ctx = self.context(subscriber.email.as_str(), name, greeting, &unsubscribe);
+                self.render_context(&ctx)?
+            }
+        };
+        let subject = rendered.subject.trim();
         if subject.is_empty() || subject.chars().any(char::is_control) {
             return Err(Problem::new(
                 std::path::Path::new(templates::SUBJECT),
@@ -154,8 +330,31 @@ impl<'a> Composer<'a> {
         }
         Ok(Rendered {
             subject: subject.to_string(),
-            html: self.templates.render(templates::HTML, &ctx)?,
-            text: self.templates.render(templates::TEXT, &ctx)?,
+            ..rendered
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_split_into_text_and_values() {
+        let text = format!(
+            "Hi {}, bye {}!",
+            marker(Field::Name, 'a'),
+            marker(Field::Email, 'a')
+        );
+        assert_eq!(
+            split(&text, 'a'),
+            vec![
+                Piece::Text("Hi ".into()),
+                Piece::Value(Field::Name),
+                Piece::Text(", bye ".into()),
+                Piece::Value(Field::Email),
+                Piece::Text("!".into()),
+            ]
+        );
     }
 }

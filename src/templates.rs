@@ -139,7 +139,7 @@ fn read_overrides(
 
 /// HTML escaping for text and attribute values. Unlike Tera's default it leaves `/` alone,
 /// so links stay readable (and recognisable to spam filters) in the HTML source.
-fn escape_html(input: &str) -> String {
+pub fn escape_html(input: &str) -> String {
     let mut out = String::with_capacity(input.len() + input.len() / 8);
     for c in input.chars() {
         match c {
