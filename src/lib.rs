@@ -27,6 +27,7 @@ pub mod edition;
 pub mod exit;
 pub mod journal;
 pub mod journal_writer;
+pub mod lint;
 pub mod listfile;
 pub mod lock;
 pub mod message;

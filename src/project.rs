@@ -178,25 +178,38 @@ pub fn render_all<'a>(
 ) -> Result<usize, Problems> {
     let mut seen: BTreeMap<String, (Problem, usize, String)> = BTreeMap::new();
     let mut count = 0;
+    let mut linted = Vec::new();
     for sub in recipients {
         count += 1;
-        if let Err(p) = composer.render(sub) {
-            seen.entry(p.to_string())
-                .or_insert_with(|| (p, 0, sub.email.to_string()))
-                .1 += 1;
+        match composer.render(sub) {
+            Err(p) => {
+                seen.entry(p.to_string())
+                    .or_insert_with(|| (p, 0, sub.email.to_string()))
+                    .1 += 1;
+            }
+            // The checks look at one message: the others differ only in the recipient's values.
+            Ok(rendered) if count == 1 => {
+                let findings = crate::lint::lint(&rendered, &composer.unsubscribe_url(&sub.email));
+                for w in findings.warnings {
+                    eprintln!("warning: {w} (in the message to {})", sub.email);
+                }
+                linted = findings.errors;
+            }
+            Ok(_) => {}
         }
     }
-    let problems = seen
-        .into_values()
-        .map(|(mut p, n, first)| {
-            p.message = if n == 1 {
-                format!("{} (rendering for {first})", p.message)
-            } else {
-                format!("{} (rendering for {first} and {} more)", p.message, n - 1)
-            };
-            p
-        })
+    let mut problems: Vec<Problem> = linted
+        .into_iter()
+        .map(|e| Problem::new(std::path::Path::new(crate::templates::HTML), e))
         .collect();
+    problems.extend(seen.into_values().map(|(mut p, n, first)| {
+        p.message = if n == 1 {
+            format!("{} (rendering for {first})", p.message)
+        } else {
+            format!("{} (rendering for {first} and {} more)", p.message, n - 1)
+        };
+        p
+    }));
     Problems(problems).into_result(count)
 }
 

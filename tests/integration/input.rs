@@ -175,3 +175,27 @@ fn a_missing_config_file_is_named() {
         run.stderr()
     );
 }
+
+#[test]
+fn check_warns_about_what_inbox_filters_dislike_and_fails_past_gmails_clip() {
+    let p = Project::new();
+    p.write(
+        "templates/digest.html",
+        "<p>{{ newsletter.name }}</p><img src=\"https://x.example/a.jpg\"><a href=\"http://x.example/\">site</a>\n",
+    );
+    let run = p.run(&["check"]);
+    run.expect_code(0);
+    let err = run.stderr();
+    assert!(err.contains("warning: an image has no alt text"), "{err}");
+    assert!(err.contains("warning: a link is not https: http://x.example/"), "{err}");
+    assert!(err.contains("warning: the HTML template has no unsubscribe link"), "{err}");
+
+    p.write(
+        "templates/digest.html",
+        "{% for i in range(end=3000) %}<p>{{ newsletter.name }} and more words to fill</p>{% endfor %}{{ unsubscribe_url }}\n",
+    );
+    let run = p.run(&["send"]);
+    run.expect_code(3);
+    assert!(run.stderr().contains("Gmail clips messages past 102 KB"), "{}", run.stderr());
+    assert_nothing_sent(&p);
+}
