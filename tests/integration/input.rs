@@ -187,8 +187,14 @@ fn check_warns_about_what_inbox_filters_dislike_and_fails_past_gmails_clip() {
     run.expect_code(0);
     let err = run.stderr();
     assert!(err.contains("warning: an image has no alt text"), "{err}");
-    assert!(err.contains("warning: a link is not https: http://x.example/"), "{err}");
-    assert!(err.contains("warning: the HTML template has no unsubscribe link"), "{err}");
+    assert!(
+        err.contains("warning: a link is not https: http://x.example/"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: the HTML template has no unsubscribe link"),
+        "{err}"
+    );
 
     p.write(
         "templates/digest.html",
@@ -196,6 +202,10 @@ fn check_warns_about_what_inbox_filters_dislike_and_fails_past_gmails_clip() {
     );
     let run = p.run(&["send"]);
     run.expect_code(3);
-    assert!(run.stderr().contains("Gmail clips messages past 102 KB"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("Gmail clips messages past 102 KB"),
+        "{}",
+        run.stderr()
+    );
     assert_nothing_sent(&p);
 }
