@@ -74,6 +74,67 @@ struct Prepared {
     subject: Vec<Piece>,
     html: Vec<Piece>,
     text: Vec<Piece>,
+    /// The same pieces with the text already quoted-printable encoded: the costly part of
+    /// building a message, done once per edition instead of once per recipient.
+    html_qp: Vec<Piece>,
+    text_qp: Vec<Piece>,
+}
+
+/// One recipient's message parts, ready for MIME: the subject, and the text and HTML
+/// bodies encoded as quoted-printable with CRLF line ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub subject: String,
+    /// The recipient's own unsubscribe link, for the List-Unsubscribe header.
+    pub unsubscribe_url: String,
+    pub text: Vec<u8>,
+    pub html: Vec<u8>,
+}
+
+/// Quoted-printable of `text` with its line ends made CRLF (RFC 2045).
+pub fn quoted_printable(text: &str) -> Vec<u8> {
+    let crlf = if text.contains('\n') {
+        let mut s = String::with_capacity(text.len() + text.len() / 32);
+        for (i, line) in text.split('\n').enumerate() {
+            if i > 0 {
+                s.push_str("\r\n");
+            }
+            s.push_str(line.strip_suffix('\r').unwrap_or(line));
+        }
+        std::borrow::Cow::Owned(s)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
+    quoted_printable::encode(crlf.as_bytes())
+}
+
+fn encode_pieces(pieces: &[Piece]) -> Vec<Piece> {
+    pieces
+        .iter()
+        .map(|p| match p {
+            // Encoded output is ASCII, so it fits a String.
+            Piece::Text(t) => {
+                Piece::Text(String::from_utf8_lossy(&quoted_printable(t)).into_owned())
+            }
+            Piece::Value(f) => Piece::Value(*f),
+        })
+        .collect()
+}
+
+/// Joins encoded pieces with soft line breaks (`=` CRLF, which decoders remove), so that
+/// no line grows past 76 characters where a value is put in.
+fn assemble_qp(pieces: &[Piece], value: impl Fn(Field) -> String, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 && !out.ends_with(b"\r\n") {
+            out.extend_from_slice(b"=\r\n");
+        }
+        match piece {
+            Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Piece::Value(f) => out.extend_from_slice(&quoted_printable(&value(*f))),
+        }
+    }
+    out
 }
 
 fn split(rendered: &str, set: char) -> Vec<Piece> {
@@ -289,10 +350,47 @@ impl<'a> Composer<'a> {
         if swap(&a.subject) != b.subject || swap(&a.html) != b.html || swap(&a.text) != b.text {
             return None;
         }
+        let html = split(&a.html, 'a');
+        let text = split(&a.text, 'a');
         Some(Prepared {
             subject: split(&a.subject, 'a'),
-            html: split(&a.html, 'a'),
-            text: split(&a.text, 'a'),
+            html_qp: encode_pieces(&html),
+            text_qp: encode_pieces(&text),
+            html,
+            text,
+        })
+    }
+
+    /// The recipient's message parts, encoded for MIME. The same content as `render`.
+    pub fn encode(&self, subscriber: &Subscriber) -> Result<Encoded, Problem> {
+        let name = subscriber.name.as_ref().map(|n| n.as_str());
+        let Some(p) = &self.prepared[usize::from(name.is_some())] else {
+            let r = self.render(subscriber)?;
+            return Ok(Encoded {
+                subject: r.subject,
+                unsubscribe_url: self.unsubscribe_url(&subscriber.email),
+                text: quoted_printable(&r.text),
+                html: quoted_printable(&r.html),
+            });
+        };
+        let greeting = name.unwrap_or(&self.greeting_fallback);
+        let unsubscribe = self.unsubscribe_url(&subscriber.email);
+        let raw = |f: Field| -> String {
+            match f {
+                Field::Email => subscriber.email.as_str().to_string(),
+                Field::Name => name.unwrap_or_default().to_string(),
+                Field::Greeting => greeting.to_string(),
+                Field::Unsubscribe => unsubscribe.clone(),
+            }
+        };
+        let subject = checked_subject(&assemble(&p.subject, raw, 128))?;
+        let text = assemble_qp(&p.text_qp, raw, 24 * 1024);
+        let html = assemble_qp(&p.html_qp, |f| templates::escape_html(&raw(f)), 48 * 1024);
+        Ok(Encoded {
+            subject,
+            unsubscribe_url: unsubscribe,
+            text,
+            html,
         })
     }
 
@@ -321,23 +419,54 @@ impl<'a> Composer<'a> {
                 self.render_context(&ctx)?
             }
         };
-        let subject = rendered.subject.trim();
-        if subject.is_empty() || subject.chars().any(char::is_control) {
-            return Err(Problem::new(
-                std::path::Path::new(templates::SUBJECT),
-                format!("the subject must render to one non-empty line, got {subject:?}"),
-            ));
-        }
         Ok(Rendered {
-            subject: subject.to_string(),
+            subject: checked_subject(&rendered.subject)?,
             ..rendered
         })
     }
 }
 
+/// The subject as one trimmed, non-empty line: a line break there would forge headers.
+fn checked_subject(subject: &str) -> Result<String, Problem> {
+    let subject = subject.trim();
+    if subject.is_empty() || subject.chars().any(char::is_control) {
+        return Err(Problem::new(
+            std::path::Path::new(templates::SUBJECT),
+            format!("the subject must render to one non-empty line, got {subject:?}"),
+        ));
+    }
+    Ok(subject.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_put_into_encoded_pieces_decode_to_the_plain_text() {
+        let long = "word ".repeat(40);
+        let text = format!(
+            "Hello {}, caf\u{e9} =\n{long}{}\nbye {}  \n",
+            marker(Field::Name, 'a'),
+            marker(Field::Unsubscribe, 'a'),
+            marker(Field::Email, 'a')
+        );
+        let pieces = split(&text, 'a');
+        let value = |f: Field| match f {
+            Field::Name => "Tom\u{e1}s = \"the\" reader".to_string(),
+            Field::Unsubscribe => format!("https://x.example/u/{}", "t".repeat(90)),
+            Field::Email => "tomas@example.net".to_string(),
+            Field::Greeting => String::new(),
+        };
+        let encoded = assemble_qp(&encode_pieces(&pieces), value, 0);
+        for line in encoded.split(|&b| b == b'\n') {
+            assert!(line.len() <= 77, "{:?}", String::from_utf8_lossy(line));
+        }
+        let plain = assemble(&pieces, value, 0).replace('\n', "\r\n");
+        let decoded =
+            quoted_printable::decode(&encoded, quoted_printable::ParseMode::Strict).unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), plain);
+    }
 
     #[test]
     fn markers_split_into_text_and_values() {

@@ -6,11 +6,11 @@ use anyhow::{Context, Result};
 use lettre::Message;
 use lettre::address::Envelope;
 use lettre::message::dkim::DkimConfig;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 use crate::clock::Clock;
-use crate::compose::Rendered;
+use crate::compose::Encoded;
 use crate::config::Config;
 use crate::subscribers::Subscriber;
 use crate::token::Signer;
@@ -68,12 +68,8 @@ impl<'a> Mailer<'a> {
         self
     }
 
-    pub fn message(
-        &self,
-        to: &Subscriber,
-        rendered: &Rendered,
-        unsubscribe_url: &str,
-    ) -> Result<Outgoing> {
+    pub fn message(&self, to: &Subscriber, encoded: &Encoded) -> Result<Outgoing> {
+        let unsubscribe_url = &encoded.unsubscribe_url;
         let recipient = Mailbox::new(
             to.name.as_ref().map(|n| n.as_str().to_string()),
             to.email.to_lettre(),
@@ -88,7 +84,7 @@ impl<'a> Mailer<'a> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(recipient)
-            .subject(rendered.subject.clone())
+            .subject(encoded.subject.clone())
             .date(self.clock.now())
             .message_id(Some(message_id.clone()))
             .raw_header(HeaderValue::new(
@@ -107,18 +103,20 @@ impl<'a> Mailer<'a> {
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
+        // The parts arrive quoted-printable encoded (once per edition, see `compose`);
+        // lettre only frames them.
+        let part = |kind: ContentType, qp: &[u8]| {
+            SinglePart::builder()
+                .header(kind)
+                .body(Body::dangerous_pre_encoded(
+                    qp.to_vec(),
+                    ContentTransferEncoding::QuotedPrintable,
+                ))
+        };
         let body = MultiPart::alternative()
             .boundary(self.signer.boundary(&self.edition_id, &to.email))
-            .singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(rendered.text.clone()),
-            )
-            .singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_HTML)
-                    .body(rendered.html.clone()),
-            );
+            .singlepart(part(ContentType::TEXT_PLAIN, &encoded.text))
+            .singlepart(part(ContentType::TEXT_HTML, &encoded.html));
         let mut message = builder
             .multipart(body)
             .with_context(|| format!("cannot build the message to {}", to.email))?;

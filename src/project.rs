@@ -14,7 +14,7 @@ use crate::compose::{Composer, Rendered};
 use crate::config::Config;
 use crate::edition::{self, Edition};
 use crate::journal::{Frozen, Journal};
-use crate::message::Mailer;
+use crate::message::{Mailer, Outgoing};
 use crate::problems::{Problem, Problems};
 use crate::subscribers::{self, Subscriber, SubscriberList};
 use crate::templates::Templates;
@@ -211,6 +211,12 @@ pub fn render_all<'a>(
         p
     }));
     Problems(problems).into_result(count)
+}
+
+/// The exact message for one recipient.
+pub fn outgoing(composer: &Composer<'_>, mailer: &Mailer<'_>, to: &Subscriber) -> Result<Outgoing> {
+    let encoded = composer.encode(to).map_err(|p| anyhow::anyhow!("{p}"))?;
+    mailer.message(to, &encoded)
 }
 
 /// Renders one recipient, for commands that need a single message.

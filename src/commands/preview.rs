@@ -9,7 +9,7 @@ use crate::cli::{Cli, PreviewArgs};
 use crate::clock::Clock;
 use crate::exit::Exit;
 use crate::journal::Journal;
-use crate::project::{Project, render_one};
+use crate::project::{Project, outgoing, render_one};
 use crate::subscribers::{Status, Subscriber};
 
 pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
@@ -40,12 +40,7 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     };
     let composer = project.composer(edition);
     let rendered = render_one(&composer, &recipient)?;
-    let mailer = project.mailer(edition);
-    let message = mailer.message(
-        &recipient,
-        &rendered,
-        &composer.unsubscribe_url(&recipient.email),
-    )?;
+    let message = outgoing(&composer, &project.mailer(edition), &recipient)?;
 
     fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

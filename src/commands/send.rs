@@ -20,9 +20,8 @@ use crate::journal::{Journal, State};
 use crate::journal_writer::{Recorder, Writer};
 use crate::listfile;
 use crate::lock::RunLock;
-use crate::message::Outgoing;
 use crate::progress::Progress;
-use crate::project::{Project, render_all};
+use crate::project::{Project, outgoing, render_all};
 use crate::subscribers::Subscriber;
 use crate::transport::outbox::Outbox;
 use crate::transport::smtp::Connector;
@@ -145,10 +144,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     }
 
     let mailer = project.mailer(edition);
-    let build = |r: &Subscriber| -> Result<Outgoing> {
-        let rendered = composer.render(r).map_err(|p| anyhow!("{p}"))?;
-        mailer.message(r, &rendered, &composer.unsubscribe_url(&r.email))
-    };
+    let build = |r: &Subscriber| outgoing(&composer, &mailer, r);
 
     let mut stop = None;
     let mut destination = String::new();
@@ -383,10 +379,7 @@ fn unrecorded(
     let composer = project.composer(edition);
     render_all(&composer, &recipients)?;
     let mailer = project.mailer(edition);
-    let build = |r: &Subscriber| -> Result<Outgoing> {
-        let rendered = composer.render(r).map_err(|p| anyhow!("{p}"))?;
-        mailer.message(r, &rendered, &composer.unsubscribe_url(&r.email))
-    };
+    let build = |r: &Subscriber| outgoing(&composer, &mailer, r);
     let (via, mut pacing, connections) = open_transport(project, edition, args)?;
     pacing.retries_per_run = 0;
     pacing.daily_quota = None;

@@ -1,0 +1,69 @@
+//! Composition alone, per message: render the example edition for one subscriber and build
+//! the exact bytes that would go on the wire (no network, no journal). Target: at least
+//! 20,000 messages per second on one core.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use newsletter::address::{DisplayName, EmailAddress};
+use newsletter::cli::EditionArgs;
+use newsletter::clock::Clock;
+use newsletter::project::{Project, outgoing};
+use newsletter::subscribers::{Status, Subscriber};
+
+fn subscribers(n: usize) -> Vec<Subscriber> {
+    (0..n)
+        .map(|i| Subscriber {
+            email: EmailAddress::parse(&format!("reader{i}@example.org")).expect("address"),
+            name: (i % 3 != 0).then(|| DisplayName::parse(&format!("Reader {i}")).expect("name")),
+            status: Status::Subscribed,
+            since: None,
+            tags: Vec::new(),
+        })
+        .collect()
+}
+
+fn compose(c: &mut Criterion) {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("example/newsletter.toml");
+    let clock = Clock::at(UNIX_EPOCH + Duration::from_secs(1_795_770_000));
+    // No state database: the edition is the example's selected articles.
+    let project =
+        Project::open(&config, &EditionArgs::default(), clock, None).expect("example project");
+    let edition = project
+        .edition
+        .as_ref()
+        .expect("the example has selected articles");
+    let composer = project.composer(edition);
+    let mailer = project.mailer(edition);
+    let readers = subscribers(1000);
+    let size = outgoing(&composer, &mailer, &readers[0])
+        .expect("message")
+        .bytes
+        .len();
+    eprintln!(
+        "example edition: {} articles, {size} bytes per message",
+        edition.articles.len()
+    );
+
+    let mut group = c.benchmark_group("compose");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("render + MIME message, per recipient", |b| {
+        b.iter(|| {
+            let reader = &readers[i % readers.len()];
+            i += 1;
+            black_box(
+                outgoing(&composer, &mailer, reader)
+                    .expect("message")
+                    .bytes
+                    .len(),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, compose);
+criterion_main!(benches);
