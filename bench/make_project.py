@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, required=True)
     ap.add_argument("--port", type=int, default=39125)
     ap.add_argument("--connections", type=int, default=4)
-    ap.add_argument("--body-words", type=int, default=170)
+    ap.add_argument("--body-words", type=int, default=160)
     args = ap.parse_args()
 
     root = pathlib.Path(args.dir)

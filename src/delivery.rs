@@ -233,7 +233,7 @@ pub fn run(
         counters,
     } = plan;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the network runtime")?;
@@ -493,27 +493,34 @@ async fn over_smtp(
         return;
     }
 
-    // The record that this message may be delivered must be on disk before its DATA.
+    // The record that this message may be delivered must be on disk before its content
+    // goes out. The commit (an fsync) runs while the DATA command makes its round trip.
     let attempting = Change::Attempting {
         message_id: job.message.message_id.clone(),
     };
-    match shared.recorder.commit(&job.email, attempting).await {
+    let (started, recorded) = tokio::join!(
+        open.start_data(),
+        shared.recorder.commit(&job.email, attempting)
+    );
+    match recorded {
         Ok(true) => {}
         Ok(false) => {
-            // Unsubscribed while the envelope was on its way: abandon the transaction.
-            open.reset().await;
+            // Unsubscribed meanwhile. The server may be waiting for content: close the
+            // connection without a final dot, so it discards the transaction.
+            drop(session.take());
             return;
         }
         Err(e) => {
             shared.stop(StopReason::Journal(format!("{e:#}")));
-            if let Some(s) = session.take() {
-                s.abort().await;
-            }
+            drop(session.take());
             return;
         }
     }
-
-    match open.data(&job.message.bytes).await {
+    let delivered = match started {
+        Ok(()) => open.content(&job.message.bytes).await,
+        Err(r) => Err(r),
+    };
+    match delivered {
         Ok(reply) => {
             shared.recorder.record(&job.email, Change::Sent { reply });
             shared.success();

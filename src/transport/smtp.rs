@@ -268,7 +268,14 @@ impl Session {
             }
             Step::Rcpt(to) => timeout(limit, self.conn.command(Rcpt::new(to, vec![]))).await,
             Step::Data => timeout(limit, self.conn.command(Data)).await,
-            Step::Content(bytes) => timeout(limit, self.conn.message(bytes)).await,
+            Step::Content(bytes) => match std::str::from_utf8(bytes) {
+                // The whole stuffed message and its final dot in one write: lettre's own
+                // `message` escapes byte by byte into a copy and writes the dot separately.
+                Ok(text) if bytes.is_ascii() => {
+                    timeout(limit, self.conn.command(DataContent(text))).await
+                }
+                _ => timeout(limit, self.conn.message(bytes)).await,
+            },
         };
         match result {
             Err(_) => Err(Refusal {
@@ -325,14 +332,20 @@ impl Session {
         result
     }
 
-    /// DATA and the content; `Ok` carries the server's acceptance reply.
-    pub async fn data(&mut self, bytes: &[u8]) -> Result<String, Refusal> {
+    /// The DATA command, up to the server's 354.
+    pub async fn start_data(&mut self) -> Result<(), Refusal> {
         if let Err(refusal) = self.step(Stage::Data, Step::Data).await {
             if !refusal.connection_lost {
                 self.reset().await;
             }
             return Err(refusal);
         }
+        Ok(())
+    }
+
+    /// The content and its final dot, after `start_data`; `Ok` carries the server's
+    /// acceptance reply.
+    pub async fn content(&mut self, bytes: &[u8]) -> Result<String, Refusal> {
         let response = self.step(Stage::Content, Step::Content(bytes)).await?;
         self.sent += 1;
         Ok(format!(
@@ -360,6 +373,30 @@ impl Session {
     }
 }
 
+/// A message's content as the DATA phase carries it (RFC 5321 §4.5.2): every line that
+/// starts with a dot gets a second dot, and `CRLF . CRLF` ends it.
+struct DataContent<'a>(&'a str);
+
+impl std::fmt::Display for DataContent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0;
+        if text.starts_with('.') {
+            f.write_str(".")?;
+        }
+        let mut rest = text;
+        while let Some(i) = rest.find("\n.") {
+            f.write_str(&rest[..=i])?;
+            f.write_str(".")?;
+            rest = &rest[i + 1..];
+        }
+        f.write_str(rest)?;
+        if !text.ends_with("\r\n") {
+            f.write_str("\r\n")?;
+        }
+        f.write_str(".\r\n")
+    }
+}
+
 enum Step<'a> {
     Mail(
         Option<lettre::Address>,
@@ -368,4 +405,19 @@ enum Step<'a> {
     Rcpt(lettre::Address),
     Data,
     Content(&'a [u8]),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataContent;
+
+    #[test]
+    fn data_content_doubles_leading_dots_and_ends_with_a_dot_line() {
+        assert_eq!(
+            DataContent("a\r\n.b\r\n..c\r\n").to_string(),
+            "a\r\n..b\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(DataContent(".x").to_string(), "..x\r\n.\r\n");
+        assert_eq!(DataContent("plain\r\n").to_string(), "plain\r\n.\r\n");
+    }
 }
