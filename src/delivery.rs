@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, watch};
 
 use crate::config::Pacing;
 use crate::journal::Change;
@@ -76,8 +76,6 @@ pub struct Work {
 struct Job {
     email: String,
     attempts: u32,
-    /// Deferred earlier in this run: taking it off the deferred count.
-    retry: bool,
     message: Outgoing,
     index: usize,
 }
@@ -232,8 +230,9 @@ pub fn run(
         recorder,
         counters,
     } = plan;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread composes and drives every connection: on a small machine, handing each
+    // message from thread to thread cost more in wake-ups than composing it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the network runtime")?;
@@ -250,112 +249,120 @@ pub fn run(
         retry: std::sync::Mutex::new(Vec::new()),
         recorder,
     });
-    runtime.spawn(watch_signals(Arc::clone(&shared)));
-    let via = Arc::new(via);
-
-    let mut todo: Vec<(usize, u32)> = work
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (i, w.attempts))
-        .collect();
-    for pass in 0..=pacing.retries_per_run {
-        if todo.is_empty() || shared.stopped() {
-            break;
-        }
-        if pass > 0 {
-            let wait = pacing.retry_delay * 2u32.saturating_pow((pass - 1).min(16));
-            let s = Arc::clone(&shared);
-            runtime.block_on(async move {
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = s.until_stopped() => {}
-                }
-            });
-            if shared.stopped() {
+    let build_error: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
+    runtime.block_on(async {
+        tokio::spawn(watch_signals(Arc::clone(&shared)));
+        let mut todo: Vec<(usize, u32)> = work
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (i, w.attempts))
+            .collect();
+        for pass in 0..=pacing.retries_per_run {
+            if todo.is_empty() || shared.stopped() {
                 break;
             }
-        }
-        let pass = Pass {
-            runtime: &runtime,
-            via: &via,
-            shared: &shared,
-            connections,
-            retry: pass > 0,
-        };
-        pass.run(work, &todo, build)?;
-        todo = std::mem::take(
-            &mut *shared
+            if pass > 0 {
+                let wait = pacing.retry_delay * 2u32.saturating_pow((pass - 1).min(16));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shared.until_stopped() => {}
+                }
+                if shared.stopped() {
+                    break;
+                }
+            }
+            let queue = std::sync::Mutex::new(todo.iter().copied());
+            let context = Worker {
+                via: &via,
+                shared: &shared,
+                queue: &queue,
+                work,
+                build,
+                retry: pass > 0,
+                build_error: &build_error,
+            };
+            let workers = connections.clamp(1, todo.len().max(1));
+            futures_util::future::join_all((0..workers).map(|_| context.run())).await;
+            todo = shared
                 .retry
                 .lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?,
-        );
-        todo.sort_unstable();
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default();
+            todo.sort_unstable();
+        }
+    });
+    if let Some(e) = build_error.lock().ok().and_then(|mut e| e.take()) {
+        return Err(e);
     }
     let stop = shared.reason.lock().ok().and_then(|r| r.clone());
     Ok(RunEnd { stop })
 }
 
-/// One pass over a list of recipients: the first, or a retry of those deferred.
-struct Pass<'a> {
-    runtime: &'a tokio::runtime::Runtime,
-    via: &'a Arc<Via>,
-    shared: &'a Arc<Shared>,
-    connections: usize,
+/// What every connection's loop shares within one pass.
+struct Worker<'a, I> {
+    via: &'a Via,
+    shared: &'a Shared,
+    queue: &'a std::sync::Mutex<I>,
+    work: &'a [Work],
+    build: &'a dyn Fn(&Subscriber) -> Result<Outgoing>,
+    /// A retry pass: its recipients are counted as deferred until taken.
     retry: bool,
+    build_error: &'a std::sync::Mutex<Option<anyhow::Error>>,
 }
 
-impl Pass<'_> {
-    fn run(
-        &self,
-        work: &[Work],
-        todo: &[(usize, u32)],
-        build: &dyn Fn(&Subscriber) -> Result<Outgoing>,
-    ) -> Result<()> {
-        let Pass {
-            runtime,
-            via,
-            shared,
-            connections,
-            retry,
-        } = *self;
-        let workers = connections.clamp(1, todo.len().max(1));
-        let (tx, rx) = mpsc::channel::<Job>(workers * 2);
-        let rx = Arc::new(Mutex::new(rx));
-        let handles: Vec<_> = (0..workers)
-            .map(|_| runtime.spawn(worker(Arc::clone(via), Arc::clone(shared), Arc::clone(&rx))))
-            .collect();
-        drop(rx);
-        let mut build_error = None;
-        for &(index, attempts) in todo {
+impl<I: Iterator<Item = (usize, u32)>> Worker<'_, I> {
+    /// One connection: takes the next recipient, composes the message, sends it; repeats
+    /// until the queue is empty or the run stops.
+    async fn run(&self) {
+        let shared = self.shared;
+        let mut session: Option<Session> = None;
+        loop {
             if shared.stopped() {
                 break;
             }
-            let subscriber = &work[index].subscriber;
-            let message = match build(subscriber) {
+            // A recipient not taken stays pending (or deferred) in the journal.
+            let Some((index, attempts)) = self.queue.lock().ok().and_then(|mut q| q.next()) else {
+                break;
+            };
+            if self.retry {
+                shared.counters.deferred.fetch_sub(1, Ordering::Relaxed);
+            }
+            if !shared.take_quota() {
+                shared.stop(StopReason::Quota(shared.quota));
+                break;
+            }
+            shared.pace().await;
+            if shared.stopped() {
+                break;
+            }
+            let subscriber = &self.work[index].subscriber;
+            let message = match (self.build)(subscriber) {
                 Ok(m) => m,
                 Err(e) => {
-                    build_error = Some(e);
+                    // Everything rendered once before sending, so this is not expected.
+                    shared.stop(StopReason::Fatal(format!(
+                        "cannot build the message to {}: {e:#}",
+                        subscriber.email
+                    )));
+                    if let Ok(mut slot) = self.build_error.lock() {
+                        slot.get_or_insert(e);
+                    }
                     break;
                 }
             };
             let job = Job {
                 email: subscriber.email.to_string(),
                 attempts,
-                retry,
                 message,
                 index,
             };
-            if tx.blocking_send(job).is_err() {
-                break; // every worker has stopped
+            match self.via {
+                Via::Outbox(outbox) => to_outbox(outbox, shared, &job).await,
+                Via::Smtp(connector) => over_smtp(connector, &mut session, shared, &job).await,
             }
         }
-        drop(tx);
-        for h in handles {
-            let _ = runtime.block_on(h);
-        }
-        match build_error {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if let Some(s) = session {
+            s.quit().await;
         }
     }
 }
@@ -373,42 +380,6 @@ async fn watch_signals(shared: Arc<Shared>) {
         _ = int.recv() => {}
     }
     shared.stop(StopReason::Interrupted);
-}
-
-async fn worker(via: Arc<Via>, shared: Arc<Shared>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    let mut session: Option<Session> = None;
-    loop {
-        let job = {
-            let mut rx = jobs.lock().await;
-            tokio::select! {
-                job = rx.recv() => job,
-                () = shared.until_stopped() => None,
-            }
-        };
-        // A job taken but not started stays pending (or deferred) in the journal.
-        let Some(job) = job else { break };
-        if shared.stopped() {
-            break;
-        }
-        if job.retry {
-            shared.counters.deferred.fetch_sub(1, Ordering::Relaxed);
-        }
-        if !shared.take_quota() {
-            shared.stop(StopReason::Quota(shared.quota));
-            break;
-        }
-        shared.pace().await;
-        if shared.stopped() {
-            break;
-        }
-        match via.as_ref() {
-            Via::Outbox(outbox) => to_outbox(outbox, &shared, &job).await,
-            Via::Smtp(connector) => over_smtp(connector, &mut session, &shared, &job).await,
-        }
-    }
-    if let Some(s) = session {
-        s.quit().await;
-    }
 }
 
 async fn to_outbox(outbox: &Outbox, shared: &Shared, job: &Job) {
