@@ -65,5 +65,25 @@ fn compose(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, compose);
+/// Loading: parsing and checking a 100,000-subscriber list. Target: under 0.5 s.
+fn load_subscribers(c: &mut Criterion) {
+    let text: String = (0..100_000)
+        .map(|i| {
+            let name = if i % 3 == 0 { String::new() } else { format!("name = \"Reader {i}\"\n") };
+            format!("[[subscriber]]\nemail = \"reader{i}@example.org\"\n{name}status = \"subscribed\"\nsince = 2025-01-01\n\n")
+        })
+        .collect();
+    let mut group = c.benchmark_group("subscribers");
+    group.sample_size(10);
+    group.bench_function("parse and check 100,000 entries", |b| {
+        b.iter(|| {
+            let list = newsletter::subscribers::parse(&text, Path::new("subscribers.toml"))
+                .expect("valid list");
+            black_box(list.entries.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, compose, load_subscribers);
 criterion_main!(benches);
