@@ -138,6 +138,11 @@ fn commit_batch(journal: &mut Journal, edition_id: &str, batch: &[Request]) -> R
     for r in batch {
         applied.push(journal::apply(&tx, edition_id, &r.email, &r.change, now)?);
     }
+    let sent = batch
+        .iter()
+        .filter(|r| matches!(r.change, Change::Sent { .. }))
+        .count();
+    journal::count_sent(&tx, sent, now)?;
     tx.commit()?;
     Ok(applied)
 }

@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use toml::de::{DeTable, DeValue};
 
 use crate::address::{DisplayName, EmailAddress};
-use crate::problems::{Problem, Problems, from_toml_error, line_of};
+use crate::problems::{Problem, Problems, line_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -67,44 +67,56 @@ pub fn load(path: &Path) -> Result<SubscriberList, Problems> {
 
 /// Parses the text of a subscriber file named `path`.
 pub fn parse(source: &str, path: &Path) -> Result<SubscriberList, Problems> {
-    let doc = DeTable::parse(source).map_err(|e| from_toml_error(path, source, 0, &e))?;
     let mut problems = Problems::default();
     let mut entries: Vec<(Subscriber, usize)> = Vec::new();
-
-    for (key, value) in doc.get_ref().iter() {
-        if key.get_ref() != "subscriber" {
-            problems.push(
-                Problem::new(
-                    path,
-                    "unknown key; the file holds only [[subscriber]] entries",
-                )
-                .at_offset(source, key.span().start)
-                .field(key.get_ref().to_string()),
-            );
-            continue;
-        }
-        let DeValue::Array(items) = value.get_ref() else {
-            problems.push(
-                Problem::new(path, "must be written as [[subscriber]] entries")
-                    .at_offset(source, key.span().start)
-                    .field("subscriber"),
-            );
-            continue;
+    // Each entry is parsed on its own: a document tree of 100,000 entries would take
+    // ten times the memory of the list itself.
+    for (base, chunk) in chunks(source) {
+        let doc = match DeTable::parse(chunk) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let at = e.span().map_or(base, |s| base + s.start);
+                problems
+                    .push(Problem::new(path, e.message().trim().to_string()).at_offset(source, at));
+                continue;
+            }
         };
-        for item in items {
-            match item.get_ref() {
-                DeValue::Table(table) => {
-                    if let Some(s) =
-                        parse_entry(table, item.span().start, source, path, &mut problems)
-                    {
-                        entries.push((s, item.span().start));
-                    }
-                }
-                _ => problems.push(
-                    Problem::new(path, "each subscriber must be a table")
-                        .at_offset(source, item.span().start)
+        for (key, value) in doc.get_ref().iter() {
+            if key.get_ref() != "subscriber" {
+                problems.push(
+                    Problem::new(
+                        path,
+                        "unknown key; the file holds only [[subscriber]] entries",
+                    )
+                    .at_offset(source, base + key.span().start)
+                    .field(key.get_ref().to_string()),
+                );
+                continue;
+            }
+            let DeValue::Array(items) = value.get_ref() else {
+                problems.push(
+                    Problem::new(path, "must be written as [[subscriber]] entries")
+                        .at_offset(source, base + key.span().start)
                         .field("subscriber"),
-                ),
+                );
+                continue;
+            };
+            for item in items {
+                let offset = base + item.span().start;
+                match item.get_ref() {
+                    DeValue::Table(table) => {
+                        if let Some(s) =
+                            parse_entry(table, base, offset, source, path, &mut problems)
+                        {
+                            entries.push((s, offset));
+                        }
+                    }
+                    _ => problems.push(
+                        Problem::new(path, "each subscriber must be a table")
+                            .at_offset(source, offset)
+                            .field("subscriber"),
+                    ),
+                }
             }
         }
     }
@@ -113,8 +125,28 @@ pub fn parse(source: &str, path: &Path) -> Result<SubscriberList, Problems> {
     problems.into_result(list)
 }
 
+/// Splits the file before each `[[subscriber]]` header line: (byte offset, text). What
+/// precedes the first header (comments, stray keys) is a chunk of its own.
+fn chunks(source: &str) -> Vec<(usize, &str)> {
+    let mut starts = vec![0];
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let bare = line.split('#').next().unwrap_or("").trim();
+        if bare == "[[subscriber]]" && offset > 0 {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    starts.push(source.len());
+    starts
+        .windows(2)
+        .map(|w| (w[0], &source[w[0]..w[1]]))
+        .collect()
+}
+
 fn parse_entry(
     table: &DeTable<'_>,
+    base: usize,
     entry_offset: usize,
     source: &str,
     path: &Path,
@@ -123,7 +155,7 @@ fn parse_entry(
     let before = problems.0.len();
     let at = |field: &str, span: std::ops::Range<usize>, message: String| {
         Problem::new(path, message)
-            .at_offset(source, span.start)
+            .at_offset(source, base + span.start)
             .field(field)
     };
     let mut email = None;
