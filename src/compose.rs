@@ -63,6 +63,24 @@ fn marker(field: Field, set: char) -> String {
     format!("\u{e000}{set}{name}\u{e001}")
 }
 
+struct Values<'a> {
+    email: &'a str,
+    name: Option<&'a str>,
+    greeting: &'a str,
+    unsubscribe: String,
+}
+
+impl Values<'_> {
+    fn get(&self, field: Field) -> &str {
+        match field {
+            Field::Email => self.email,
+            Field::Name => self.name.unwrap_or_default(),
+            Field::Greeting => self.greeting,
+            Field::Unsubscribe => &self.unsubscribe,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     Text(String),
@@ -373,41 +391,37 @@ impl<'a> Composer<'a> {
                 html: quoted_printable(&r.html),
             });
         };
-        let greeting = name.unwrap_or(&self.greeting_fallback);
-        let unsubscribe = self.unsubscribe_url(&subscriber.email);
-        let raw = |f: Field| -> String {
-            match f {
-                Field::Email => subscriber.email.as_str().to_string(),
-                Field::Name => name.unwrap_or_default().to_string(),
-                Field::Greeting => greeting.to_string(),
-                Field::Unsubscribe => unsubscribe.clone(),
-            }
-        };
+        let values = self.values(subscriber);
+        let raw = |f: Field| values.get(f).to_string();
         let subject = checked_subject(&assemble(&p.subject, raw, 128))?;
         let text = assemble_qp(&p.text_qp, raw, 24 * 1024);
         let html = assemble_qp(&p.html_qp, |f| templates::escape_html(&raw(f)), 48 * 1024);
         Ok(Encoded {
             subject,
-            unsubscribe_url: unsubscribe,
+            unsubscribe_url: values.unsubscribe,
             text,
             html,
         })
     }
 
-    pub fn render(&self, subscriber: &Subscriber) -> Result<Rendered, Problem> {
+    /// The values a recipient's message differs by.
+    fn values<'s>(&'s self, subscriber: &'s Subscriber) -> Values<'s> {
         let name = subscriber.name.as_ref().map(|n| n.as_str());
-        let greeting = name.unwrap_or(&self.greeting_fallback);
-        let unsubscribe = self.unsubscribe_url(&subscriber.email);
+        Values {
+            email: subscriber.email.as_str(),
+            name,
+            greeting: name.unwrap_or(&self.greeting_fallback),
+            unsubscribe: self.unsubscribe_url(&subscriber.email),
+        }
+    }
+
+    pub fn render(&self, subscriber: &Subscriber) -> Result<Rendered, Problem> {
+        let values = self.values(subscriber);
+        let (name, greeting, unsubscribe) =
+            (values.name, values.greeting, values.unsubscribe.as_str());
         let rendered = match &self.prepared[usize::from(name.is_some())] {
             Some(p) => {
-                let raw = |f: Field| -> String {
-                    match f {
-                        Field::Email => subscriber.email.as_str().to_string(),
-                        Field::Name => name.unwrap_or_default().to_string(),
-                        Field::Greeting => greeting.to_string(),
-                        Field::Unsubscribe => unsubscribe.clone(),
-                    }
-                };
+                let raw = |f: Field| values.get(f).to_string();
                 Rendered {
                     subject: assemble(&p.subject, raw, 128),
                     html: assemble(&p.html, |f| templates::escape_html(&raw(f)), 48 * 1024),
@@ -415,7 +429,7 @@ impl<'a> Composer<'a> {
                 }
             }
             None => {
-                let ctx = self.context(subscriber.email.as_str(), name, greeting, &unsubscribe);
+                let ctx = self.context(subscriber.email.as_str(), name, greeting, unsubscribe);
                 self.render_context(&ctx)?
             }
         };

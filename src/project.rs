@@ -55,17 +55,7 @@ impl Project {
             .ok();
         let signer = config
             .unsubscribe
-            .secret
-            .load()
-            .and_then(|key| {
-                let previous = config
-                    .unsubscribe
-                    .previous
-                    .iter()
-                    .map(|s| s.load())
-                    .collect::<Result<_>>()?;
-                Ok(Signer::new(key).with_previous(previous))
-            })
+            .signer()
             .map_err(|e| {
                 problems.push(Problem::new(&config.path, format!("{e:#}")).field("unsubscribe"));
             })

@@ -20,9 +20,7 @@ pub fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     }
     let total = project.subscribers.entries.len();
     let Some(edition) = &project.edition else {
-        crate::say!(
-            "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
-        );
+        crate::say!("{}", super::NOTHING_TO_DO);
         return Ok(Exit::NothingToDo);
     };
     let composer = project.composer(edition);

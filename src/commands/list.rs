@@ -12,7 +12,6 @@ use crate::config::Config;
 use crate::exit::Exit;
 use crate::journal::Journal;
 use crate::listfile;
-use crate::token::Signer;
 
 pub fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
     let config = Config::load(&cli.config)?;
@@ -22,7 +21,7 @@ pub fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
             Err(e) => bail!("the address {e}"),
         }
     } else {
-        let signer = signer(&config)?;
+        let signer = config.unsubscribe.signer()?;
         match signer.verify_unsubscribe_token(&config.newsletter.list_id, &args.target) {
             Some(e) => e,
             None => bail!(
@@ -64,15 +63,4 @@ fn report(config: &Config, journal: &mut Journal, done: &str) -> Result<Exit> {
         ),
     }
     Ok(Exit::Done)
-}
-
-pub fn signer(config: &Config) -> Result<Signer> {
-    let key = config.unsubscribe.secret.load()?;
-    let previous = config
-        .unsubscribe
-        .previous
-        .iter()
-        .map(|s| s.load())
-        .collect::<Result<_>>()?;
-    Ok(Signer::new(key).with_previous(previous))
 }

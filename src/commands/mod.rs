@@ -12,6 +12,10 @@ use anyhow::{Result, bail};
 use crate::address::EmailAddress;
 use crate::subscribers::{Status, Subscriber, SubscriberList};
 
+/// What `check`, `preview` and `send` say when no article is waiting (exit 6).
+pub const NOTHING_TO_DO: &str =
+    "nothing to do: no article is marked `selected = true` that an earlier edition did not carry";
+
 /// Informational lines go to stderr, and not at all with `--quiet`; data goes to stdout.
 pub struct Log {
     pub quiet: bool,

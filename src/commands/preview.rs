@@ -23,9 +23,7 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
         log.warn(note);
     }
     let Some(edition) = &project.edition else {
-        crate::say!(
-            "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
-        );
+        crate::say!("{}", super::NOTHING_TO_DO);
         return Ok(Exit::NothingToDo);
     };
     let recipient = match &args.to {

@@ -255,9 +255,7 @@ fn nothing_new(journal: &Journal, project: &Project) -> Result<Exit> {
         );
         return Ok(Exit::Done);
     }
-    crate::say!(
-        "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
-    );
+    crate::say!("{}", super::NOTHING_TO_DO);
     Ok(Exit::NothingToDo)
 }
 
@@ -321,9 +319,7 @@ fn report(
 
 fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Exit> {
     let Some(edition) = &project.edition else {
-        crate::say!(
-            "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
-        );
+        crate::say!("{}", super::NOTHING_TO_DO);
         return Ok(Exit::NothingToDo);
     };
     let suppressed = match journal {
@@ -371,9 +367,7 @@ fn unrecorded(
     log: &Log,
 ) -> Result<Exit> {
     let Some(edition) = &project.edition else {
-        crate::say!(
-            "nothing to do: no article is marked `selected = true` that an earlier edition did not carry"
-        );
+        crate::say!("{}", super::NOTHING_TO_DO);
         return Ok(Exit::NothingToDo);
     };
     let composer = project.composer(edition);

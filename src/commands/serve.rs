@@ -22,7 +22,7 @@ const MAX_BODY: usize = 4096;
 
 pub fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
     let config = Config::load(&cli.config)?;
-    let signer = super::list::signer(&config)?;
+    let signer = config.unsubscribe.signer()?;
     let (prefix, suffix) = route(&config.unsubscribe.url)?;
     let mut journal = Journal::open(&config.paths.state)?;
     let server =

@@ -32,6 +32,17 @@ fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Runs dkimpy on `message` with the project's `record.txt` as the DNS answer.
+fn dkimpy(p: &Project, message: &[u8]) -> std::process::Output {
+    std::fs::write(p.path("signed.eml"), message).expect("write");
+    let python = python_with("dkim", &["dkimpy==1.1.8", "pynacl"]);
+    Command::new(python)
+        .args(["verify.py", "signed.eml", "record.txt"])
+        .current_dir(p.dir.path())
+        .output()
+        .expect("run dkimpy")
+}
+
 /// Sends through the outbox with `[dkim]` set and verifies one message with dkimpy.
 fn sign_and_verify(algorithm: &str, key_file: &str, record: &str, p: &Project) {
     let config = p.read("newsletter.toml")
@@ -71,15 +82,8 @@ fn sign_and_verify(algorithm: &str, key_file: &str, record: &str, p: &Project) {
             "{h} is not signed: {signed}"
         );
     }
-    let eml = p.path("signed.eml");
-    std::fs::write(&eml, &bytes).expect("write");
     p.write("verify.py", VERIFY);
-    let python = python_with("dkim", &["dkimpy==1.1.8", "pynacl"]);
-    let out = Command::new(python)
-        .args(["verify.py", "signed.eml", "record.txt"])
-        .current_dir(p.dir.path())
-        .output()
-        .expect("run dkimpy");
+    let out = dkimpy(p, &bytes);
     assert!(
         out.status.success(),
         "{name}: {}{}",
@@ -89,13 +93,7 @@ fn sign_and_verify(algorithm: &str, key_file: &str, record: &str, p: &Project) {
 
     // A changed subject must break the signature.
     let tampered = text.replacen("Subject: Harbour Weekly", "Subject: Harbour Weekly!", 1);
-    std::fs::write(&eml, tampered).expect("write");
-    let python = python_with("dkim", &["dkimpy==1.1.8", "pynacl"]);
-    let out = Command::new(python)
-        .args(["verify.py", "signed.eml", "record.txt"])
-        .current_dir(p.dir.path())
-        .output()
-        .expect("run dkimpy");
+    let out = dkimpy(p, tampered.as_bytes());
     assert!(!out.status.success(), "a tampered message verified");
 }
 
