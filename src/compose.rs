@@ -404,6 +404,19 @@ impl<'a> Composer<'a> {
         })
     }
 
+    /// Whether this recipient's message renders, without building it when the edition is
+    /// prepared for the recipient's shape: then only the subject can still go wrong.
+    pub fn check(&self, subscriber: &Subscriber) -> Result<(), Problem> {
+        match &self.prepared[usize::from(subscriber.name.is_some())] {
+            Some(p) => {
+                let values = self.values(subscriber);
+                checked_subject(&assemble(&p.subject, |f| values.get(f).to_string(), 128))
+                    .map(|_| ())
+            }
+            None => self.render(subscriber).map(|_| ()),
+        }
+    }
+
     /// The values a recipient's message differs by.
     fn values<'s>(&'s self, subscriber: &'s Subscriber) -> Values<'s> {
         let name = subscriber.name.as_ref().map(|n| n.as_str());

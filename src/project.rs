@@ -171,21 +171,22 @@ pub fn render_all<'a>(
     let mut linted = Vec::new();
     for sub in recipients {
         count += 1;
-        match composer.render(sub) {
-            Err(p) => {
-                seen.entry(p.to_string())
-                    .or_insert_with(|| (p, 0, sub.email.to_string()))
-                    .1 += 1;
-            }
-            // The checks look at one message: the others differ only in the recipient's values.
-            Ok(rendered) if count == 1 => {
+        // The checks look at one message: the others differ only in the recipient's values.
+        let outcome = if count == 1 {
+            composer.render(sub).map(|rendered| {
                 let findings = crate::lint::lint(&rendered, &composer.unsubscribe_url(&sub.email));
                 for w in findings.warnings {
                     eprintln!("warning: {w} (in the message to {})", sub.email);
                 }
                 linted = findings.errors;
-            }
-            Ok(_) => {}
+            })
+        } else {
+            composer.check(sub)
+        };
+        if let Err(p) = outcome {
+            seen.entry(p.to_string())
+                .or_insert_with(|| (p, 0, sub.email.to_string()))
+                .1 += 1;
         }
     }
     let mut problems: Vec<Problem> = linted
