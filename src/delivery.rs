@@ -86,7 +86,6 @@ struct Shared {
     reason: std::sync::Mutex<Option<StopReason>>,
     failures_in_row: AtomicUsize,
     quota_left: Option<AtomicU64>,
-    quota: u64,
     next_slot: Mutex<Instant>,
     counters: Arc<Counters>,
     /// Indexes (into the work list) of recipients deferred in this pass.
@@ -243,7 +242,6 @@ pub fn run(
         reason: std::sync::Mutex::new(None),
         failures_in_row: AtomicUsize::new(0),
         quota_left: quota_left.map(AtomicU64::new),
-        quota: pacing.daily_quota.unwrap_or(0),
         next_slot: Mutex::new(Instant::now()),
         counters,
         retry: std::sync::Mutex::new(Vec::new()),
@@ -328,7 +326,7 @@ impl<I: Iterator<Item = (usize, u32)>> Worker<'_, I> {
                 shared.counters.deferred.fetch_sub(1, Ordering::Relaxed);
             }
             if !shared.take_quota() {
-                shared.stop(StopReason::Quota(shared.quota));
+                shared.stop(StopReason::Quota(shared.pacing.daily_quota.unwrap_or(0)));
                 break;
             }
             shared.pace().await;

@@ -504,6 +504,14 @@ impl Journal {
         Ok(())
     }
 
+    /// Addresses no edition may go to: bounced (suppressed) or unsubscribed here, whether
+    /// or not the subscriber file says so yet.
+    pub fn excluded(&self) -> Result<HashSet<String>> {
+        let mut set = self.suppressed()?;
+        set.extend(self.unsubscribed()?);
+        Ok(set)
+    }
+
     pub fn suppressed(&self) -> Result<HashSet<String>> {
         let mut stmt = self.conn.prepare("SELECT email FROM suppression")?;
         let set = stmt

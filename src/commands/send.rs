@@ -74,8 +74,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     for note in &project.subscribers.notes {
         log.warn(note);
     }
-    let mut excluded = journal.suppressed()?;
-    excluded.extend(journal.unsubscribed()?);
+    let excluded = journal.excluded()?;
     let active: Vec<&Subscriber> = project
         .subscribers
         .active()
@@ -322,8 +321,8 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
         crate::say!("{}", super::NOTHING_TO_DO);
         return Ok(Exit::NothingToDo);
     };
-    let suppressed = match journal {
-        Some(j) => j.suppressed()?,
+    let excluded = match journal {
+        Some(j) => j.excluded()?,
         None => Default::default(),
     };
     let done: std::collections::HashSet<String> = match journal {
@@ -340,7 +339,7 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
     let recipients: Vec<&Subscriber> = project
         .subscribers
         .active()
-        .filter(|s| !suppressed.contains(s.email.as_str()) && !done.contains(s.email.as_str()))
+        .filter(|s| !excluded.contains(s.email.as_str()) && !done.contains(s.email.as_str()))
         .collect();
     let composer = project.composer(edition);
     render_all(&composer, recipients.iter().copied())?;
