@@ -121,6 +121,8 @@ pub struct Smtp {
     pub password: Option<SecretSource>,
     pub ca_file: Option<PathBuf>,
     pub hello_name: Option<String>,
+    /// Send MAIL, RCPT and DATA in one write when the server offers PIPELINING (RFC 2920).
+    pub pipelining: bool,
     pub connections: usize,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -259,6 +261,7 @@ struct RawSmtp {
     password_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
     hello_name: Option<String>,
+    pipelining: Option<bool>,
     #[serde(default = "default_connections")]
     connections: Spanned<usize>,
     #[serde(default = "default_connect_timeout")]
@@ -598,6 +601,7 @@ fn resolve_smtp(
         password,
         ca_file: s.ca_file.map(|f| dir.join(f)),
         hello_name: s.hello_name,
+        pipelining: s.pipelining.unwrap_or(true),
         connections,
         connect_timeout: seconds(s.connect_timeout_seconds, default_connect_timeout()),
         command_timeout: seconds(s.command_timeout_seconds, default_command_timeout()),

@@ -411,6 +411,34 @@ fn is_auth_refusal(r: &Refusal) -> bool {
     matches!(r.code, Some(530 | 535))
 }
 
+/// The server refused the message with a reply, or the connection was lost before any
+/// content left: either way the outcome is known, and nothing was delivered.
+async fn refused(
+    connector: &Connector,
+    session: &mut Option<Session>,
+    shared: &Shared,
+    job: &Job,
+    r: &Refusal,
+) {
+    if r.connection_lost
+        && let Some(s) = session.take()
+    {
+        s.abort().await;
+    }
+    if is_auth_refusal(r) {
+        shared.stop(StopReason::Fatal(format!(
+            "{} refused the session: {r}",
+            connector.server()
+        )));
+        shared.defer(job, r.code, r.reply.clone());
+    } else if r.is_permanent() {
+        // 5xx on RCPT: this address does not exist; never try it again.
+        shared.fail(job, r.code, r.reply.clone(), r.stage == Stage::Rcpt);
+    } else {
+        shared.defer(job, r.code, r.reply.clone());
+    }
+}
+
 async fn over_smtp(
     connector: &Connector,
     session: &mut Option<Session>,
@@ -426,7 +454,7 @@ async fn over_smtp(
     }
     if session.is_none() {
         match connector.connect().await {
-            Ok(conn) => *session = Some(Session::new(conn, connector.command_timeout())),
+            Ok(s) => *session = Some(s),
             Err(e) if e.downcast_ref::<Fatal>().is_some() => {
                 shared.stop(StopReason::Fatal(format!("{e:#}")));
                 return;
@@ -439,38 +467,30 @@ async fn over_smtp(
     }
     let Some(open) = session.as_mut() else { return };
 
-    if let Err(r) = open
-        .envelope(&job.message.envelope, &job.message.bytes)
-        .await
-    {
-        if r.connection_lost
-            && let Some(s) = session.take()
-        {
-            s.abort().await;
-        }
-        if is_auth_refusal(&r) {
-            shared.stop(StopReason::Fatal(format!(
-                "{} refused the session: {r}",
-                connector.server()
-            )));
-        } else if r.is_permanent() {
-            // 5xx on RCPT: this address does not exist; never try it again.
-            shared.fail(job, r.code, r.reply.clone(), r.stage == Stage::Rcpt);
-        } else {
-            shared.defer(job, r.code, r.reply.clone());
-        }
-        return;
-    }
-
     // The record that this message may be delivered must be on disk before its content
-    // goes out. The commit (an fsync) runs while the DATA command makes its round trip.
+    // goes out. The commit (an fsync) runs during the round trip that ends in the DATA
+    // command's 354: the pipelined MAIL, RCPT and DATA, or the DATA alone.
     let attempting = Change::Attempting {
         message_id: job.message.message_id.clone(),
     };
-    let (started, recorded) = tokio::join!(
-        open.start_data(),
-        shared.recorder.commit(&job.email, attempting)
-    );
+    let (started, recorded) = if open.pipelining() {
+        tokio::join!(
+            open.begin_pipelined(&job.message.envelope, &job.message.bytes),
+            shared.recorder.commit(&job.email, attempting)
+        )
+    } else {
+        if let Err(r) = open
+            .envelope(&job.message.envelope, &job.message.bytes)
+            .await
+        {
+            refused(connector, session, shared, job, &r).await;
+            return;
+        }
+        tokio::join!(
+            open.start_data(),
+            shared.recorder.commit(&job.email, attempting)
+        )
+    };
     match recorded {
         Ok(true) => {}
         Ok(false) => {
@@ -485,41 +505,28 @@ async fn over_smtp(
             return;
         }
     }
-    let delivered = match started {
-        Ok(()) => open.content(&job.message.bytes).await,
-        Err(r) => Err(r),
-    };
-    match delivered {
+    if let Err(r) = started {
+        refused(connector, session, shared, job, &r).await;
+        return;
+    }
+    match open.content(&job.message.bytes).await {
         Ok(reply) => {
             shared.recorder.record(&job.email, Change::Sent { reply });
             shared.success();
         }
-        Err(r) => {
-            if r.connection_lost
-                && let Some(s) = session.take()
-            {
+        Err(r) if r.outcome_unknown() => {
+            if let Some(s) = session.take() {
                 s.abort().await;
             }
-            if r.outcome_unknown() {
-                shared.recorder.record(
-                    &job.email,
-                    Change::InDoubt {
-                        reason: r.reply.clone(),
-                    },
-                );
-                shared.counters.in_doubt.fetch_add(1, Ordering::Relaxed);
-                shared.failure(&r.reply);
-            } else if is_auth_refusal(&r) {
-                shared.stop(StopReason::Fatal(format!(
-                    "{} refused the session: {r}",
-                    connector.server()
-                )));
-                shared.defer(job, r.code, r.reply.clone());
-            } else if r.is_permanent() {
-                shared.fail(job, r.code, r.reply.clone(), false);
-            } else {
-                shared.defer(job, r.code, r.reply.clone());
-            }
+            shared.recorder.record(
+                &job.email,
+                Change::InDoubt {
+                    reason: r.reply.clone(),
+                },
+            );
+            shared.counters.in_doubt.fetch_add(1, Ordering::Relaxed);
+            shared.failure(&r.reply);
         }
+        Err(r) => refused(connector, session, shared, job, &r).await,
     }
 }

@@ -229,15 +229,13 @@ fn preflight(via: &Via) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let conn = connector.connect().await.map_err(|e| {
+        let session = connector.connect().await.map_err(|e| {
             e.context(format!(
                 "cannot open a session with {} (nothing was sent)",
                 connector.server()
             ))
         })?;
-        crate::transport::smtp::Session::new(conn, connector.command_timeout())
-            .quit()
-            .await;
+        session.quit().await;
         Ok(())
     })
 }

@@ -10,7 +10,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -78,7 +80,7 @@ impl Connector {
 
     /// Opens, secures and authenticates one connection. `Err(Fatal)` inside the anyhow
     /// error marks failures that retrying cannot fix.
-    pub async fn connect(&self) -> Result<AsyncSmtpConnection> {
+    pub async fn connect(&self) -> Result<Session> {
         let cfg = &self.cfg;
         let server = self.server();
         let tcp = timeout(
@@ -145,6 +147,19 @@ impl Connector {
                     ))
                 })?;
         }
+        // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one of them:
+        // ask again (before AUTH, which some servers reset on EHLO) and read the reply.
+        let pipelining = cfg.pipelining
+            && with_timeout(step, conn.command(Ehlo::new(self.hello.clone())))
+                .await
+                .with_context(|| format!("EHLO to {server}"))?
+                .message()
+                .skip(1)
+                .any(|line| {
+                    line.split_whitespace()
+                        .next()
+                        .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+                });
         if let (Some(user), Some(password)) = (&cfg.username, &self.password) {
             // Config loading refuses credentials with security = "none"; this is the
             // last line of defence should that ever change.
@@ -162,7 +177,7 @@ impl Connector {
             .map_err(|_| anyhow!("authentication with {server} timed out"))?
             .map_err(|e| Fatal(format!("{server} refused the credentials of {user:?}: {e}")))?;
         }
-        Ok(conn)
+        Ok(Session::new(conn, step, pipelining))
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters> {
@@ -229,11 +244,14 @@ impl std::fmt::Display for Refusal {
 }
 
 /// One open SMTP session. A message goes in two steps, so the caller can record
-/// "attempting" durably between the envelope and the DATA.
+/// "attempting" durably before any content leaves: `begin` (MAIL, RCPT, DATA up to the
+/// 354), then `content`.
 pub struct Session {
     conn: AsyncSmtpConnection,
     limit: Duration,
     eight_bit: bool,
+    /// The server offers PIPELINING and the config allows it.
+    pipelining: bool,
     /// Messages sent on this connection so far.
     pub sent: usize,
 }
@@ -242,8 +260,36 @@ fn code_of(e: &lettre::transport::smtp::Error) -> Option<u16> {
     e.status().and_then(|c| c.to_string().parse().ok())
 }
 
+/// What one reply (or its absence) means for the message and the connection.
+fn classify(
+    result: Result<Result<Response, lettre::transport::smtp::Error>, tokio::time::error::Elapsed>,
+    stage: Stage,
+    limit: Duration,
+) -> Result<Response, Refusal> {
+    match result {
+        Err(_) => Err(Refusal {
+            code: None,
+            reply: format!("no answer within {limit:?}"),
+            stage,
+            connection_lost: true,
+        }),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => {
+            let code = code_of(&e);
+            Err(Refusal {
+                code,
+                reply: crate::templates::chain(&e),
+                stage,
+                // No reply code means a network or protocol error; 421 means the
+                // server is closing the connection.
+                connection_lost: code.is_none() || code == Some(421),
+            })
+        }
+    }
+}
+
 impl Session {
-    pub fn new(conn: AsyncSmtpConnection, limit: Duration) -> Session {
+    fn new(conn: AsyncSmtpConnection, limit: Duration, pipelining: bool) -> Session {
         let eight_bit = conn
             .server_info()
             .supports_feature(lettre::transport::smtp::extension::Extension::EightBitMime);
@@ -251,57 +297,31 @@ impl Session {
             conn,
             limit,
             eight_bit,
+            pipelining,
             sent: 0,
         }
     }
 
-    async fn step(
-        &mut self,
-        stage: Stage,
-        fut_kind: Step<'_>,
-    ) -> Result<lettre::transport::smtp::response::Response, Refusal> {
-        use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
-        let limit = self.limit;
-        let result = match fut_kind {
-            Step::Mail(from, params) => {
-                timeout(limit, self.conn.command(Mail::new(from, params))).await
-            }
-            Step::Rcpt(to) => timeout(limit, self.conn.command(Rcpt::new(to, vec![]))).await,
-            Step::Data => timeout(limit, self.conn.command(Data)).await,
-            Step::Content(bytes) => match std::str::from_utf8(bytes) {
-                // The whole stuffed message and its final dot in one write: lettre's own
-                // `message` escapes byte by byte into a copy and writes the dot separately.
-                Ok(text) if bytes.is_ascii() => {
-                    timeout(limit, self.conn.command(DataContent(text))).await
-                }
-                _ => timeout(limit, self.conn.message(bytes)).await,
-            },
-        };
-        match result {
-            Err(_) => Err(Refusal {
-                code: None,
-                reply: format!("no answer within {limit:?}"),
-                stage,
-                connection_lost: true,
-            }),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => {
-                let code = code_of(&e);
-                Err(Refusal {
-                    code,
-                    reply: crate::templates::chain(&e),
-                    stage,
-                    // No reply code means a network or protocol error; 421 means the
-                    // server is closing the connection.
-                    connection_lost: code.is_none() || code == Some(421),
-                })
-            }
-        }
+    pub fn pipelining(&self) -> bool {
+        self.pipelining
     }
 
-    /// MAIL FROM and RCPT TO. On a refusal the transaction is reset when the connection
-    /// allows it.
-    pub async fn envelope(&mut self, envelope: &Envelope, bytes: &[u8]) -> Result<(), Refusal> {
+    async fn command(&mut self, stage: Stage, command: &str) -> Result<Response, Refusal> {
+        let result = timeout(self.limit, self.conn.command(command)).await;
+        classify(result, stage, self.limit)
+    }
+
+    async fn reply(&mut self, stage: Stage) -> Result<Response, Refusal> {
+        let result = timeout(self.limit, self.conn.read_response()).await;
+        classify(result, stage, self.limit)
+    }
+
+    /// The MAIL and RCPT commands of a message, each ending in CRLF.
+    fn envelope_commands(
+        &self,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> Result<Vec<(Stage, String)>, Refusal> {
         use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
         let mut params = Vec::new();
         if !bytes.is_ascii() {
@@ -315,26 +335,34 @@ impl Session {
             }
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        let result: Result<(), Refusal> = async {
-            self.step(Stage::Mail, Step::Mail(envelope.from().cloned(), params))
-                .await?;
-            for to in envelope.to() {
-                self.step(Stage::Rcpt, Step::Rcpt(to.clone())).await?;
-            }
-            Ok(())
+        let mut commands = vec![(
+            Stage::Mail,
+            Mail::new(envelope.from().cloned(), params).to_string(),
+        )];
+        for to in envelope.to() {
+            commands.push((Stage::Rcpt, Rcpt::new(to.clone(), vec![]).to_string()));
         }
-        .await;
-        if let Err(refusal) = &result
-            && !refusal.connection_lost
-        {
-            self.reset().await;
-        }
-        result
+        Ok(commands)
     }
 
-    /// The DATA command, up to the server's 354.
+    /// MAIL FROM and RCPT TO, one round trip each; for servers without PIPELINING. On a
+    /// refusal the transaction is reset when the connection allows it.
+    pub async fn envelope(&mut self, envelope: &Envelope, bytes: &[u8]) -> Result<(), Refusal> {
+        let commands = self.envelope_commands(envelope, bytes)?;
+        for (stage, command) in commands {
+            if let Err(refusal) = self.command(stage, &command).await {
+                if !refusal.connection_lost {
+                    self.reset().await;
+                }
+                return Err(refusal);
+            }
+        }
+        Ok(())
+    }
+
+    /// The DATA command, up to the server's 354, after `envelope`.
     pub async fn start_data(&mut self) -> Result<(), Refusal> {
-        if let Err(refusal) = self.step(Stage::Data, Step::Data).await {
+        if let Err(refusal) = self.command(Stage::Data, &Data.to_string()).await {
             if !refusal.connection_lost {
                 self.reset().await;
             }
@@ -343,10 +371,66 @@ impl Session {
         Ok(())
     }
 
-    /// The content and its final dot, after `start_data`; `Ok` carries the server's
-    /// acceptance reply.
+    /// MAIL, RCPT and DATA in one write, then their replies (RFC 2920): one round trip
+    /// instead of three. Every reply is read, so a refused command leaves the connection
+    /// in step; the first refusal is the one reported.
+    pub async fn begin_pipelined(
+        &mut self,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> Result<(), Refusal> {
+        let mut commands = self.envelope_commands(envelope, bytes)?;
+        commands.push((Stage::Data, Data.to_string()));
+        let group: String = commands.iter().map(|(_, c)| c.as_str()).collect();
+        let mut refused: Option<Refusal> = None;
+        for (i, (stage, _)) in commands.iter().enumerate() {
+            let answer = if i == 0 {
+                self.command(*stage, &group).await
+            } else {
+                self.reply(*stage).await
+            };
+            match answer {
+                // A 354 after a refused MAIL or RCPT: the server now waits for content that
+                // will not come. Only a new connection is in a known state.
+                Ok(_) if *stage == Stage::Data => {
+                    if let Some(mut r) = refused {
+                        r.connection_lost = true;
+                        return Err(r);
+                    }
+                }
+                Ok(_) => {}
+                Err(r) if r.connection_lost => {
+                    let mut first = refused.unwrap_or(r);
+                    first.connection_lost = true;
+                    return Err(first);
+                }
+                Err(r) => {
+                    refused.get_or_insert(r);
+                }
+            }
+        }
+        match refused {
+            None => Ok(()),
+            Some(r) => {
+                self.reset().await;
+                Err(r)
+            }
+        }
+    }
+
+    /// The content and its final dot, after `begin`; `Ok` carries the server's acceptance
+    /// reply.
     pub async fn content(&mut self, bytes: &[u8]) -> Result<String, Refusal> {
-        let response = self.step(Stage::Content, Step::Content(bytes)).await?;
+        let limit = self.limit;
+        let result = match std::str::from_utf8(bytes) {
+            // The whole stuffed message and its final dot in one write: lettre's own
+            // `message` escapes byte by byte into a copy and writes the dot separately.
+            Ok(text) if bytes.is_ascii() => {
+                timeout(limit, self.conn.command(DataContent(text))).await
+            }
+            _ => timeout(limit, self.conn.message(bytes)).await,
+        };
+        let response = classify(result, Stage::Content, limit)?;
         self.sent += 1;
         Ok(format!(
             "{} {}",
@@ -395,16 +479,6 @@ impl std::fmt::Display for DataContent<'_> {
         }
         f.write_str(".\r\n")
     }
-}
-
-enum Step<'a> {
-    Mail(
-        Option<lettre::Address>,
-        Vec<lettre::transport::smtp::extension::MailParameter>,
-    ),
-    Rcpt(lettre::Address),
-    Data,
-    Content(&'a [u8]),
 }
 
 #[cfg(test)]

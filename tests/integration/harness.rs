@@ -291,11 +291,17 @@ struct Recorder {
     from: String,
     to: Vec<String>,
     data: Vec<u8>,
+    greeted: bool,
 }
 
 impl Handler for Recorder {
     fn helo(&mut self, _ip: std::net::IpAddr, _domain: &str) -> Response {
-        self.seen.lock().expect("lock").connections += 1;
+        // Each connection has its own clone of the handler; a client may say EHLO more
+        // than once in a session (after STARTTLS, or to read the extensions again).
+        if !self.greeted {
+            self.greeted = true;
+            self.seen.lock().expect("lock").connections += 1;
+        }
         response::OK
     }
 
@@ -423,6 +429,7 @@ impl SmtpServer {
             from: String::new(),
             to: Vec::new(),
             data: Vec::new(),
+            greeted: false,
         };
         let mut server = Server::new(recorder);
         server
