@@ -467,13 +467,14 @@ impl std::fmt::Display for DataContent<'_> {
         if text.starts_with('.') {
             f.write_str(".")?;
         }
-        let mut rest = text;
-        while let Some(i) = rest.find("\n.") {
-            f.write_str(&rest[..=i])?;
+        // memmem rather than `str::find`: this scans every byte of every message.
+        let mut start = 0;
+        for i in memchr::memmem::find_iter(text.as_bytes(), b"\n.") {
+            f.write_str(&text[start..=i])?;
             f.write_str(".")?;
-            rest = &rest[i + 1..];
+            start = i + 1;
         }
-        f.write_str(rest)?;
+        f.write_str(&text[start..])?;
         if !text.ends_with("\r\n") {
             f.write_str("\r\n")?;
         }
