@@ -30,12 +30,7 @@ die() { echo "error: $*" >&2; exit 2; }
 [[ "$PORT" =~ ^[0-9]+$ && "$PORT" -ge 1024 ]] || die "PORT must be a high port"
 
 install_tools() {
-  if ! command -v smtp-sink >/dev/null || ! command -v smtp-source >/dev/null; then
-    echo "installing Postfix's smtp-sink and smtp-source (Debian package postfix)" >&2
-    apt-get update -qq
-    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null
-  fi
+  "$ROOT/.ci/install-postfix"
   command -v smtp-sink >/dev/null || PATH="$PATH:/usr/sbin"
   if [[ " $MODES " == *" mailmerge "* && ! -x "$WORK/venv/bin/mailmerge" ]]; then
     python3 -m venv "$WORK/venv"

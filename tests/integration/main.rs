@@ -7,6 +7,7 @@ mod delivery;
 mod dkim;
 mod input;
 mod outbox;
+mod pipelining;
 mod render;
 mod smtp;
 mod unsubscribe;

@@ -1,0 +1,291 @@
+//! SMTP pipelining (RFC 2920): against Postfix's smtp-sink, which offers it, and a peer that
+//! checks the grouping on the wire and refuses inside a group.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::harness::Project;
+
+/// Postfix's smtp-sink on a free loopback port, dumping each message into a folder.
+struct Sink {
+    child: Child,
+    port: u16,
+    dump: tempfile::TempDir,
+}
+
+/// smtp-sink, installed first by `.ci/install-postfix` when missing (as root, from
+/// Debian's packages), so that `cargo test` works on a fresh machine.
+fn smtp_sink_binary() -> PathBuf {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    let find = || {
+        ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
+            .iter()
+            .map(|dir| Path::new(dir).join("smtp-sink"))
+            .find(|p| p.exists())
+    };
+    INSTALL.call_once(|| {
+        if find().is_none() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install-postfix");
+            let status = Command::new(&script).status().expect("run .ci/install-postfix");
+            assert!(status.success(), "{} failed", script.display());
+        }
+    });
+    find().expect("smtp-sink is installed")
+}
+
+impl Sink {
+    fn start(extra: &[&str]) -> Sink {
+        let dump = tempfile::tempdir().expect("tempdir");
+        // smtp-sink drops root privileges to the -u user, who must be able to write here.
+        std::fs::set_permissions(
+            dump.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("chmod");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let template = format!("{}/msg.", dump.path().display());
+        let mut cmd = Command::new(smtp_sink_binary());
+        if running_as_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .args(["-d", &template])
+            .args(extra)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("64")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sink { child, port, dump }
+    }
+
+    /// Messages received per recipient, from the envelope smtp-sink wrote into each dump.
+    fn deliveries(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for entry in std::fs::read_dir(self.dump.path()).expect("dump dir") {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("dump");
+            for line in text.lines().filter(|l| l.starts_with("X-Rcpt-Args: ")) {
+                let to = line["X-Rcpt-Args: ".len()..]
+                    .trim_matches(|c| c == '<' || c == '>')
+                    .to_string();
+                *counts.entry(to).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn running_as_root() -> bool {
+    // The effective uid without a libc dependency: /proc tells.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn exactly_once(emails: &[String]) -> BTreeMap<String, usize> {
+    emails.iter().map(|e| (e.clone(), 1)).collect()
+}
+
+#[test]
+fn smtp_sink_gets_every_message_once_with_and_without_pipelining() {
+    for (extra, config) in [
+        (&[][..], ""),
+        (&["-p"][..], ""),
+        (&[][..], "pipelining = false\n"),
+    ] {
+        let sink = Sink::start(extra);
+        let p = Project::new();
+        let emails = p.subscribers(25);
+        p.use_smtp(&format!(
+            "host = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nconnections = 3\nmax_per_connection = 4\n{config}",
+            sink.port
+        ));
+        p.run(&["send"]).expect_code(0);
+        // smtp-sink writes the dump as it answers the final dot; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sink.deliveries().values().sum::<usize>() < emails.len() && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            sink.deliveries(),
+            exactly_once(&emails),
+            "smtp-sink {extra:?}, {config:?}"
+        );
+        assert!(
+            p.journal().iter().all(|(_, s)| s == "sent"),
+            "{:?}",
+            p.journal()
+        );
+    }
+}
+
+/// What the pipelining peer saw.
+#[derive(Default)]
+struct Seen {
+    /// Transactions whose MAIL arrived with its RCPT and DATA already behind it.
+    grouped: usize,
+    transactions: usize,
+    sessions: usize,
+    delivered: BTreeMap<String, usize>,
+}
+
+/// A server that offers PIPELINING, refuses `refuse` with 550 on RCPT (and then DATA with
+/// 554, as RFC 2920 requires), and answers RCPT for `drop_once` the first time with 421
+/// and a closed connection. It speaks only what the test needs; smtp-sink cannot refuse
+/// inside a pipelined group (its -f and -r switch pipelining off).
+fn pipelining_peer(refuse: &'static str, drop_once: &'static str) -> (u16, Arc<Mutex<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let shared = Arc::clone(&seen);
+    let dropped = Arc::new(Mutex::new(false));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(stream) = stream else { continue };
+            let seen = Arc::clone(&shared);
+            let dropped = Arc::clone(&dropped);
+            std::thread::spawn(move || session(stream, &seen, &dropped, refuse, drop_once));
+        }
+    });
+    (port, seen)
+}
+
+fn session(
+    mut stream: TcpStream,
+    seen: &Mutex<Seen>,
+    dropped: &Mutex<bool>,
+    refuse: &str,
+    drop_once: &str,
+) {
+    seen.lock().expect("lock").sessions += 1;
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let _ = stream.write_all(b"220 peer ESMTP\r\n");
+    let mut line = String::new();
+    let mut rcpt: Option<String> = None;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let upper = line.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            "250-peer\r\n250-PIPELINING\r\n250 8BITMIME\r\n".into()
+        } else if upper.starts_with("MAIL") {
+            // Whatever of the group has arrived within 50 ms is in the buffer; a client that
+            // waits for this reply sends nothing more (the read times out).
+            if reader.buffer().is_empty() {
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+                let _ = reader.fill_buf();
+                let _ = stream.set_read_timeout(None);
+            }
+            let rest = String::from_utf8_lossy(reader.buffer()).to_ascii_uppercase();
+            let mut s = seen.lock().expect("lock");
+            s.transactions += 1;
+            if rest.contains("RCPT TO:") && rest.ends_with("DATA\r\n") {
+                s.grouped += 1;
+            }
+            rcpt = None;
+            "250 2.1.0 ok\r\n".into()
+        } else if upper.starts_with("RCPT") {
+            let to = line
+                .split(['<', '>'])
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            if to == refuse {
+                "550 5.1.1 no such user\r\n".into()
+            } else if to == drop_once
+                && !std::mem::replace(&mut *dropped.lock().expect("lock"), true)
+            {
+                let _ = stream.write_all(b"421 4.3.0 closing\r\n");
+                return;
+            } else {
+                rcpt = Some(to);
+                "250 2.1.5 ok\r\n".into()
+            }
+        } else if upper.starts_with("DATA") {
+            let Some(to) = rcpt.take() else {
+                let _ = stream.write_all(b"554 5.5.1 no valid recipients\r\n");
+                continue;
+            };
+            let _ = stream.write_all(b"354 go ahead\r\n");
+            let mut body = Vec::new();
+            while !body.ends_with(b"\r\n.\r\n") {
+                let mut byte = [0u8; 1];
+                if reader.read_exact(&mut byte).is_err() {
+                    return;
+                }
+                body.push(byte[0]);
+            }
+            *seen.lock().expect("lock").delivered.entry(to).or_insert(0) += 1;
+            "250 2.0.0 queued\r\n".into()
+        } else if upper.starts_with("QUIT") {
+            let _ = stream.write_all(b"221 bye\r\n");
+            return;
+        } else {
+            "250 ok\r\n".into()
+        };
+        let _ = stream.write_all(reply.as_bytes());
+    }
+}
+
+#[test]
+fn refusals_inside_a_pipelined_group_keep_the_connection_in_step() {
+    let (port, seen) = pipelining_peer("reader2@example.org", "reader4@example.org");
+    let p = Project::new();
+    let emails = p.subscribers(6);
+    p.use_smtp(&format!(
+        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = 1\nretry_delay_seconds = 0.1\n"
+    ));
+    let run = p.run(&["send"]);
+    // reader2 refused for good (which finishes the edition: exit 0), the others delivered,
+    // reader4 in the retry pass after the 421.
+    run.expect_code(0);
+    let seen = seen.lock().expect("lock");
+    let mut expected = exactly_once(&emails);
+    expected.remove("reader2@example.org");
+    assert_eq!(seen.delivered, expected);
+    assert_eq!(
+        seen.grouped, seen.transactions,
+        "every MAIL came with its RCPT and DATA in one write"
+    );
+    // The preflight, the session the 421 closed, the one after it, and the retry pass's:
+    // the 550 and 554 did not cost a connection.
+    assert_eq!(seen.sessions, 4);
+    let journal: BTreeMap<String, String> = p.journal().into_iter().collect();
+    assert_eq!(journal["reader2@example.org"], "failed");
+    assert!(
+        journal
+            .iter()
+            .filter(|(e, _)| *e != "reader2@example.org")
+            .all(|(_, s)| s == "sent"),
+        "{journal:?}"
+    );
+}
