@@ -28,7 +28,19 @@ pub struct Article {
     pub body_markdown: String,
     /// The body as HTML; raw HTML in the Markdown is escaped, not passed through.
     pub body_html: String,
+    /// Where it came from: `articles` (the Markdown folder) or a feed source's name.
+    #[serde(default)]
+    pub source: String,
+    /// A feed item's GUID (or link), which finds the same item in another feed.
+    #[serde(default)]
+    pub guid: Option<String>,
+    /// A feed item without a date, counted as published on the day it was read.
+    #[serde(default)]
+    pub undated: bool,
 }
+
+/// The `source` of articles from the Markdown folder.
+pub const MARKDOWN_SOURCE: &str = "articles";
 
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +175,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Article, Problems> {
         image: fm.image.map(Spanned::into_inner),
         body_html: markdown_to_html(body),
         body_markdown: body.trim().to_string(),
+        source: MARKDOWN_SOURCE.to_string(),
+        guid: None,
+        undated: false,
     })
 }
 

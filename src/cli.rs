@@ -20,11 +20,14 @@ Exit codes:
 Time: SOURCE_DATE_EPOCH (seconds since 1970), when set, replaces the clock, so an edition's
 date and every message's Date header are reproducible.";
 
-/// Compose a newsletter edition from Markdown articles and send it to your subscribers.
+/// Compose a newsletter edition from Markdown articles and feeds, and send it to your
+/// subscribers.
 ///
-/// An edition is built from the articles marked `selected = true` that no earlier edition
-/// carried; every subscribed address in the subscriber list receives one personalized
-/// message (HTML and text) through an SMTP relay or into an outbox folder.
+/// An edition is built from the Markdown articles marked `selected = true` and the feed
+/// items ([[sources]]: RSS, Atom, JSON Feed) published since the last edition, minus what an
+/// earlier edition carried; `preview --explain` and `check` say why each one is in or out.
+/// Every subscribed address receives one personalized message (HTML and text) through an
+/// SMTP relay or into an outbox folder. Start with `newsletter init DIR`.
 #[derive(Debug, Parser)]
 #[command(name = "newsletter", version, after_long_help = EXIT_CODES, after_help = "Exit codes and more: --help")]
 pub struct Cli {
@@ -65,6 +68,28 @@ pub enum Command {
     /// Serve the unsubscribe links over HTTP: GET shows a confirmation page, POST
     /// (RFC 8058 one-click) unsubscribes. Put it behind the site's TLS proxy.
     Serve(ServeArgs),
+    /// Create a working project in DIR (config, subscribers, one article, a signing key);
+    /// never overwrites a file.
+    Init(InitArgs),
+    /// Print a shell completion script, e.g. `newsletter completions bash > /etc/bash_completion.d/newsletter`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `newsletter man > /usr/local/share/man/man1/newsletter.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The folder to create the project in (created if missing).
+    pub dir: PathBuf,
+
+    /// Also copy the built-in templates into DIR/templates, to edit them.
+    #[arg(long)]
+    pub templates: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +127,20 @@ pub struct EditionArgs {
     /// The edition's date [default: today in UTC].
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub date: Option<NaiveDate>,
+
+    /// Take feed items (and Markdown articles) dated on or after this day, instead of those
+    /// since the last edition sent.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub since: Option<NaiveDate>,
+
+    /// Leave out articles dated after this day.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub until: Option<NaiveDate>,
+
+    /// Send only to subscribers with this tag (repeat for several; any one matches).
+    /// Overrides `audience` in [selection].
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +161,10 @@ pub struct PreviewArgs {
     /// The folder to write into (created if missing).
     #[arg(long, default_value = "preview", value_name = "DIR")]
     pub out: PathBuf,
+
+    /// Also list every candidate article, and each feed source, with why it is in or out.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Args)]

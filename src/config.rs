@@ -21,6 +21,8 @@ pub struct Config {
     pub paths: Paths,
     pub transport: Transport,
     pub dkim: Option<Dkim>,
+    pub sources: Vec<crate::sources::Source>,
+    pub selection: Selection,
 }
 
 /// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
@@ -175,7 +177,69 @@ struct RawConfig {
     transport: RawTransport,
     smtp: Option<RawSmtp>,
     dkim: Option<Dkim>,
+    #[serde(default)]
+    sources: Vec<Spanned<RawSource>>,
+    #[serde(default)]
+    selection: Selection,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: Spanned<String>,
+    url: Option<Spanned<String>>,
+    path: Option<PathBuf>,
+    #[serde(default)]
+    tags: Vec<String>,
+    timeout_seconds: Option<f64>,
+    max_bytes: Option<u64>,
+    #[serde(default)]
+    include_content: bool,
+}
+
+/// Which candidate articles make an edition (see `selection.rs`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// Feed items of the last this many days make the first edition (later ones take
+    /// everything since the previous edition).
+    #[serde(default = "default_first_days")]
+    pub first_days: u32,
+    /// Only articles with at least one of these tags (pinned ones always).
+    #[serde(default)]
+    pub include_tags: Vec<String>,
+    /// Never articles with any of these tags (pinned ones always).
+    #[serde(default)]
+    pub exclude_tags: Vec<String>,
+    /// At most this many articles, pinned first, then the newest.
+    pub max_articles: Option<usize>,
+    /// Article ids or links always included, whatever their date.
+    #[serde(default)]
+    pub pinned: Vec<String>,
+    /// Subscriber tags an edition goes to; empty: every subscriber.
+    #[serde(default)]
+    pub audience: Vec<String>,
+}
+
+fn default_first_days() -> u32 {
+    7
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            first_days: default_first_days(),
+            include_tags: Vec::new(),
+            exclude_tags: Vec::new(),
+            max_articles: None,
+            pinned: Vec::new(),
+            audience: Vec::new(),
+        }
+    }
+}
+
+/// Feed sizes above this are refused unless a source sets its own `max_bytes`.
+const DEFAULT_FEED_MAX_BYTES: u64 = 5_000_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -428,6 +492,8 @@ impl Config {
             (TransportKind::Smtp, Some(s)) => resolve_smtp(s, &dir, path, source, &mut problems),
         };
 
+        let sources = resolve_sources(&raw.sources, &dir, path, source, &mut problems);
+
         match (from, reply_to.flatten(), contact, secret, transport) {
             (Some(from), reply_to, Some(contact), Some(secret), Some(transport))
                 if problems.is_empty() =>
@@ -467,11 +533,86 @@ impl Config {
                         private_key_file: dir.join(&d.private_key_file),
                         ..d
                     }),
+                    sources,
+                    selection: raw.selection,
                 })
             }
             _ => Err(problems),
         }
     }
+}
+
+fn resolve_sources(
+    raw: &[Spanned<RawSource>],
+    dir: &Path,
+    path: &Path,
+    source: &str,
+    problems: &mut Problems,
+) -> Vec<crate::sources::Source> {
+    use crate::sources::{Location, Source};
+    let at = |field: &str, span: std::ops::Range<usize>, message: String| {
+        Problem::new(path, message)
+            .at_offset(source, span.start)
+            .field(field)
+    };
+    let mut names = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for entry in raw {
+        let s = entry.get_ref();
+        let name = s.name.get_ref().trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            problems.push(at(
+                "sources.name",
+                s.name.span(),
+                "must be lower-case letters, digits and hyphens, e.g. \"harbour-news\" (it is part of every article id)".into(),
+            ));
+            continue;
+        }
+        if name == crate::articles::MARKDOWN_SOURCE || !names.insert(name.to_string()) {
+            problems.push(at(
+                "sources.name",
+                s.name.span(),
+                format!("{name:?} is already used; each source needs its own name"),
+            ));
+            continue;
+        }
+        let location = match (&s.url, &s.path) {
+            (Some(url), None) => {
+                let u = url.get_ref();
+                if !(u.starts_with("https://") || u.starts_with("http://")) {
+                    problems.push(at(
+                        "sources.url",
+                        url.span(),
+                        format!("{u:?} is not an http or https URL"),
+                    ));
+                    continue;
+                }
+                Location::Url(u.clone())
+            }
+            (None, Some(p)) => Location::Path(dir.join(p)),
+            _ => {
+                problems.push(at(
+                    "sources",
+                    entry.span(),
+                    format!("source {name:?} needs exactly one of `url` or `path`"),
+                ));
+                continue;
+            }
+        };
+        out.push(Source {
+            name: name.to_string(),
+            location,
+            tags: s.tags.clone(),
+            timeout: seconds(s.timeout_seconds.unwrap_or(10.0), 10.0),
+            max_bytes: s.max_bytes.unwrap_or(DEFAULT_FEED_MAX_BYTES),
+            include_content: s.include_content,
+        });
+    }
+    out
 }
 
 fn resolve_smtp(

@@ -1,8 +1,6 @@
 //! Which articles make an edition, in which order, and the edition's id: all deterministic,
 //! so the same inputs give the same edition on any machine.
 
-use std::collections::HashSet;
-
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
@@ -35,13 +33,6 @@ impl Edition {
     }
 }
 
-/// The default selection: articles marked `selected = true` that no earlier edition carried.
-pub fn select(all: Vec<Article>, already_sent: &HashSet<String>) -> Vec<Article> {
-    all.into_iter()
-        .filter(|a| a.selected && !already_sent.contains(&a.id))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +52,9 @@ mod tests {
             image: None,
             body_markdown: String::new(),
             body_html: String::new(),
+            source: "articles".into(),
+            guid: None,
+            undated: false,
         }
     }
 
@@ -87,20 +81,5 @@ mod tests {
         );
         assert_eq!(e.id, again.id);
         assert!(e.id.starts_with("2026-11-27-"));
-    }
-
-    #[test]
-    fn selection_skips_unselected_and_already_sent_articles() {
-        let sent: HashSet<String> = ["old".to_string()].into();
-        let picked = select(
-            vec![
-                article("old", 1, true),
-                article("draft", 2, false),
-                article("new", 3, true),
-            ],
-            &sent,
-        );
-        let ids: Vec<_> = picked.iter().map(|a| a.id.as_str()).collect();
-        assert_eq!(ids, ["new"]);
     }
 }

@@ -144,6 +144,9 @@ pub struct Frozen {
     pub articles: Vec<Article>,
     /// Template name → source, as they were when the edition was first sent.
     pub templates: BTreeMap<String, String>,
+    /// Subscriber tags the edition goes to; empty: everyone.
+    #[serde(default)]
+    pub audience: Vec<String>,
 }
 
 /// One journal row, for reports.
@@ -278,6 +281,19 @@ impl Journal {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?)
+    }
+
+    /// The date of the last edition sent in full: feed items from then on are new.
+    pub fn last_completed_date(&self) -> Result<Option<NaiveDate>> {
+        let date: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT date FROM edition WHERE completed_at IS NOT NULL ORDER BY date DESC, completed_at DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(date.and_then(|d| d.parse().ok()))
     }
 
     /// One edition by id: `(id, date, completed)`.

@@ -35,6 +35,8 @@ pub mod problems;
 pub mod progress;
 pub mod project;
 pub mod secret;
+pub mod selection;
+pub mod sources;
 pub mod subscribers;
 pub mod templates;
 pub mod token;
@@ -57,6 +59,19 @@ pub fn run(cli: &Cli) -> Exit {
         Command::Unsubscribe(args) => commands::list::unsubscribe(cli, args),
         Command::Subscribe(args) => commands::list::subscribe(cli, args),
         Command::Serve(args) => commands::serve::run(cli, args, &log),
+        Command::Init(args) => commands::init::run(args),
+        Command::Completions(args) => {
+            let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "newsletter", &mut std::io::stdout());
+            Ok(exit::Exit::Done)
+        }
+        Command::Man => {
+            let cmd = <cli::Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map(|()| exit::Exit::Done)
+                .map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(exit) => exit,

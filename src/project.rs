@@ -12,10 +12,12 @@ use crate::cli::EditionArgs;
 use crate::clock::Clock;
 use crate::compose::{Composer, Rendered};
 use crate::config::Config;
-use crate::edition::{self, Edition};
+use crate::edition::Edition;
 use crate::journal::{Frozen, Journal};
 use crate::message::{Mailer, Outgoing};
 use crate::problems::{Problem, Problems};
+use crate::selection::{self, Rules};
+use crate::sources::{Cache, Report};
 use crate::subscribers::{self, Subscriber, SubscriberList};
 use crate::templates::Templates;
 use crate::token::Signer;
@@ -33,6 +35,11 @@ pub struct Project {
     pub signer: Signer,
     pub dkim: Option<DkimConfig>,
     pub clock: Clock,
+    /// Every candidate article and why it is in or out (empty for a resumed edition or
+    /// an explicit `--article` list).
+    pub explained: Vec<crate::selection::Explained>,
+    /// What became of each feed source.
+    pub sources: Vec<crate::sources::Report>,
 }
 
 impl Project {
@@ -50,9 +57,11 @@ impl Project {
             _ => None,
         };
 
-        let subscribers = subscribers::load(&config.paths.subscribers)
+        let mut subscribers = subscribers::load(&config.paths.subscribers)
             .map_err(|p| problems.extend(p))
             .ok();
+        let mut explained = Vec::new();
+        let mut reports = Vec::new();
         let signer = config
             .unsubscribe
             .signer()
@@ -70,32 +79,57 @@ impl Project {
                     date: frozen.date,
                     articles: frozen.articles,
                 };
+                if let Some(list) = &mut subscribers {
+                    list.audience = frozen.audience;
+                }
                 (Some(Some(edition)), templates, true)
             }
             None => {
-                let articles = if args.articles.is_empty() {
-                    articles::load_dir(&config.paths.articles)
-                } else {
+                if let Some(list) = &mut subscribers {
+                    list.audience = if args.tags.is_empty() {
+                        config.selection.audience.clone()
+                    } else {
+                        args.tags.clone()
+                    };
+                }
+                let today = args.date.unwrap_or_else(|| clock.today());
+                let articles = if !args.articles.is_empty() {
                     articles::load_files(&args.articles)
+                } else if !config.sources.is_empty() && !config.paths.articles.exists() {
+                    // Feeds alone: the Markdown folder is optional then.
+                    Ok(Vec::new())
+                } else {
+                    articles::load_dir(&config.paths.articles)
                 }
                 .map_err(|p| problems.extend(p))
-                .ok();
+                .ok()
+                .map(|mut markdown| {
+                    if args.articles.is_empty() && !config.sources.is_empty() {
+                        let (items, r) = read_sources(&config, today);
+                        markdown.extend(items);
+                        reports = r;
+                    }
+                    markdown
+                });
                 let templates = Templates::load(config.paths.templates.as_deref())
                     .map_err(|p| problems.extend(p))
                     .ok();
                 let edition = match articles {
                     Some(all) => {
                         let chosen = if args.articles.is_empty() {
-                            let sent = match journal {
-                                Some(j) => j.sent_articles()?,
+                            let (sent, last) = match journal {
+                                Some(j) => (j.sent_articles()?, j.last_completed_date()?),
                                 None => Default::default(),
                             };
-                            edition::select(all, &sent)
+                            let rules =
+                                Rules::new(&config.selection, today, last, args.since, args.until);
+                            let (chosen, why) = selection::select(all, &sent, &rules);
+                            explained = why;
+                            chosen
                         } else {
                             all
                         };
-                        let date = args.date.unwrap_or_else(|| clock.today());
-                        Some((!chosen.is_empty()).then(|| Edition::new(date, chosen)))
+                        Some((!chosen.is_empty()).then(|| Edition::new(today, chosen)))
                     }
                     None => None,
                 };
@@ -126,6 +160,8 @@ impl Project {
             signer,
             dkim,
             clock,
+            explained,
+            sources: reports,
         })
     }
 
@@ -156,12 +192,42 @@ impl Project {
             date: edition.date,
             articles: edition.articles.clone(),
             templates: self.templates.sources(),
+            audience: self.subscribers.audience.clone(),
         }
     }
 }
 
 /// Renders every recipient; returns the problems, each once, with how many recipients
 /// it affects.
+/// Reads the feed sources; a failed one is reported and left out. The conditional-GET
+/// cache lives in the state database; without it every feed is fetched in full.
+fn read_sources(
+    config: &Config,
+    today: chrono::NaiveDate,
+) -> (Vec<crate::articles::Article>, Vec<Report>) {
+    let wants_cache = config
+        .sources
+        .iter()
+        .any(|s| matches!(s.location, crate::sources::Location::Url(_)));
+    let cache = if wants_cache {
+        Cache::open(&config.paths.state)
+            .map_err(|e| eprintln!("warning: feeds are fetched in full: {e:#}"))
+            .ok()
+    } else {
+        None
+    };
+    let (items, reports) = crate::sources::load_all(&config.sources, cache.as_ref(), today);
+    for r in &reports {
+        if let Err(why) = &r.outcome {
+            eprintln!(
+                "warning: source {} ({}) failed: {why}; the edition is built from the others",
+                r.name, r.location
+            );
+        }
+    }
+    (items, reports)
+}
+
 pub fn render_all<'a>(
     composer: &Composer<'_>,
     recipients: impl IntoIterator<Item = &'a Subscriber>,

@@ -42,14 +42,17 @@ pub struct SubscriberList {
     pub entries: Vec<Subscriber>,
     /// Things worth telling the operator that are not errors (merged duplicates).
     pub notes: Vec<String>,
+    /// When not empty, only subscribers with one of these tags receive the edition.
+    pub audience: Vec<String>,
 }
 
 impl SubscriberList {
     /// Those who receive the edition.
     pub fn active(&self) -> impl Iterator<Item = &Subscriber> {
-        self.entries
-            .iter()
-            .filter(|s| s.status == Status::Subscribed)
+        self.entries.iter().filter(|s| {
+            s.status == Status::Subscribed
+                && (self.audience.is_empty() || s.tags.iter().any(|t| self.audience.contains(t)))
+        })
     }
 
     pub fn find(&self, email: &EmailAddress) -> Option<&Subscriber> {

@@ -13,7 +13,7 @@ pub const HTML: &str = "digest.html";
 pub const TEXT: &str = "digest.txt";
 pub const SUBJECT: &str = "subject.txt";
 
-const EMBEDDED: [(&str, &str); 3] = [
+pub const EMBEDDED: [(&str, &str); 3] = [
     (HTML, include_str!("../templates/digest.html")),
     (TEXT, include_str!("../templates/digest.txt")),
     (SUBJECT, include_str!("../templates/subject.txt")),

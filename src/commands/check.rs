@@ -19,6 +19,7 @@ pub fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
         log.warn(note);
     }
     let total = project.subscribers.entries.len();
+    super::print_selection(&project);
     let Some(edition) = &project.edition else {
         crate::say!("{}", super::NOTHING_TO_DO);
         return Ok(Exit::NothingToDo);

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the exit status of its outcome.
 
 pub mod check;
+pub mod init;
 pub mod list;
 pub mod preview;
 pub mod send;
@@ -13,8 +14,24 @@ use crate::address::EmailAddress;
 use crate::subscribers::{Status, Subscriber, SubscriberList};
 
 /// What `check`, `preview` and `send` say when no article is waiting (exit 6).
-pub const NOTHING_TO_DO: &str =
-    "nothing to do: no article is marked `selected = true` that an earlier edition did not carry";
+pub const NOTHING_TO_DO: &str = "nothing to do: no new article (none marked `selected = true`, no feed item since the last edition, or all already sent; see `preview --explain`)";
+
+/// Each feed source's outcome and every candidate article with why it is in or out, on
+/// stdout (this is what was asked for).
+pub fn print_selection(project: &crate::project::Project) {
+    for r in &project.sources {
+        match &r.outcome {
+            Ok(how) => crate::say!("source {} ({}): {how}", r.name, r.location),
+            Err(why) => crate::say!("source {} ({}): FAILED: {why}", r.name, r.location),
+        }
+    }
+    if !project.explained.is_empty() {
+        crate::say!(
+            "{}",
+            crate::selection::render(&project.explained).trim_end()
+        );
+    }
+}
 
 /// Informational lines go to stderr, and not at all with `--quiet`; data goes to stdout.
 pub struct Log {

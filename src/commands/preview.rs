@@ -22,6 +22,9 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     for note in &project.subscribers.notes {
         log.warn(note);
     }
+    if args.explain {
+        super::print_selection(&project);
+    }
     let Some(edition) = &project.edition else {
         crate::say!("{}", super::NOTHING_TO_DO);
         return Ok(Exit::NothingToDo);

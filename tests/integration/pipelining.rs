@@ -31,7 +31,9 @@ fn smtp_sink_binary() -> PathBuf {
     INSTALL.call_once(|| {
         if find().is_none() {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install-postfix");
-            let status = Command::new(&script).status().expect("run .ci/install-postfix");
+            let status = Command::new(&script)
+                .status()
+                .expect("run .ci/install-postfix");
             assert!(status.success(), "{} failed", script.display());
         }
     });

@@ -1,0 +1,485 @@
+//! Feed sources: RSS 2.0, Atom and JSON Feed, by URL or file. A fetch has connect and read
+//! timeouts and a size limit, and asks only for what changed (ETag, Last-Modified, kept in
+//! the state database). Items become articles whose HTML is sanitized before any template
+//! sees it. A source that fails is reported; the others still build the edition.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::NaiveDate;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::articles::{Article, Image};
+
+/// One `[[sources]]` entry, resolved.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Short name: part of every article id from this source, and shown by `--explain`.
+    pub name: String,
+    pub location: Location,
+    /// Tags given to every item of this source, besides the feed's own categories.
+    pub tags: Vec<String>,
+    /// For connecting, and for each read of the answer.
+    pub timeout: Duration,
+    pub max_bytes: u64,
+    /// Put the item's sanitized HTML content into the digest, not only its summary.
+    pub include_content: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    Url(String),
+    Path(PathBuf),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Url(u) => f.write_str(u),
+            Location::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// What became of one source in this run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub name: String,
+    pub location: String,
+    /// `Ok(how)`: "12 items (fetched)", "12 items (not modified)"; `Err(why)` otherwise.
+    pub outcome: std::result::Result<String, String>,
+}
+
+/// The conditional-GET memory: validators and the body they stand for, per URL.
+pub struct Cache {
+    conn: Connection,
+}
+
+struct Cached {
+    etag: Option<String>,
+    last_modified: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Cache {
+    /// Opens the cache table in the state database, creating both if needed.
+    pub fn open(state: &Path) -> Result<Cache> {
+        let conn = Connection::open(state)
+            .with_context(|| format!("cannot open the state database {}", state.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS feed_cache (
+                url            TEXT PRIMARY KEY,
+                etag           TEXT,
+                last_modified  TEXT,
+                body           BLOB NOT NULL,
+                fetched_at     INTEGER NOT NULL
+            );",
+        )?;
+        Ok(Cache { conn })
+    }
+
+    fn get(&self, url: &str) -> Result<Option<Cached>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT etag, last_modified, body FROM feed_cache WHERE url = ?1",
+                [url],
+                |r| {
+                    Ok(Cached {
+                        etag: r.get(0)?,
+                        last_modified: r.get(1)?,
+                        body: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn put(&self, url: &str, c: &Cached) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.conn.execute(
+            "INSERT OR REPLACE INTO feed_cache (url, etag, last_modified, body, fetched_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![url, c.etag, c.last_modified, c.body, now],
+        )?;
+        Ok(())
+    }
+}
+
+/// Reads every source; returns the articles of those that worked and a report for each.
+pub fn load_all(
+    sources: &[Source],
+    cache: Option<&Cache>,
+    today: NaiveDate,
+) -> (Vec<Article>, Vec<Report>) {
+    let mut articles = Vec::new();
+    let mut reports = Vec::new();
+    for source in sources {
+        let result = read(source, cache).and_then(|(bytes, how)| {
+            let items = parse(source, &bytes, today)?;
+            Ok((items, how))
+        });
+        let outcome = match result {
+            Ok((items, how)) => {
+                let summary = format!("{} items ({how})", items.len());
+                articles.extend(items);
+                Ok(summary)
+            }
+            Err(e) => Err(format!("{e:#}")),
+        };
+        reports.push(Report {
+            name: source.name.clone(),
+            location: source.location.to_string(),
+            outcome,
+        });
+    }
+    (articles, reports)
+}
+
+/// The feed's bytes and how they were obtained.
+fn read(source: &Source, cache: Option<&Cache>) -> Result<(Vec<u8>, &'static str)> {
+    match &source.location {
+        Location::Path(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let mut bytes = Vec::new();
+            file.take(source.max_bytes + 1).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > source.max_bytes {
+                bail!("larger than the limit of {} bytes", source.max_bytes);
+            }
+            Ok((bytes, "file"))
+        }
+        Location::Url(url) => fetch(source, url, cache),
+    }
+}
+
+fn agent(source: &Source) -> ureq::Agent {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(source.timeout))
+        .timeout_recv_response(Some(source.timeout))
+        .timeout_recv_body(Some(source.timeout))
+        .http_status_as_error(false)
+        .max_redirects(5)
+        .user_agent(concat!("newsletter/", env!("CARGO_PKG_VERSION")))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .unversioned_rustls_crypto_provider(provider)
+                .build(),
+        )
+        .build()
+        .new_agent()
+}
+
+fn fetch(source: &Source, url: &str, cache: Option<&Cache>) -> Result<(Vec<u8>, &'static str)> {
+    let cached = match cache {
+        Some(c) => c.get(url)?,
+        None => None,
+    };
+    let mut request = agent(source).get(url);
+    if let Some(c) = &cached {
+        if let Some(etag) = &c.etag {
+            request = request.header("If-None-Match", etag);
+        }
+        if let Some(lm) = &c.last_modified {
+            request = request.header("If-Modified-Since", lm);
+        }
+    }
+    let mut response = request.call().map_err(|e| anyhow!("{e}"))?;
+    let status = response.status().as_u16();
+    if status == 304 {
+        let c = cached.ok_or_else(|| anyhow!("304 Not Modified, but nothing is cached"))?;
+        return Ok((c.body, "not modified"));
+    }
+    if status != 200 {
+        bail!("HTTP {status}");
+    }
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let etag = header("etag");
+    let last_modified = header("last-modified");
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(source.max_bytes)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => {
+                anyhow!("larger than the limit of {} bytes", source.max_bytes)
+            }
+            e => anyhow!("{e}"),
+        })?;
+    if let Some(c) = cache
+        && (etag.is_some() || last_modified.is_some())
+    {
+        c.put(
+            url,
+            &Cached {
+                etag,
+                last_modified,
+                body: body.clone(),
+            },
+        )?;
+    }
+    Ok((body, "fetched"))
+}
+
+/// The items of a feed as articles.
+fn parse(source: &Source, bytes: &[u8], today: NaiveDate) -> Result<Vec<Article>> {
+    let feed = feed_rs::parser::parse(bytes).map_err(|e| anyhow!("not a feed: {e}"))?;
+    let mut out = Vec::new();
+    for entry in feed.entries {
+        let link = entry
+            .links
+            .iter()
+            .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
+            .map(|l| l.href.clone())
+            .or_else(|| entry.id.starts_with("http").then(|| entry.id.clone()));
+        let Some(link) = link.filter(|l| l.starts_with("https://") || l.starts_with("http://"))
+        else {
+            continue; // nothing to link to: not an article
+        };
+        let guid = if entry.id.is_empty() {
+            link.clone()
+        } else {
+            entry.id.clone()
+        };
+        let title = entry
+            .title
+            .as_ref()
+            .map(|t| text_of(&t.content, is_html(&t.content_type)))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| link.clone());
+        let content_html = entry.content.as_ref().and_then(|c| c.body.clone());
+        let summary_source = entry
+            .summary
+            .as_ref()
+            .map(|s| (s.content.clone(), is_html(&s.content_type)))
+            .or_else(|| content_html.clone().map(|c| (c, true)));
+        let summary = summary_source
+            .map(|(s, html)| excerpt(&text_of(&s, html), 400))
+            .unwrap_or_default();
+        let dated = entry.published.or(entry.updated);
+        let date = dated.map_or(today, |d| d.date_naive());
+        let mut tags: BTreeSet<String> = source.tags.iter().cloned().collect();
+        tags.extend(entry.categories.iter().map(|c| c.term.trim().to_string()));
+        let (body_html, body_markdown) = match (&content_html, source.include_content) {
+            (Some(html), true) => (sanitize(html), text_of(html, true)),
+            _ => (String::new(), String::new()),
+        };
+        out.push(Article {
+            id: format!("{}-{}", source.name, short_hash(&guid)),
+            path: PathBuf::from(source.location.to_string()),
+            title: single_line(&title),
+            date,
+            link,
+            summary: if summary.is_empty() {
+                single_line(&title)
+            } else {
+                summary
+            },
+            selected: true,
+            author: entry
+                .authors
+                .first()
+                .and_then(|a| a.name.as_deref())
+                .map(single_line)
+                .filter(|a| !a.is_empty()),
+            tags: tags.into_iter().filter(|t| !t.is_empty()).collect(),
+            image: image_of(&entry, &title),
+            body_markdown,
+            body_html,
+            source: source.name.clone(),
+            guid: Some(guid),
+            undated: dated.is_none(),
+        });
+    }
+    Ok(out)
+}
+
+fn is_html(m: &mediatype::MediaTypeBuf) -> bool {
+    m.subty().as_str() == "html"
+}
+
+fn short_hash(s: &str) -> String {
+    Sha256::digest(s.as_bytes())[..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The first image among the item's media (RSS enclosures, Media RSS, JSON Feed images).
+fn image_of(entry: &feed_rs::model::Entry, title: &str) -> Option<Image> {
+    for media in &entry.media {
+        let caption = media
+            .description
+            .as_ref()
+            .map(|d| excerpt(&text_of(&d.content, is_html(&d.content_type)), 300))
+            .filter(|c| !c.is_empty());
+        let alt = media
+            .title
+            .as_ref()
+            .map(|t| single_line(&t.content))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| single_line(title));
+        let from_content = media.content.iter().find_map(|c| {
+            let url = c.url.as_ref()?.to_string();
+            let is_image = c
+                .content_type
+                .as_ref()
+                .map_or_else(|| looks_like_image(&url), |m| m.ty().as_str() == "image");
+            is_image.then_some(url)
+        });
+        let url = from_content.or_else(|| media.thumbnails.first().map(|t| t.image.uri.clone()));
+        if let Some(url) = url.filter(|u| u.starts_with("https://") || u.starts_with("http://")) {
+            return Some(Image {
+                url,
+                alt,
+                caption,
+                credit: None,
+                width: 600,
+            });
+        }
+    }
+    None
+}
+
+fn looks_like_image(url: &str) -> bool {
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    [".jpg", ".jpeg", ".png", ".gif", ".webp"]
+        .iter()
+        .any(|ext| path.ends_with(ext))
+}
+
+/// Feed HTML made safe for a template: no scripts, styles, event handlers, forms or frames;
+/// links get `rel="noopener noreferrer"`.
+pub fn sanitize(html: &str) -> String {
+    ammonia::Builder::default()
+        .rm_tags(["img"])
+        .clean(html)
+        .to_string()
+}
+
+/// Plain text of a piece of feed text: tags dropped, entities decoded, whitespace folded.
+fn text_of(s: &str, html: bool) -> String {
+    let text = if html {
+        let mut out = String::with_capacity(s.len());
+        let mut in_tag = false;
+        for c in s.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' if in_tag => {
+                    in_tag = false;
+                    out.push(' ');
+                }
+                _ if !in_tag => out.push(c),
+                _ => {}
+            }
+        }
+        decode_entities(&out)
+    } else {
+        s.to_string()
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn decode_entities(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.find(';').filter(|&e| e <= 10);
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "nbsp" => Some(' '),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &rest[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn single_line(s: &str) -> String {
+    s.split_whitespace()
+        .filter(|w| !w.chars().any(char::is_control))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// At most `max` characters, cut at a word boundary with an ellipsis.
+fn excerpt(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(head, _)| head);
+    format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_html_loses_scripts_and_handlers_and_text_loses_tags() {
+        let dirty = r#"<p onclick="steal()">Hi <script>alert(1)</script><a href="https://x.example/">x</a></p><iframe src="https://evil.example"></iframe>"#;
+        let clean = sanitize(dirty);
+        assert!(
+            !clean.contains("script") && !clean.contains("onclick") && !clean.contains("iframe"),
+            "{clean}"
+        );
+        assert!(clean.contains(r#"href="https://x.example/""#), "{clean}");
+        assert_eq!(
+            text_of("<b>Fish &amp; chips</b> &#8212; &lt;fresh&gt;", true),
+            "Fish & chips — <fresh>"
+        );
+    }
+
+    #[test]
+    fn excerpts_end_on_a_word() {
+        assert_eq!(excerpt("one two three four", 9), "one two…");
+        assert_eq!(excerpt("short", 9), "short");
+    }
+}
