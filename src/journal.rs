@@ -225,6 +225,11 @@ impl Journal {
         Ok(Some(Journal { conn }))
     }
 
+    /// The connection itself, for a table kept beside the journal (the feed cache).
+    pub fn into_connection(self) -> Connection {
+        self.conn
+    }
+
     pub fn connection(&mut self) -> &mut Connection {
         &mut self.conn
     }

@@ -69,10 +69,7 @@ struct Cached {
 impl Cache {
     /// Opens the cache table in the state database, creating both if needed.
     pub fn open(state: &Path) -> Result<Cache> {
-        let conn = Connection::open(state)
-            .with_context(|| format!("cannot open the state database {}", state.display()))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let conn = crate::journal::Journal::open(state)?.into_connection();
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS feed_cache (
                 url            TEXT PRIMARY KEY,
@@ -194,7 +191,7 @@ fn fetch(source: &Source, url: &str, cache: Option<&Cache>) -> Result<(Vec<u8>, 
             request = request.header("If-Modified-Since", lm);
         }
     }
-    let mut response = request.call().map_err(|e| anyhow!("{e}"))?;
+    let mut response = request.call().map_err(|e| describe(&e, source))?;
     let status = response.status().as_u16();
     if status == 304 {
         let c = cached.ok_or_else(|| anyhow!("304 Not Modified, but nothing is cached"))?;
@@ -221,7 +218,7 @@ fn fetch(source: &Source, url: &str, cache: Option<&Cache>) -> Result<(Vec<u8>, 
             ureq::Error::BodyExceedsLimit(_) => {
                 anyhow!("larger than the limit of {} bytes", source.max_bytes)
             }
-            e => anyhow!("{e}"),
+            e => describe(&e, source),
         })?;
     if let Some(c) = cache
         && (etag.is_some() || last_modified.is_some())
@@ -236,6 +233,13 @@ fn fetch(source: &Source, url: &str, cache: Option<&Cache>) -> Result<(Vec<u8>, 
         )?;
     }
     Ok((body, "fetched"))
+}
+
+fn describe(e: &ureq::Error, source: &Source) -> anyhow::Error {
+    match e {
+        ureq::Error::Timeout(what) => anyhow!("timed out after {:?} ({what})", source.timeout),
+        e => anyhow!("{e}"),
+    }
 }
 
 /// The items of a feed as articles.

@@ -5,6 +5,7 @@ mod harness;
 
 mod delivery;
 mod dkim;
+mod feeds;
 mod input;
 mod outbox;
 mod pipelining;
