@@ -15,7 +15,7 @@ Exit codes:
   4  partial: recipients remain deferred or in doubt, or the run was stopped (signal,
      daily quota, too many failures in a row); run again later to finish
   5  locked: another run holds the lock; nothing was done
-  6  nothing to do: no selected article that an earlier edition did not carry
+  6  nothing to do: no new article (see `preview --explain`)
 
 Time: SOURCE_DATE_EPOCH (seconds since 1970), when set, replaces the clock, so an edition's
 date and every message's Date header are reproducible.";
