@@ -1,14 +1,13 @@
 //! Cron-grade delivery: crashes at chosen points, server faults, retries, pacing, signals,
 //! the run lock and a full disk; deliveries are counted per address at the server.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Point, Project, ServerOptions, SmtpServer, parse};
+use crate::harness::{Point, Project, ServerOptions, SmtpServer, exactly_once, parse};
 
 /// A project with `n` subscribers sending to `server` over one connection.
 fn project_for(server: &SmtpServer, n: usize, extra: &str) -> (Project, Vec<String>) {
@@ -19,10 +18,6 @@ fn project_for(server: &SmtpServer, n: usize, extra: &str) -> (Project, Vec<Stri
         server.port
     ));
     (p, emails)
-}
-
-fn exactly_once(emails: &[String]) -> BTreeMap<String, usize> {
-    emails.iter().map(|e| (e.clone(), 1)).collect()
 }
 
 fn state_of(p: &Project, email: &str) -> String {

@@ -599,3 +599,8 @@ pub fn python_with(name: &str, packages: &[&str]) -> PathBuf {
     }
     python
 }
+
+/// Each address once: what a server should have counted.
+pub fn exactly_once(emails: &[String]) -> std::collections::BTreeMap<String, usize> {
+    emails.iter().map(|e| (e.clone(), 1)).collect()
+}

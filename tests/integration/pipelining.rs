@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::Project;
+use crate::harness::{Project, exactly_once};
 
 /// Postfix's smtp-sink on a free loopback port, dumping each message into a folder.
 struct Sink {
@@ -108,10 +108,6 @@ fn running_as_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
         })
         .unwrap_or(false)
-}
-
-fn exactly_once(emails: &[String]) -> BTreeMap<String, usize> {
-    emails.iter().map(|e| (e.clone(), 1)).collect()
 }
 
 #[test]
