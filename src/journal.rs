@@ -147,6 +147,12 @@ pub struct Frozen {
     /// Subscriber tags the edition goes to; empty: everyone.
     #[serde(default)]
     pub audience: Vec<String>,
+    /// Feed sources read for this edition, and those that failed: a source's next window
+    /// starts at the last edition that read it, so an outage skips nothing.
+    #[serde(default)]
+    pub sources_read: Vec<String>,
+    #[serde(default)]
+    pub sources_failed: Vec<String>,
 }
 
 /// One journal row, for reports.
@@ -288,17 +294,29 @@ impl Journal {
             .optional()?)
     }
 
-    /// The date of the last edition sent in full: feed items from then on are new.
-    pub fn last_completed_date(&self) -> Result<Option<NaiveDate>> {
-        let date: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT date FROM edition WHERE completed_at IS NOT NULL ORDER BY date DESC, completed_at DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(date.and_then(|d| d.parse().ok()))
+    /// Per feed source, from the editions sent in full: the date of the last one that read
+    /// it, and the date of the first one for which it failed.
+    pub fn source_history(&self) -> Result<crate::selection::SourceHistory> {
+        let mut history = crate::selection::SourceHistory::default();
+        for (key, target) in [
+            ("$.sources_read", &mut history.last_read),
+            ("$.sources_failed", &mut history.first_failed),
+        ] {
+            let aggregate = if key.ends_with("read") { "MAX" } else { "MIN" };
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT j.value, {aggregate}(e.date) FROM edition e, json_each(e.frozen, ?1) j WHERE e.completed_at IS NOT NULL GROUP BY j.value"
+            ))?;
+            let rows = stmt.query_map([key], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (name, date) = row?;
+                if let Ok(d) = date.parse() {
+                    target.insert(name, d);
+                }
+            }
+        }
+        Ok(history)
     }
 
     /// One edition by id: `(id, date, completed)`.

@@ -117,12 +117,17 @@ impl Project {
                 let edition = match articles {
                     Some(all) => {
                         let chosen = if args.articles.is_empty() {
-                            let (sent, last) = match journal {
-                                Some(j) => (j.sent_articles()?, j.last_completed_date()?),
+                            let (sent, history) = match journal {
+                                Some(j) => (j.sent_articles()?, j.source_history()?),
                                 None => Default::default(),
                             };
-                            let rules =
-                                Rules::new(&config.selection, today, last, args.since, args.until);
+                            let rules = Rules::new(
+                                &config.selection,
+                                today,
+                                history,
+                                args.since,
+                                args.until,
+                            );
                             let (chosen, why) = selection::select(all, &sent, &rules);
                             explained = why;
                             chosen
@@ -193,6 +198,18 @@ impl Project {
             articles: edition.articles.clone(),
             templates: self.templates.sources(),
             audience: self.subscribers.audience.clone(),
+            sources_read: self
+                .sources
+                .iter()
+                .filter(|r| r.outcome.is_ok())
+                .map(|r| r.name.clone())
+                .collect(),
+            sources_failed: self
+                .sources
+                .iter()
+                .filter(|r| r.outcome.is_err())
+                .map(|r| r.name.clone())
+                .collect(),
         }
     }
 }

@@ -8,50 +8,76 @@ use chrono::NaiveDate;
 use crate::articles::{Article, MARKDOWN_SOURCE};
 use crate::config::Selection;
 
+/// What the editions sent in full say about each feed source.
+#[derive(Debug, Clone, Default)]
+pub struct SourceHistory {
+    /// The date of the last edition that read the source.
+    pub last_read: HashMap<String, NaiveDate>,
+    /// The date of the first edition for which the source failed.
+    pub first_failed: HashMap<String, NaiveDate>,
+}
+
 /// The rules for one edition, resolved from the config, the command line and the journal.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    /// Feed items dated before this day are left out.
-    pub since: NaiveDate,
-    /// Why `since` is what it is, for the explanation.
-    pub since_reason: String,
+    today: NaiveDate,
+    history: SourceHistory,
+    /// `--since`: one window start for every article.
+    since: Option<NaiveDate>,
     /// Articles dated after this day are left out.
-    pub until: Option<NaiveDate>,
-    /// `--since`/`--until` were given: the window then applies to Markdown articles too.
-    pub explicit_window: bool,
+    until: Option<NaiveDate>,
     pub selection: Selection,
 }
 
 impl Rules {
-    /// `last_edition`: the date of the last edition that was sent in full.
     pub fn new(
         selection: &Selection,
         today: NaiveDate,
-        last_edition: Option<NaiveDate>,
+        history: SourceHistory,
         since: Option<NaiveDate>,
         until: Option<NaiveDate>,
     ) -> Rules {
-        let (since_day, since_reason) = match (since, last_edition) {
-            (Some(d), _) => (d, format!("--since {d}")),
-            (None, Some(d)) => (d, format!("the last edition, {d}")),
-            (None, None) => {
-                let d = today - chrono::Days::new(u64::from(selection.first_days));
-                (
-                    d,
-                    format!(
-                        "the first edition takes the last {} days",
-                        selection.first_days
-                    ),
-                )
-            }
-        };
         Rules {
-            since: since_day,
-            since_reason,
+            today,
+            history,
+            since,
             until,
-            explicit_window: since.is_some() || until.is_some(),
             selection: selection.clone(),
         }
+    }
+
+    /// `--since`/`--until` were given: the window then applies to Markdown articles too.
+    fn explicit_window(&self) -> bool {
+        self.since.is_some() || self.until.is_some()
+    }
+
+    /// Where a source's window starts, and why. By default everything since the last
+    /// edition that read the source; a source that failed and was never read since starts
+    /// where the window of the edition it first failed for did; a new source starts
+    /// `first_days` back.
+    fn since_for(&self, source: &str) -> (NaiveDate, String) {
+        let first_days = chrono::Days::new(u64::from(self.selection.first_days));
+        if let Some(d) = self.since {
+            return (d, "--since".into());
+        }
+        if let Some(&d) = self.history.last_read.get(source) {
+            return (d, format!("the last edition that read {source}"));
+        }
+        if let Some(&d) = self.history.first_failed.get(source) {
+            return (
+                d - first_days,
+                format!(
+                    "{source} failed for the edition of {d}; its window starts where that one's did"
+                ),
+            );
+        }
+        (
+            self.today - first_days,
+            format!(
+                "the first edition with {source} takes the last {} days",
+                self.selection.first_days
+            ),
+        )
     }
 }
 
@@ -118,7 +144,8 @@ pub fn select(
         } else if a.undated {
             Verdict::In("no date in the feed: counted as published today".into())
         } else {
-            Verdict::In(format!("published since {}", rules.since_reason))
+            let (since, why) = rules.since_for(&a.source);
+            Verdict::In(format!("published since {since} ({why})"))
         };
         // The first occurrence of an item wins, whatever became of it.
         if let Some(g) = &a.guid {
@@ -166,18 +193,16 @@ pub fn select(
 }
 
 fn outside_window(a: &Article, rules: &Rules) -> Option<String> {
-    if a.source == MARKDOWN_SOURCE && !rules.explicit_window {
+    if a.source == MARKDOWN_SOURCE && !rules.explicit_window() {
         return None;
     }
-    if a.date < rules.since {
-        return Some(format!(
-            "published {} — before {} ({})",
-            a.date, rules.since, rules.since_reason
-        ));
+    let (since, why) = rules.since_for(&a.source);
+    if a.date < since {
+        return Some(format!("published {}, before {since} ({why})", a.date));
     }
     match rules.until {
         Some(until) if a.date > until => {
-            Some(format!("published {} — after --until {until}", a.date))
+            Some(format!("published {}, after --until {until}", a.date))
         }
         _ => None,
     }
@@ -235,6 +260,14 @@ mod tests {
         }
     }
 
+    fn why_of(explained: &[Explained], id: &str) -> Verdict {
+        explained
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| e.verdict.clone())
+            .unwrap()
+    }
+
     fn day(d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
     }
@@ -247,7 +280,11 @@ mod tests {
             pinned: vec!["https://x.example/pinned".into()],
             ..Selection::default()
         };
-        let rules = Rules::new(&selection, day(27), Some(day(20)), None, None);
+        let history = SourceHistory {
+            last_read: [("a".to_string(), day(20))].into(),
+            first_failed: [("b".to_string(), day(13))].into(),
+        };
+        let rules = Rules::new(&selection, day(27), history, None, None);
         let sent: HashSet<String> = ["a-old".to_string()].into();
         let (chosen, explained) = select(
             vec![
@@ -259,12 +296,22 @@ mod tests {
                 item("a-sport", "a", 26, "https://x.example/sport", &["sport"]),
                 item("a-pin", "a", 1, "https://x.example/pinned", &[]),
                 item("a-newer", "a", 26, "https://x.example/newer", &[]),
+                // b failed for the edition of the 13th and was never read: its window
+                // starts where that edition's did, 7 days earlier.
+                item("b-late", "b", 8, "https://x.example/b-late", &[]),
+                item("b-older", "b", 5, "https://x.example/b-older", &[]),
             ],
             &sent,
             &rules,
         );
         let ids: Vec<_> = chosen.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["a-pin", "a-newer"]);
+        assert!(
+            matches!(&why_of(&explained, "b-late"), Verdict::Out(w) if w.contains("over the limit"))
+        );
+        assert!(
+            matches!(&why_of(&explained, "b-older"), Verdict::Out(w) if w.contains("before 2026-11-06 (b failed for the edition of 2026-11-13"))
+        );
         let why: HashMap<_, _> = explained
             .iter()
             .map(|e| (e.id.as_str(), e.verdict.clone()))

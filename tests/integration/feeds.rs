@@ -163,9 +163,9 @@ fn an_edition_from_feeds_and_markdown_shows_each_article_once_and_explains_why()
     }
     // Every candidate with its verdict.
     for expected in [
-        "in   2026-11-25  gazette          \"Fish market moves to the north pier\": published since the first edition takes the last 7 days",
+        "in   2026-11-25  gazette          \"Fish market moves to the north pier\": published since 2026-11-20 (the first edition with gazette takes the last 7 days)",
         "out  2026-11-25  council          \"Fish market moves to the north pier\": duplicate of gazette-",
-        "out  2026-10-01  gazette          \"Old news from October\": published 2026-10-01 — before 2026-11-20",
+        "out  2026-10-01  gazette          \"Old news from October\": published 2026-10-01, before 2026-11-20",
         "in   2026-11-26  council          \"Budget vote & what it means\"",
         "in   2026-11-24  articles         \"Ferry timetable\": selected in its front matter",
         "in   2026-11-24  photos           \"Frost on the nets\"",
@@ -276,8 +276,10 @@ fn two_runs_repeat_nothing_and_skip_nothing() {
     let p = Project::new();
     // Feeds only: no Markdown articles.
     std::fs::remove_dir_all(p.path("articles")).expect("rm articles");
-    let config =
-        p.read("newsletter.toml") + "\n[[sources]]\nname = \"site\"\npath = \"feed.xml\"\n";
+    // `late` is missing for the first edition: its items must not be skipped later.
+    let config = p.read("newsletter.toml")
+        + "\n[[sources]]\nname = \"site\"\npath = \"feed.xml\"\n"
+        + "\n[[sources]]\nname = \"late\"\npath = \"late.xml\"\n";
     p.write("newsletter.toml", &config);
     p.write(
         "feed.xml",
@@ -288,7 +290,9 @@ fn two_runs_repeat_nothing_and_skip_nothing() {
         ]),
     );
     // 2026-11-27: the first edition takes the last 7 days.
-    p.run(&["send"]).expect_code(0);
+    let first = p.run(&["send"]);
+    first.expect_code(0);
+    assert!(first.stderr().contains("source late"), "{}", first.stderr());
     assert_eq!(sent_titles(&p, "2026-11-27"), ["Item a", "Item b"]);
 
     // Later that day an item dated the same day appears, and one three days later.
@@ -301,6 +305,10 @@ fn two_runs_repeat_nothing_and_skip_nothing() {
             ("d", "Mon, 30 Nov 2026 08:00:00 +0000"),
         ]),
     );
+    p.write(
+        "late.xml",
+        &rss(&[("e", "Sun, 22 Nov 2026 10:00:00 +0000")]),
+    );
     // 2026-12-04 09:00 UTC.
     let week_later = [("SOURCE_DATE_EPOCH", "1796374800")];
     let explain = p.run_with_env(&["preview", "--explain", "--out", "pv"], &week_later);
@@ -311,11 +319,20 @@ fn two_runs_repeat_nothing_and_skip_nothing() {
         "{out}"
     );
     assert!(
-        out.contains("\"Item c\": published since the last edition, 2026-11-27"),
+        out.contains("\"Item c\": published since 2026-11-27 (the last edition that read site)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "\"Item e\": published since 2026-11-20 (late failed for the edition of 2026-11-27"
+        ),
         "{out}"
     );
     p.run_with_env(&["send"], &week_later).expect_code(0);
-    assert_eq!(sent_titles(&p, "2026-12-04"), ["Item c", "Item d"]);
+    assert_eq!(
+        sent_titles(&p, "2026-12-04"),
+        ["Item c", "Item d", "Item e"]
+    );
 
     // Nothing new: nothing is mailed.
     let run = p.run_with_env(&["send"], &[("SOURCE_DATE_EPOCH", "1796979600")]);
