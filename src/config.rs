@@ -195,6 +195,7 @@ struct RawSource {
     max_bytes: Option<u64>,
     #[serde(default)]
     include_content: bool,
+    ca_file: Option<PathBuf>,
 }
 
 /// Which candidate articles make an edition (see `selection.rs`).
@@ -610,6 +611,7 @@ fn resolve_sources(
             timeout: seconds(s.timeout_seconds.unwrap_or(10.0), 10.0),
             max_bytes: s.max_bytes.unwrap_or(DEFAULT_FEED_MAX_BYTES),
             include_content: s.include_content,
+            ca_file: s.ca_file.as_ref().map(|f| dir.join(f)),
         });
     }
     out

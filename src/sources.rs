@@ -29,6 +29,8 @@ pub struct Source {
     pub max_bytes: u64,
     /// Put the item's sanitized HTML content into the digest, not only its summary.
     pub include_content: bool,
+    /// Trust this CA (PEM) for the feed's HTTPS instead of the public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -158,23 +160,29 @@ fn read(source: &Source, cache: Option<&Cache>) -> Result<(Vec<u8>, &'static str
     }
 }
 
-fn agent(source: &Source) -> ureq::Agent {
+fn agent(source: &Source) -> Result<ureq::Agent> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    ureq::Agent::config_builder()
+    let mut tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(provider);
+    if let Some(path) = &source.ca_file {
+        let roots: Vec<ureq::tls::Certificate<'static>> =
+            crate::transport::tls::read_ca_file(path)?
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                .collect();
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
+    }
+    Ok(ureq::Agent::config_builder()
         .timeout_connect(Some(source.timeout))
         .timeout_recv_response(Some(source.timeout))
         .timeout_recv_body(Some(source.timeout))
         .http_status_as_error(false)
         .max_redirects(5)
         .user_agent(concat!("newsletter/", env!("CARGO_PKG_VERSION")))
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .provider(ureq::tls::TlsProvider::Rustls)
-                .unversioned_rustls_crypto_provider(provider)
-                .build(),
-        )
+        .tls_config(tls.build())
         .build()
-        .new_agent()
+        .new_agent())
 }
 
 fn fetch(source: &Source, url: &str, cache: Option<&Cache>) -> Result<(Vec<u8>, &'static str)> {
@@ -182,7 +190,7 @@ fn fetch(source: &Source, url: &str, cache: Option<&Cache>) -> Result<(Vec<u8>, 
         Some(c) => c.get(url)?,
         None => None,
     };
-    let mut request = agent(source).get(url);
+    let mut request = agent(source)?.get(url);
     if let Some(c) = &cached {
         if let Some(etag) = &c.etag {
             request = request.header("If-None-Match", etag);
@@ -245,12 +253,16 @@ fn describe(e: &ureq::Error, source: &Source) -> anyhow::Error {
 /// The items of a feed as articles.
 fn parse(source: &Source, bytes: &[u8], today: NaiveDate) -> Result<Vec<Article>> {
     let feed = feed_rs::parser::parse(bytes).map_err(|e| anyhow!("not a feed: {e}"))?;
+    let json_images = json_feed_images(bytes);
     let mut out = Vec::new();
     for entry in feed.entries {
         let link = entry
             .links
             .iter()
-            .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
+            .find(|l| {
+                l.rel.as_deref().is_none_or(|r| r == "alternate")
+                    && l.media_type.as_deref().is_none_or(|m| m.contains("html"))
+            })
             .map(|l| l.href.clone())
             .or_else(|| entry.id.starts_with("http").then(|| entry.id.clone()));
         let Some(link) = link.filter(|l| l.starts_with("https://") || l.starts_with("http://"))
@@ -304,7 +316,27 @@ fn parse(source: &Source, bytes: &[u8], today: NaiveDate) -> Result<Vec<Article>
                 .map(single_line)
                 .filter(|a| !a.is_empty()),
             tags: tags.into_iter().filter(|t| !t.is_empty()).collect(),
-            image: image_of(&entry, &title),
+            image: image_of(&entry, &title).or_else(|| {
+                let url = json_images.get(&entry.id).cloned().or_else(|| {
+                    // JSON Feed attachments arrive as links with their media type.
+                    entry
+                        .links
+                        .iter()
+                        .find(|l| {
+                            l.media_type
+                                .as_deref()
+                                .is_some_and(|m| m.starts_with("image/"))
+                        })
+                        .map(|l| l.href.clone())
+                })?;
+                (url.starts_with("https://") || url.starts_with("http://")).then(|| Image {
+                    url,
+                    alt: single_line(&title),
+                    caption: None,
+                    credit: None,
+                    width: 600,
+                })
+            }),
             body_markdown,
             body_html,
             source: source.name.clone(),
@@ -360,6 +392,31 @@ fn image_of(entry: &feed_rs::model::Entry, title: &str) -> Option<Image> {
         }
     }
     None
+}
+
+/// A JSON Feed item's `image` (or `banner_image`) by item id: feed-rs does not keep them.
+fn json_feed_images(bytes: &[u8]) -> std::collections::HashMap<String, String> {
+    let Ok(serde_json::Value::Object(feed)) = serde_json::from_slice(bytes) else {
+        return Default::default();
+    };
+    let Some(serde_json::Value::Array(items)) = feed.get("items") else {
+        return Default::default();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let id = match item.get("id")? {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            let image = item
+                .get("image")
+                .or_else(|| item.get("banner_image"))?
+                .as_str()?;
+            Some((id, image.to_string()))
+        })
+        .collect()
 }
 
 fn looks_like_image(url: &str) -> bool {

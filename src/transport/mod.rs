@@ -2,4 +2,4 @@
 
 pub mod outbox;
 pub mod smtp;
-mod tls;
+pub mod tls;

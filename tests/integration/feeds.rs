@@ -215,6 +215,10 @@ fn an_edition_from_feeds_and_markdown_shows_each_article_once_and_explains_why()
     }
     assert!(html.contains("https://gazette.harbour.example/img/north-pier.jpg"));
     assert!(html.contains("The crew launching from the slipway."));
+    assert!(
+        html.contains("https://photos.harbour.example/img/frost.jpg"),
+        "JSON Feed image"
+    );
 
     // Later fetches (the preview's, this check's) ask with the validators and get 304 for
     // both validated feeds; the JSON feed has no validators and comes in full each time.
@@ -228,6 +232,42 @@ fn an_edition_from_feeds_and_markdown_shows_each_article_once_and_explains_why()
     assert_eq!(server.statuses("rss.xml"), [200, 304, 304]);
     assert_eq!(server.statuses("atom.xml"), [200, 304, 304]);
     assert_eq!(server.statuses("feed.json"), [200, 200, 200]);
+}
+
+#[test]
+fn https_feeds_are_verified() {
+    let server = FeedServer::start();
+    let p = Project::new();
+    let port = crate::harness::tls_front(server.port, &p.path("tls"));
+    let url = format!("https://localhost:{port}/rss.xml");
+    // The same feed twice: trusted through ca_file, and without it (the test CA is in no
+    // public root store, so the handshake must fail).
+    let config = p.read("newsletter.toml")
+        + &format!(
+            "\n[[sources]]\nname = \"trusted\"\nurl = \"{url}\"\nca_file = \"tls/ca.pem\"\n"
+        )
+        + &format!("\n[[sources]]\nname = \"untrusted\"\nurl = \"{url}\"\n");
+    p.write("newsletter.toml", &config);
+    let check = p.run(&["check"]);
+    check.expect_code(0);
+    let out = check.stdout();
+    assert!(
+        out.contains("source trusted") && out.contains("3 items (fetched)"),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("source untrusted"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("FAILED") && line.to_lowercase().contains("certificate"),
+        "{line}"
+    );
+    assert_eq!(
+        server.statuses("rss.xml"),
+        [200],
+        "only the trusted fetch reached the server"
+    );
 }
 
 fn rss(items: &[(&str, &str)]) -> String {
