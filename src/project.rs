@@ -151,6 +151,19 @@ impl Project {
                 .map(Some),
             None => Some(None),
         };
+        // "Nothing new" cannot be told while a source is down: that is a failure, not an
+        // empty week, and cron should hear of it (exit 1).
+        let failed: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.outcome.is_err())
+            .map(|r| r.name.as_str())
+            .collect();
+        if matches!(edition, Some(None)) && problems.is_empty() && !failed.is_empty() {
+            anyhow::bail!(
+                "no article to send, and these sources could not be read: {} (nothing was sent)",
+                failed.join(", ")
+            );
+        }
         let (Some(subscribers), Some(edition), Some(templates), Some(signer), Some(dkim)) =
             (subscribers, edition, templates, signer, dkim)
         else {

@@ -381,6 +381,19 @@ fn two_runs_repeat_nothing_and_skip_nothing() {
 }
 
 #[test]
+fn nothing_new_while_a_source_is_down_is_a_failure() {
+    let p = Project::new();
+    std::fs::remove_dir_all(p.path("articles")).expect("rm articles");
+    let config =
+        p.read("newsletter.toml") + "\n[[sources]]\nname = \"site\"\npath = \"missing.xml\"\n";
+    p.write("newsletter.toml", &config);
+    let run = p.run(&["send"]);
+    run.expect_code(1);
+    assert!(run.stderr().contains("site"), "{}", run.stderr());
+    assert!(editions(&p).is_empty());
+}
+
+#[test]
 fn an_audience_tag_restricts_the_recipients() {
     let p = Project::new();
     p.write(
