@@ -9,7 +9,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  done: every recipient was sent to (or failed permanently, see `status`); also when
      the edition was already sent, or no one is subscribed
-  1  failed: an error stopped the run (server unreachable, credentials refused, I/O)
+  1  failed: an error stopped the run (server unreachable, credentials refused, I/O; or
+     nothing new while a feed source could not be read)
   2  usage: the command line is wrong
   3  bad input: a file has problems, all of them are listed, nothing was sent
   4  partial: recipients remain deferred or in doubt, or the run was stopped (signal,

@@ -206,23 +206,16 @@ impl Project {
 
     /// What must be kept to render this edition again exactly.
     pub fn freeze(&self, edition: &Edition) -> Frozen {
+        let (read, failed): (Vec<&Report>, Vec<&Report>) =
+            self.sources.iter().partition(|r| r.outcome.is_ok());
+        let names = |reports: Vec<&Report>| reports.iter().map(|r| r.name.clone()).collect();
         Frozen {
             date: edition.date,
             articles: edition.articles.clone(),
             templates: self.templates.sources(),
             audience: self.subscribers.audience.clone(),
-            sources_read: self
-                .sources
-                .iter()
-                .filter(|r| r.outcome.is_ok())
-                .map(|r| r.name.clone())
-                .collect(),
-            sources_failed: self
-                .sources
-                .iter()
-                .filter(|r| r.outcome.is_err())
-                .map(|r| r.name.clone())
-                .collect(),
+            sources_read: names(read),
+            sources_failed: names(failed),
         }
     }
 }
