@@ -19,6 +19,13 @@ pub const NOTHING_TO_DO: &str = "nothing to do: no new article (none marked `sel
 /// Each feed source's outcome and every candidate article with why it is in or out, on
 /// stdout (this is what was asked for).
 pub fn print_selection(project: &crate::project::Project) {
+    if let (true, Some(edition)) = (project.resumed, &project.edition) {
+        crate::say!(
+            "edition {} is unfinished: it is resumed with the {} articles chosen when it was first sent",
+            edition.id,
+            edition.articles.len()
+        );
+    }
     for r in &project.sources {
         match &r.outcome {
             Ok(how) => crate::say!("source {} ({}): {how}", r.name, r.location),
