@@ -220,7 +220,8 @@ impl Journal {
     }
 
     /// Opens an existing database read-only; `None` when there is none yet (check,
-    /// preview and dry runs never create it).
+    /// preview and dry runs do not create it, unless they fetch a feed URL: the feed cache
+    /// lives in it).
     pub fn open_read_only(path: &Path) -> Result<Option<Journal>> {
         if !path.exists() {
             return Ok(None);
