@@ -113,18 +113,53 @@ impl Cache {
     }
 }
 
-/// Reads every source; returns the articles of those that worked and a report for each.
+/// Reads every source, all at once (one thread each, so slow feeds cost the slowest one's
+/// time, not the sum); returns the articles of those that worked and a report for each.
+/// The cache is read before and written after, on this thread: the fetches touch no
+/// database.
 pub fn load_all(
     sources: &[Source],
     cache: Option<&Cache>,
     today: NaiveDate,
 ) -> (Vec<Article>, Vec<Report>) {
+    let cached: Vec<Option<Cached>> = sources
+        .iter()
+        .map(|s| match (&s.location, cache) {
+            (Location::Url(url), Some(c)) => c.get(url).unwrap_or_else(|e| {
+                eprintln!(
+                    "warning: the feed cache cannot be read ({e:#}): {url} is fetched in full"
+                );
+                None
+            }),
+            _ => None,
+        })
+        .collect();
+    let fetched: Vec<Result<Fetched>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .iter()
+            .zip(cached)
+            .map(|(source, cached)| scope.spawn(move || read(source, cached)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("reading the feed failed unexpectedly")))
+            })
+            .collect()
+    });
+
     let mut articles = Vec::new();
     let mut reports = Vec::new();
-    for source in sources {
-        let result = read(source, cache).and_then(|(bytes, how)| {
-            let items = parse(source, &bytes, today)?;
-            Ok((items, how))
+    for (source, result) in sources.iter().zip(fetched) {
+        let result = result.and_then(|f| {
+            if let (Some(c), Some(store), Location::Url(url)) = (cache, &f.store, &source.location)
+                && let Err(e) = c.put(url, store)
+            {
+                eprintln!("warning: the feed cache cannot be written ({e:#}): {url} will be fetched in full next time");
+            }
+            let items = parse(source, &f.body, today)?;
+            Ok((items, f.how))
         });
         let outcome = match result {
             Ok((items, how)) => {
@@ -143,8 +178,14 @@ pub fn load_all(
     (articles, reports)
 }
 
-/// The feed's bytes and how they were obtained.
-fn read(source: &Source, cache: Option<&Cache>) -> Result<(Vec<u8>, &'static str)> {
+/// A feed's bytes, how they were obtained, and what to remember for the next fetch.
+struct Fetched {
+    body: Vec<u8>,
+    how: &'static str,
+    store: Option<Cached>,
+}
+
+fn read(source: &Source, cached: Option<Cached>) -> Result<Fetched> {
     match &source.location {
         Location::Path(path) => {
             let file = std::fs::File::open(path)
@@ -154,9 +195,13 @@ fn read(source: &Source, cache: Option<&Cache>) -> Result<(Vec<u8>, &'static str
             if bytes.len() as u64 > source.max_bytes {
                 bail!("larger than the limit of {} bytes", source.max_bytes);
             }
-            Ok((bytes, "file"))
+            Ok(Fetched {
+                body: bytes,
+                how: "file",
+                store: None,
+            })
         }
-        Location::Url(url) => fetch(source, url, cache),
+        Location::Url(url) => fetch(source, url, cached),
     }
 }
 
@@ -185,11 +230,8 @@ fn agent(source: &Source) -> Result<ureq::Agent> {
         .new_agent())
 }
 
-fn fetch(source: &Source, url: &str, cache: Option<&Cache>) -> Result<(Vec<u8>, &'static str)> {
-    let cached = match cache {
-        Some(c) => c.get(url)?,
-        None => None,
-    };
+/// One HTTP GET, conditional when an earlier answer left validators.
+fn fetch(source: &Source, url: &str, cached: Option<Cached>) -> Result<Fetched> {
     let mut request = agent(source)?.get(url);
     if let Some(c) = &cached {
         if let Some(etag) = &c.etag {
@@ -203,7 +245,11 @@ fn fetch(source: &Source, url: &str, cache: Option<&Cache>) -> Result<(Vec<u8>, 
     let status = response.status().as_u16();
     if status == 304 {
         let c = cached.ok_or_else(|| anyhow!("304 Not Modified, but nothing is cached"))?;
-        return Ok((c.body, "not modified"));
+        return Ok(Fetched {
+            body: c.body,
+            how: "not modified",
+            store: None,
+        });
     }
     if status != 200 {
         bail!("HTTP {status}");
@@ -228,19 +274,16 @@ fn fetch(source: &Source, url: &str, cache: Option<&Cache>) -> Result<(Vec<u8>, 
             }
             e => describe(&e, source),
         })?;
-    if let Some(c) = cache
-        && (etag.is_some() || last_modified.is_some())
-    {
-        c.put(
-            url,
-            &Cached {
-                etag,
-                last_modified,
-                body: body.clone(),
-            },
-        )?;
-    }
-    Ok((body, "fetched"))
+    let store = (etag.is_some() || last_modified.is_some()).then(|| Cached {
+        etag,
+        last_modified,
+        body: body.clone(),
+    });
+    Ok(Fetched {
+        body,
+        how: "fetched",
+        store,
+    })
 }
 
 fn describe(e: &ureq::Error, source: &Source) -> anyhow::Error {

@@ -46,6 +46,21 @@ impl FeedServer {
     }
 }
 
+/// Requests for `pair-*.xml` that have arrived: each of them is answered only once both are
+/// in, so a client that fetches one feed after the other times out on the first.
+static PAIR: (Mutex<usize>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
+
+fn wait_for_the_pair() -> bool {
+    let (arrived, both) = &PAIR;
+    let mut n = arrived.lock().expect("lock");
+    *n += 1;
+    both.notify_all();
+    let (n, _) = both
+        .wait_timeout_while(n, Duration::from_secs(3), |n| *n < 2)
+        .expect("wait");
+    *n >= 2
+}
+
 fn answer(request: tiny_http::Request, log: &Mutex<Vec<(String, u16)>>) {
     let path = request.url().trim_start_matches('/').to_string();
     let header = |name: &'static str| {
@@ -85,6 +100,8 @@ fn answer(request: tiny_http::Request, log: &Mutex<Vec<(String, u16)>>) {
             fixture("feed.json"),
             vec![h("Content-Type", "application/feed+json")],
         ),
+        "pair-a.xml" | "pair-b.xml" if wait_for_the_pair() => (200, fixture("rss.xml"), vec![]),
+        "pair-a.xml" | "pair-b.xml" => (503, vec![], vec![]),
         "broken.xml" => (200, b"<rss><channel><item><title>cut off".to_vec(), vec![]),
         "slow.xml" => {
             std::thread::sleep(Duration::from_secs(3));
@@ -232,6 +249,26 @@ fn an_edition_from_feeds_and_markdown_shows_each_article_once_and_explains_why()
     assert_eq!(server.statuses("rss.xml"), [200, 304, 304]);
     assert_eq!(server.statuses("atom.xml"), [200, 304, 304]);
     assert_eq!(server.statuses("feed.json"), [200, 200, 200]);
+}
+
+#[test]
+fn sources_are_fetched_at_the_same_time() {
+    let server = FeedServer::start();
+    let p = Project::new();
+    let mut config = p.read("newsletter.toml");
+    for name in ["pair-a", "pair-b"] {
+        config += &format!(
+            "\n[[sources]]\nname = \"{name}\"\nurl = \"{}\"\ntimeout_seconds = 2\n",
+            server.url(&format!("{name}.xml"))
+        );
+    }
+    p.write("newsletter.toml", &config);
+    let check = p.run(&["check"]);
+    check.expect_code(0);
+    // Each answer waits for the other request: one after the other, the first times out.
+    assert!(!check.stdout().contains("FAILED"), "{}", check.stdout());
+    assert_eq!(server.statuses("pair-a.xml"), [200]);
+    assert_eq!(server.statuses("pair-b.xml"), [200]);
 }
 
 #[test]
