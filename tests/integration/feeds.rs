@@ -123,6 +123,18 @@ fn answer(request: tiny_http::Request, log: &Mutex<Vec<(String, u16)>>) {
     let _ = request.respond(response);
 }
 
+/// Appends `[[sources]]` entries to the project's config.
+fn add_sources(p: &Project, toml: &str) {
+    p.write("newsletter.toml", &(p.read("newsletter.toml") + toml));
+}
+
+/// The line `check` or `--explain` prints for the source `name`.
+fn source_line<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("source {name} ")))
+        .unwrap_or_else(|| panic!("no line for source {name} in:\n{out}"))
+}
+
 fn sources(server: &FeedServer) -> String {
     let mut out = String::new();
     for (name, path, extra) in [
@@ -145,34 +157,25 @@ fn sources(server: &FeedServer) -> String {
 fn an_edition_from_feeds_and_markdown_shows_each_article_once_and_explains_why() {
     let server = FeedServer::start();
     let p = Project::new();
-    let config = p.read("newsletter.toml") + &sources(&server);
-    p.write("newsletter.toml", &config);
+    add_sources(&p, &sources(&server));
 
     let check = p.run(&["check"]);
     check.expect_code(0);
     let out = check.stdout();
     // The three good sources worked, the three bad ones are named with their reason.
-    assert!(
-        out.contains("source gazette") && out.contains("3 items (fetched)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("source council") && out.contains("2 items (fetched)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("source photos") && out.contains("2 items (fetched)"),
-        "{out}"
-    );
+    for (name, items) in [("gazette", 3), ("council", 2), ("photos", 2)] {
+        let line = source_line(&out, name);
+        assert!(
+            line.ends_with(&format!(": {items} items (fetched)")),
+            "{line}"
+        );
+    }
     for (name, why) in [
         ("broken", "not a feed"),
         ("slow", "timed out"),
         ("big", "larger than the limit of 100000 bytes"),
     ] {
-        let line = out
-            .lines()
-            .find(|l| l.starts_with(&format!("source {name} ")))
-            .unwrap_or_else(|| panic!("no line for {name}: {out}"));
+        let line = source_line(&out, name);
         assert!(
             line.contains("FAILED") && line.to_lowercase().contains(why),
             "{line}"
@@ -241,11 +244,14 @@ fn an_edition_from_feeds_and_markdown_shows_each_article_once_and_explains_why()
     // both validated feeds; the JSON feed has no validators and comes in full each time.
     let again = p.run(&["check"]);
     again.expect_code(0);
-    assert!(
-        again.stdout().contains("3 items (not modified)"),
-        "{}",
-        again.stdout()
-    );
+    let out = again.stdout();
+    for (name, items) in [("gazette", 3), ("council", 2)] {
+        let line = source_line(&out, name);
+        assert!(
+            line.ends_with(&format!(": {items} items (not modified)")),
+            "{line}"
+        );
+    }
     assert_eq!(server.statuses("rss.xml"), [200, 304, 304]);
     assert_eq!(server.statuses("atom.xml"), [200, 304, 304]);
     assert_eq!(server.statuses("feed.json"), [200, 200, 200]);
@@ -255,14 +261,15 @@ fn an_edition_from_feeds_and_markdown_shows_each_article_once_and_explains_why()
 fn sources_are_fetched_at_the_same_time() {
     let server = FeedServer::start();
     let p = Project::new();
-    let mut config = p.read("newsletter.toml");
     for name in ["pair-a", "pair-b"] {
-        config += &format!(
-            "\n[[sources]]\nname = \"{name}\"\nurl = \"{}\"\ntimeout_seconds = 2\n",
-            server.url(&format!("{name}.xml"))
+        add_sources(
+            &p,
+            &format!(
+                "\n[[sources]]\nname = \"{name}\"\nurl = \"{}\"\ntimeout_seconds = 2\n",
+                server.url(&format!("{name}.xml"))
+            ),
         );
     }
-    p.write("newsletter.toml", &config);
     let check = p.run(&["check"]);
     check.expect_code(0);
     // Each answer waits for the other request: one after the other, the first times out.
@@ -279,23 +286,18 @@ fn https_feeds_are_verified() {
     let url = format!("https://localhost:{port}/rss.xml");
     // The same feed twice: trusted through ca_file, and without it (the test CA is in no
     // public root store, so the handshake must fail).
-    let config = p.read("newsletter.toml")
-        + &format!(
-            "\n[[sources]]\nname = \"trusted\"\nurl = \"{url}\"\nca_file = \"tls/ca.pem\"\n"
-        )
-        + &format!("\n[[sources]]\nname = \"untrusted\"\nurl = \"{url}\"\n");
-    p.write("newsletter.toml", &config);
+    add_sources(
+        &p,
+        &format!(
+            "\n[[sources]]\nname = \"trusted\"\nurl = \"{url}\"\nca_file = \"tls/ca.pem\"\n\n[[sources]]\nname = \"untrusted\"\nurl = \"{url}\"\n"
+        ),
+    );
     let check = p.run(&["check"]);
     check.expect_code(0);
     let out = check.stdout();
-    assert!(
-        out.contains("source trusted") && out.contains("3 items (fetched)"),
-        "{out}"
-    );
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("source untrusted"))
-        .unwrap_or_else(|| panic!("{out}"));
+    let trusted = source_line(&out, "trusted");
+    assert!(trusted.ends_with(": 3 items (fetched)"), "{trusted}");
+    let line = source_line(&out, "untrusted");
     assert!(
         line.contains("FAILED") && line.to_lowercase().contains("certificate"),
         "{line}"
@@ -354,10 +356,10 @@ fn two_runs_repeat_nothing_and_skip_nothing() {
     // Feeds only: no Markdown articles.
     std::fs::remove_dir_all(p.path("articles")).expect("rm articles");
     // `late` is missing for the first edition: its items must not be skipped later.
-    let config = p.read("newsletter.toml")
-        + "\n[[sources]]\nname = \"site\"\npath = \"feed.xml\"\n"
-        + "\n[[sources]]\nname = \"late\"\npath = \"late.xml\"\n";
-    p.write("newsletter.toml", &config);
+    add_sources(
+        &p,
+        "\n[[sources]]\nname = \"site\"\npath = \"feed.xml\"\n\n[[sources]]\nname = \"late\"\npath = \"late.xml\"\n",
+    );
     p.write(
         "feed.xml",
         &rss(&[
@@ -421,9 +423,10 @@ fn two_runs_repeat_nothing_and_skip_nothing() {
 fn nothing_new_while_a_source_is_down_is_a_failure() {
     let p = Project::new();
     std::fs::remove_dir_all(p.path("articles")).expect("rm articles");
-    let config =
-        p.read("newsletter.toml") + "\n[[sources]]\nname = \"site\"\npath = \"missing.xml\"\n";
-    p.write("newsletter.toml", &config);
+    add_sources(
+        &p,
+        "\n[[sources]]\nname = \"site\"\npath = \"missing.xml\"\n",
+    );
     let run = p.run(&["send"]);
     run.expect_code(1);
     assert!(run.stderr().contains("site"), "{}", run.stderr());
