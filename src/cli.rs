@@ -17,6 +17,9 @@ Exit codes:
      daily quota, too many failures in a row); run again later to finish
   5  locked: another run holds the lock; nothing was done
   6  nothing to do: no new article (see `preview --explain`)
+  7  sender refused: the relay refused the sender, not the recipients (authentication,
+     SPF/DKIM/DMARC, policy, content or size); no recipient was failed or suppressed,
+     all stay pending; fix the setup and run again
 
 Time: SOURCE_DATE_EPOCH (seconds since 1970), when set, replaces the clock, so an edition's
 date and every message's Date header are reproducible.";
@@ -66,6 +69,9 @@ pub enum Command {
     Unsubscribe(UnsubscribeArgs),
     /// Add an address to the subscriber list, or subscribe it again.
     Subscribe(SubscribeArgs),
+    /// List the suppressed addresses (never mailed again: the mailbox does not exist or is
+    /// disabled), with the reply and the date; `suppressions lift` gives them back.
+    Suppressions(SuppressionsArgs),
     /// Serve the unsubscribe links over HTTP: GET shows a confirmation page, POST
     /// (RFC 8058 one-click) unsubscribes. Put it behind the site's TLS proxy.
     Serve(ServeArgs),
@@ -108,6 +114,43 @@ pub struct SubscribeArgs {
     /// The subscriber's name, used in the greeting.
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SuppressionsArgs {
+    #[command(subcommand)]
+    pub action: Option<SuppressionsAction>,
+
+    /// Print the list as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuppressionsAction {
+    /// List every suppressed address with its reason and date (the default).
+    List,
+    /// Lift suppressions, so that the next edition goes to those addresses again.
+    Lift(LiftArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["addresses", "all", "sender_side"])))]
+pub struct LiftArgs {
+    /// The addresses to lift.
+    #[arg(value_name = "ADDRESS")]
+    pub addresses: Vec<String>,
+
+    /// Lift every suppression.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Undo suppressions and failures that an older release recorded for replies about the
+    /// sender (5.7.x policy and authentication, 5.3.x, rate limits, refusals of MAIL FROM,
+    /// DATA or the content): the failed recipients become pending again and their edition
+    /// is reopened, so the next `send` delivers them. Lists what it restored.
+    #[arg(long)]
+    pub sender_side: bool,
 }
 
 #[derive(Debug, Args)]

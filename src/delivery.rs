@@ -4,6 +4,7 @@
 //! error, circuit breaker, quota, journal failure) lets in-flight messages finish and
 //! starts no new one.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +18,10 @@ use crate::journal_writer::Recorder;
 use crate::message::Outgoing;
 use crate::subscribers::Subscriber;
 use crate::transport::outbox::Outbox;
-use crate::transport::smtp::{Connector, Fatal, Refusal, Session, Stage};
+use crate::transport::smtp::{Connector, Fatal, Refusal, Session, Verdict};
+
+/// The longest pause when the relay asks to slow down.
+const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
 
 /// Where messages go.
 pub enum Via {
@@ -36,6 +40,11 @@ pub enum StopReason {
     CircuitBreaker(usize),
     /// The daily quota is used up.
     Quota(u64),
+    /// The relay refused the sender, not a recipient (authentication, policy, content,
+    /// size): every recipient stays pending until the setup is fixed.
+    SenderRefused(String),
+    /// The relay kept asking to slow down; the recipients not yet sent stay pending.
+    Throttled(usize, String),
     /// The journal could not be written: nothing may be sent without a record.
     Journal(String),
 }
@@ -49,6 +58,17 @@ impl std::fmt::Display for StopReason {
                 write!(f, "{n} failures in a row; stopped to spare the relay")
             }
             StopReason::Quota(q) => write!(f, "the daily quota of {q} messages is used up"),
+            StopReason::SenderRefused(reply) => write!(
+                f,
+                "the relay refused the sender, not the recipients ({reply}); this is a fault in \
+                 the sender's setup (authentication, SPF/DKIM/DMARC, policy, content or size): \
+                 no recipient was failed or suppressed, all stay pending; fix it and send again"
+            ),
+            StopReason::Throttled(n, reply) => write!(
+                f,
+                "the relay asked {n} times in a row to slow down ({reply}); the recipients not \
+                 yet sent stay pending for the next run"
+            ),
             StopReason::Journal(e) => {
                 write!(f, "cannot write the journal, so nothing more is sent: {e}")
             }
@@ -80,6 +100,27 @@ struct Job {
     index: usize,
 }
 
+/// A recipient waiting in a pass's queue.
+#[derive(Debug, Clone, Copy)]
+struct Next {
+    index: usize,
+    attempts: u32,
+    /// Put back after the relay asked to slow down: not counted as deferred again.
+    requeued: bool,
+}
+
+/// The relay's requests to slow down: a pause that grows while they continue, and
+/// fewer connections.
+struct Throttle {
+    /// No new message starts before this instant.
+    until: Instant,
+    pause: Duration,
+    /// Requests in a row with no message accepted between.
+    in_row: usize,
+    /// Connections allowed to go on; the others close.
+    connections: usize,
+}
+
 struct Shared {
     pacing: Pacing,
     stop_tx: watch::Sender<bool>,
@@ -90,6 +131,7 @@ struct Shared {
     counters: Arc<Counters>,
     /// Indexes (into the work list) of recipients deferred in this pass.
     retry: std::sync::Mutex<Vec<(usize, u32)>>,
+    throttle: std::sync::Mutex<Throttle>,
     recorder: Recorder,
 }
 
@@ -140,7 +182,89 @@ impl Shared {
 
     fn success(&self) {
         self.failures_in_row.store(0, Ordering::SeqCst);
+        if let Ok(mut t) = self.throttle.lock() {
+            t.in_row = 0;
+        }
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The relay asked to slow down while sending to `job`: the recipient goes back to
+    /// pending, uncharged, and is put back in the queue; the run pauses (longer each time
+    /// in a row) and halves its connections. Requests that arrive during a pause (other
+    /// connections' messages in flight) do not lengthen it.
+    fn throttled(&self, job: &Job, code: Option<u16>, reply: String, queue: &Queue) {
+        self.recorder.record(
+            &job.email,
+            Change::Released {
+                code,
+                reply: reply.clone(),
+            },
+        );
+        if let Ok(mut q) = queue.lock() {
+            q.push_front(Next {
+                index: job.index,
+                attempts: job.attempts,
+                requeued: true,
+            });
+        }
+        let Ok(mut t) = self.throttle.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if now < t.until {
+            return;
+        }
+        t.in_row += 1;
+        if t.in_row > self.pacing.max_consecutive_failures {
+            let n = t.in_row;
+            drop(t);
+            self.stop(StopReason::Throttled(n, reply));
+            return;
+        }
+        t.pause = if t.in_row == 1 {
+            self.pacing.retry_delay.min(MAX_THROTTLE_PAUSE)
+        } else {
+            (t.pause * 2).min(MAX_THROTTLE_PAUSE)
+        };
+        t.until = now + t.pause;
+        t.connections = (t.connections / 2).max(1);
+        if let Ok(mut last) = self.counters.last_problem.lock() {
+            *last = Some(reply);
+        }
+    }
+
+    /// The relay refused the sender: the recipient stays pending and the run stops.
+    fn sender_refused(&self, job: &Job, code: Option<u16>, reply: String) {
+        self.recorder.record(
+            &job.email,
+            Change::Released {
+                code,
+                reply: reply.clone(),
+            },
+        );
+        if let Ok(mut last) = self.counters.last_problem.lock() {
+            *last = Some(reply.clone());
+        }
+        self.stop(StopReason::SenderRefused(reply));
+    }
+
+    /// Waits out a pause the relay asked for; false when this connection is one too many
+    /// now and should close.
+    async fn wait_for_relay(&self, worker: usize) -> bool {
+        let (until, allowed) = match self.throttle.lock() {
+            Ok(t) => (t.until, t.connections),
+            Err(_) => return true,
+        };
+        if worker >= allowed {
+            return false;
+        }
+        if until > Instant::now() {
+            tokio::select! {
+                () = tokio::time::sleep_until(until.into()) => {}
+                () = self.until_stopped() => {}
+            }
+        }
+        true
     }
 
     fn failure(&self, problem: &str) {
@@ -185,9 +309,13 @@ impl Shared {
     }
 
     fn fail(&self, job: &Job, code: Option<u16>, reply: String, suppress: bool) {
+        self.fail_email(&job.email, code, reply, suppress);
+    }
+
+    fn fail_email(&self, email: &str, code: Option<u16>, reply: String, suppress: bool) {
         self.failure(&reply);
         self.recorder.record(
-            &job.email,
+            email,
             Change::Failed {
                 code,
                 reply,
@@ -245,9 +373,14 @@ pub fn run(
         next_slot: Mutex::new(Instant::now()),
         counters,
         retry: std::sync::Mutex::new(Vec::new()),
+        throttle: std::sync::Mutex::new(Throttle {
+            until: Instant::now(),
+            pause: Duration::ZERO,
+            in_row: 0,
+            connections,
+        }),
         recorder,
     });
-    let build_error: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
     runtime.block_on(async {
         tokio::spawn(watch_signals(Arc::clone(&shared)));
         let mut todo: Vec<(usize, u32)> = work
@@ -269,7 +402,15 @@ pub fn run(
                     break;
                 }
             }
-            let queue = std::sync::Mutex::new(todo.iter().copied());
+            let queue: Queue = std::sync::Mutex::new(
+                todo.iter()
+                    .map(|&(index, attempts)| Next {
+                        index,
+                        attempts,
+                        requeued: false,
+                    })
+                    .collect(),
+            );
             let context = Worker {
                 via: &via,
                 shared: &shared,
@@ -277,10 +418,18 @@ pub fn run(
                 work,
                 build,
                 retry: pass > 0,
-                build_error: &build_error,
             };
-            let workers = connections.clamp(1, todo.len().max(1));
-            futures_util::future::join_all((0..workers).map(|_| context.run())).await;
+            // Connections that closed on a request to slow down may leave recipients put
+            // back in the queue: start the allowed connections again until it is empty.
+            loop {
+                let allowed = shared.throttle.lock().map_or(1, |t| t.connections);
+                let workers = connections.min(allowed).clamp(1, todo.len().max(1));
+                futures_util::future::join_all((0..workers).map(|i| context.run(i))).await;
+                let empty = queue.lock().map_or(true, |q| q.is_empty());
+                if empty || shared.stopped() {
+                    break;
+                }
+            }
             todo = shared
                 .retry
                 .lock()
@@ -289,40 +438,45 @@ pub fn run(
             todo.sort_unstable();
         }
     });
-    if let Some(e) = build_error.lock().ok().and_then(|mut e| e.take()) {
-        return Err(e);
-    }
     let stop = shared.reason.lock().ok().and_then(|r| r.clone());
     Ok(RunEnd { stop })
 }
 
+/// The recipients of one pass, in order; the relay's requests to slow down put some back.
+type Queue = std::sync::Mutex<VecDeque<Next>>;
+
 /// What every connection's loop shares within one pass.
-struct Worker<'a, I> {
+struct Worker<'a> {
     via: &'a Via,
     shared: &'a Shared,
-    queue: &'a std::sync::Mutex<I>,
+    queue: &'a Queue,
     work: &'a [Work],
     build: &'a dyn Fn(&Subscriber) -> Result<Outgoing>,
     /// A retry pass: its recipients are counted as deferred until taken.
     retry: bool,
-    build_error: &'a std::sync::Mutex<Option<anyhow::Error>>,
 }
 
-impl<I: Iterator<Item = (usize, u32)>> Worker<'_, I> {
-    /// One connection: takes the next recipient, composes the message, sends it; repeats
-    /// until the queue is empty or the run stops.
-    async fn run(&self) {
+impl Worker<'_> {
+    /// Connection number `id`: takes the next recipient, composes the message, sends it;
+    /// repeats until the queue is empty, the run stops, or the relay wants fewer
+    /// connections.
+    async fn run(&self, id: usize) {
         let shared = self.shared;
         let mut session: Option<Session> = None;
         loop {
-            if shared.stopped() {
+            if shared.stopped() || !shared.wait_for_relay(id).await || shared.stopped() {
                 break;
             }
             // A recipient not taken stays pending (or deferred) in the journal.
-            let Some((index, attempts)) = self.queue.lock().ok().and_then(|mut q| q.next()) else {
+            let Some(Next {
+                index,
+                attempts,
+                requeued,
+            }) = self.queue.lock().ok().and_then(|mut q| q.pop_front())
+            else {
                 break;
             };
-            if self.retry {
+            if self.retry && !requeued {
                 shared.counters.deferred.fetch_sub(1, Ordering::Relaxed);
             }
             if !shared.take_quota() {
@@ -337,15 +491,14 @@ impl<I: Iterator<Item = (usize, u32)>> Worker<'_, I> {
             let message = match (self.build)(subscriber) {
                 Ok(m) => m,
                 Err(e) => {
-                    // Everything rendered once before sending, so this is not expected.
-                    shared.stop(StopReason::Fatal(format!(
-                        "cannot build the message to {}: {e:#}",
-                        subscriber.email
-                    )));
-                    if let Ok(mut slot) = self.build_error.lock() {
-                        slot.get_or_insert(e);
-                    }
-                    break;
+                    // This recipient's message cannot exist; the others still go out.
+                    shared.fail_email(
+                        subscriber.email.as_str(),
+                        None,
+                        format!("cannot build the message: {e:#}"),
+                        false,
+                    );
+                    continue;
                 }
             };
             let job = Job {
@@ -356,7 +509,9 @@ impl<I: Iterator<Item = (usize, u32)>> Worker<'_, I> {
             };
             match self.via {
                 Via::Outbox(outbox) => to_outbox(outbox, shared, &job).await,
-                Via::Smtp(connector) => over_smtp(connector, &mut session, shared, &job).await,
+                Via::Smtp(connector) => {
+                    over_smtp(connector, &mut session, shared, &job, self.queue).await;
+                }
             }
         }
         if let Some(s) = session {
@@ -406,36 +561,34 @@ async fn to_outbox(outbox: &Outbox, shared: &Shared, job: &Job) {
     }
 }
 
-/// Codes that say the credentials are wrong or missing: stop, do not retry.
-fn is_auth_refusal(r: &Refusal) -> bool {
-    matches!(r.code, Some(530 | 535))
-}
-
 /// The server refused the message with a reply, or the connection was lost before any
-/// content left: either way the outcome is known, and nothing was delivered.
+/// content left: either way the outcome is known, and nothing was delivered. What happens
+/// to the recipient depends on whom the refusal is about (see `transport::reply`).
 async fn refused(
-    connector: &Connector,
     session: &mut Option<Session>,
     shared: &Shared,
     job: &Job,
     r: &Refusal,
+    queue: &Queue,
 ) {
-    if r.connection_lost
+    let verdict = r.verdict();
+    if (r.connection_lost || verdict == Verdict::Throttled)
         && let Some(s) = session.take()
     {
-        s.abort().await;
+        // A relay that asks to slow down gets this connection back.
+        if r.connection_lost {
+            s.abort().await;
+        } else {
+            s.quit().await;
+        }
     }
-    if is_auth_refusal(r) {
-        shared.stop(StopReason::Fatal(format!(
-            "{} refused the session: {r}",
-            connector.server()
-        )));
-        shared.defer(job, r.code, r.reply.clone());
-    } else if r.is_permanent() {
-        // 5xx on RCPT: this address does not exist; never try it again.
-        shared.fail(job, r.code, r.reply.clone(), r.stage == Stage::Rcpt);
-    } else {
-        shared.defer(job, r.code, r.reply.clone());
+    let (code, reply) = (r.code, r.reply.clone());
+    match verdict {
+        Verdict::BadMailbox => shared.fail(job, code, reply, true),
+        Verdict::RecipientRefused => shared.fail(job, code, reply, false),
+        Verdict::RecipientLater => shared.defer(job, code, reply),
+        Verdict::Throttled => shared.throttled(job, code, reply, queue),
+        Verdict::SenderRefused => shared.sender_refused(job, code, reply),
     }
 }
 
@@ -444,6 +597,7 @@ async fn over_smtp(
     session: &mut Option<Session>,
     shared: &Shared,
     job: &Job,
+    queue: &Queue,
 ) {
     if session
         .as_ref()
@@ -460,7 +614,8 @@ async fn over_smtp(
                 return;
             }
             Err(e) => {
-                shared.defer(job, None, format!("{e:#}"));
+                // An unreachable or busy relay says nothing about the recipient.
+                shared.throttled(job, None, format!("{e:#}"), queue);
                 return;
             }
         }
@@ -483,7 +638,7 @@ async fn over_smtp(
             .envelope(&job.message.envelope, &job.message.bytes)
             .await
         {
-            refused(connector, session, shared, job, &r).await;
+            refused(session, shared, job, &r, queue).await;
             return;
         }
         tokio::join!(
@@ -506,7 +661,7 @@ async fn over_smtp(
         }
     }
     if let Err(r) = started {
-        refused(connector, session, shared, job, &r).await;
+        refused(session, shared, job, &r, queue).await;
         return;
     }
     match open.content(&job.message.bytes).await {
@@ -527,6 +682,6 @@ async fn over_smtp(
             shared.counters.in_doubt.fetch_add(1, Ordering::Relaxed);
             shared.failure(&r.reply);
         }
-        Err(r) => refused(connector, session, shared, job, &r).await,
+        Err(r) => refused(session, shared, job, &r, queue).await,
     }
 }

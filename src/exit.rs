@@ -9,6 +9,7 @@ pub enum Exit {
     Partial = 4,
     Locked = 5,
     NothingToDo = 6,
+    SenderRefused = 7,
 }
 
 impl Exit {

@@ -188,6 +188,12 @@ pub enum Change {
     InDoubt {
         reason: String,
     },
+    /// Back to pending, not charged an attempt: the relay refused the sender or asked to
+    /// slow down, which says nothing about this recipient.
+    Released {
+        code: Option<u16>,
+        reply: String,
+    },
 }
 
 pub struct Journal {
@@ -635,6 +641,7 @@ pub fn apply(
             }
             tx.prepare_cached("UPDATE delivery SET state = 'failed', attempts = attempts + 1, code = ?3, reply = ?4, updated_at = ?5 WHERE edition_id = ?1 AND email = ?2")?.execute(params![edition_id, email, code, reply, now_s])?
         }
+        Change::Released { code, reply } => tx.prepare_cached("UPDATE delivery SET state = 'pending', code = ?3, reply = ?4, updated_at = ?5 WHERE edition_id = ?1 AND email = ?2")?.execute(params![edition_id, email, code, reply, now_s])?,
         Change::InDoubt { reason } => tx.prepare_cached("UPDATE delivery SET state = 'in_doubt', attempts = attempts + 1, reply = ?3, updated_at = ?4 WHERE edition_id = ?1 AND email = ?2")?.execute(params![edition_id, email, reason, now_s])?,
     };
     Ok(true)

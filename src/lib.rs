@@ -38,6 +38,7 @@ pub mod secret;
 pub mod selection;
 pub mod sources;
 pub mod subscribers;
+pub mod suppressions;
 pub mod templates;
 pub mod token;
 pub mod transport;
@@ -58,6 +59,7 @@ pub fn run(cli: &Cli) -> Exit {
         Command::Status(args) => commands::status::run(cli, args),
         Command::Unsubscribe(args) => commands::list::unsubscribe(cli, args),
         Command::Subscribe(args) => commands::list::subscribe(cli, args),
+        Command::Suppressions(args) => commands::suppressions::run(cli, args),
         Command::Serve(args) => commands::serve::run(cli, args, &log),
         Command::Init(args) => commands::init::run(args),
         Command::Completions(args) => {

@@ -51,6 +51,14 @@ pub fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
         name.as_ref().map(DisplayName::as_str),
         SystemTime::now(),
     )?;
+    if let Some(s) = crate::suppressions::find(&mut journal, email.as_str())? {
+        eprintln!(
+            "warning: {email} is suppressed since {} ({}): no edition goes to it until \
+             `newsletter suppressions lift {email}`",
+            s.day(),
+            s.reason
+        );
+    }
     report(&config, &mut journal, &format!("{email} is subscribed"))
 }
 

@@ -7,6 +7,7 @@ pub mod preview;
 pub mod send;
 pub mod serve;
 pub mod status;
+pub mod suppressions;
 
 use anyhow::{Result, bail};
 

@@ -308,6 +308,7 @@ fn report(
     crate::say!("{line}");
     Ok(match stop {
         Some(StopReason::Fatal(_) | StopReason::Journal(_)) => Exit::Failed,
+        Some(StopReason::SenderRefused(_)) => Exit::SenderRefused,
         Some(_) => Exit::Partial,
         None if complete => Exit::Done,
         None => Exit::Partial,

@@ -17,6 +17,8 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::reply;
+pub use super::reply::{Stage, Verdict};
 use super::tls::{self, ImplicitTls};
 use crate::config::{Security, Smtp};
 use crate::secret::Secret;
@@ -147,19 +149,13 @@ impl Connector {
                     ))
                 })?;
         }
-        // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one of them:
-        // ask again (before AUTH, which some servers reset on EHLO) and read the reply.
-        let pipelining = cfg.pipelining
-            && with_timeout(step, conn.command(Ehlo::new(self.hello.clone())))
-                .await
-                .with_context(|| format!("EHLO to {server}"))?
-                .message()
-                .skip(1)
-                .any(|line| {
-                    line.split_whitespace()
-                        .next()
-                        .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
-                });
+        // lettre keeps only the EHLO keywords it knows, and neither PIPELINING nor SIZE is
+        // one of them: ask again (before AUTH, which some servers reset on EHLO) and read
+        // the reply.
+        let ehlo = with_timeout(step, conn.command(Ehlo::new(self.hello.clone())))
+            .await
+            .with_context(|| format!("EHLO to {server}"))?;
+        let offered = Offered::from_ehlo(ehlo.message().skip(1));
         if let (Some(user), Some(password)) = (&cfg.username, &self.password) {
             // Config loading refuses credentials with security = "none"; this is the
             // last line of defence should that ever change.
@@ -177,7 +173,12 @@ impl Connector {
             .map_err(|_| anyhow!("authentication with {server} timed out"))?
             .map_err(|e| Fatal(format!("{server} refused the credentials of {user:?}: {e}")))?;
         }
-        Ok(Session::new(conn, step, pipelining))
+        Ok(Session::new(
+            conn,
+            step,
+            cfg.pipelining && offered.pipelining,
+            offered.size,
+        ))
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters> {
@@ -201,6 +202,32 @@ async fn with_timeout<T>(
         .map_err(|e| anyhow!(crate::templates::chain(&e)))
 }
 
+/// The EHLO keywords that lettre does not keep.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Offered {
+    pipelining: bool,
+    size: Option<usize>,
+}
+
+impl Offered {
+    /// Reads the keyword lines of an EHLO reply (after the greeting line).
+    fn from_ehlo<'a>(lines: impl Iterator<Item = &'a str>) -> Offered {
+        let mut offered = Offered::default();
+        for line in lines {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some(k) if k.eq_ignore_ascii_case("PIPELINING") => offered.pipelining = true,
+                // `SIZE 0` or a bare `SIZE` means no fixed limit (RFC 1870).
+                Some(k) if k.eq_ignore_ascii_case("SIZE") => {
+                    offered.size = words.next().and_then(|n| n.parse().ok()).filter(|n| *n > 0);
+                }
+                _ => {}
+            }
+        }
+        offered
+    }
+}
+
 /// Why a message did not go through, and what that says about it and the connection.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -213,22 +240,25 @@ pub struct Refusal {
     pub connection_lost: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// MAIL FROM: nothing was delivered.
-    Mail,
-    /// RCPT TO: nothing was delivered; a 5xx means this address does not exist.
-    Rcpt,
-    /// The DATA command, before any content: nothing was delivered.
-    Data,
-    /// The content and its final dot: with a reply the outcome is known; without one
-    /// (connection lost, timeout) it is not.
-    Content,
-}
-
 impl Refusal {
-    pub fn is_permanent(&self) -> bool {
-        self.code.is_some_and(|c| (500..600).contains(&c))
+    /// A refusal decided on this side before the command was sent, phrased as the reply a
+    /// server would give, so it is classified like one.
+    fn local(code: u16, reply: String, stage: Stage) -> Refusal {
+        Refusal {
+            code: Some(code),
+            reply,
+            stage,
+            connection_lost: false,
+        }
+    }
+
+    /// What this refusal means for the recipient and the run. No reply at all (a timeout,
+    /// a lost connection) before the content is the relay's trouble, not the recipient's.
+    pub fn verdict(&self) -> Verdict {
+        match self.code {
+            Some(code) => reply::classify(self.stage, code, &self.reply),
+            None => Verdict::Throttled,
+        }
     }
 
     /// The server will not say whether it accepted the message.
@@ -252,6 +282,10 @@ pub struct Session {
     eight_bit: bool,
     /// The server offers PIPELINING and the config allows it.
     pipelining: bool,
+    /// The largest message the server accepts (its SIZE), when it says.
+    size_limit: Option<usize>,
+    /// The server offers SMTPUTF8 (RFC 6531): addresses may have non-ASCII local parts.
+    smtputf8: bool,
     /// Messages sent on this connection so far.
     pub sent: usize,
 }
@@ -289,15 +323,23 @@ fn classify(
 }
 
 impl Session {
-    fn new(conn: AsyncSmtpConnection, limit: Duration, pipelining: bool) -> Session {
-        let eight_bit = conn
-            .server_info()
-            .supports_feature(lettre::transport::smtp::extension::Extension::EightBitMime);
+    fn new(
+        conn: AsyncSmtpConnection,
+        limit: Duration,
+        pipelining: bool,
+        size_limit: Option<usize>,
+    ) -> Session {
+        use lettre::transport::smtp::extension::Extension;
+        let info = conn.server_info();
+        let eight_bit = info.supports_feature(Extension::EightBitMime);
+        let smtputf8 = info.supports_feature(Extension::SmtpUtfEight);
         Session {
             conn,
             limit,
             eight_bit,
             pipelining,
+            size_limit,
+            smtputf8,
             sent: 0,
         }
     }
@@ -324,16 +366,41 @@ impl Session {
     ) -> Result<Vec<(Stage, String)>, Refusal> {
         use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
         let mut params = Vec::new();
+        if let Some(max) = self.size_limit {
+            if bytes.len() > max {
+                return Err(Refusal::local(
+                    552,
+                    format!(
+                        "5.3.4 the message is {} bytes and the relay accepts at most {max} bytes (its SIZE limit)",
+                        bytes.len()
+                    ),
+                    Stage::Mail,
+                ));
+            }
+            params.push(MailParameter::Size(bytes.len()));
+        }
         if !bytes.is_ascii() {
             if !self.eight_bit {
-                return Err(Refusal {
-                    code: None,
-                    reply: "the message is not 7-bit and the server does not offer 8BITMIME".into(),
-                    stage: Stage::Mail,
-                    connection_lost: false,
-                });
+                return Err(Refusal::local(
+                    554,
+                    "5.6.3 the message is not 7-bit and the relay does not offer 8BITMIME".into(),
+                    Stage::Mail,
+                ));
             }
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let addresses = envelope.from().into_iter().chain(envelope.to());
+        if let Some(wide) = addresses.clone().find(|a| !a.user().is_ascii()) {
+            if !self.smtputf8 {
+                return Err(Refusal::local(
+                    553,
+                    format!(
+                        "5.6.7 {wide} has a non-ASCII local part and the relay does not offer SMTPUTF8"
+                    ),
+                    Stage::Rcpt,
+                ));
+            }
+            params.push(MailParameter::SmtpUtfEight);
         }
         let mut commands = vec![(
             Stage::Mail,

@@ -1,10 +1,13 @@
 //! Test harness: fixture projects in temporary folders, the real binary run as a user
 //! would, and a real SMTP server (mailin-embedded) on loopback that records what it gets.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mailin_embedded::response::{self, Response};
 use mailin_embedded::{AuthMechanism, Handler, Server, SslConfig};
@@ -138,6 +141,29 @@ impl Project {
             .collect();
         self.write("subscribers.toml", &text);
         emails
+    }
+
+    /// One row of the state database per result of `sql`, its columns joined by `|`.
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        let conn = rusqlite::Connection::open(self.path("newsletter.db")).expect("open state");
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let columns = stmt.column_count();
+        stmt.query_map([], |r| {
+            (0..columns)
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                        rusqlite::types::Value::Null => "NULL".to_string(),
+                        rusqlite::types::Value::Integer(n) => n.to_string(),
+                        rusqlite::types::Value::Text(s) => s,
+                        other => format!("{other:?}"),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.join("|"))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
     }
 
     /// Editions recorded in the state database (0 when it does not exist).
@@ -285,6 +311,7 @@ struct Recorder {
     pause: Option<Point>,
     gate: Arc<Gate>,
     mail_reply: Option<(usize, u16)>,
+    throttle_mails: std::ops::Range<usize>,
     slow_mails: usize,
     slow_for: std::time::Duration,
     password: Option<String>,
@@ -318,6 +345,9 @@ impl Handler for Recorder {
             && at == n
         {
             return Response::custom(code, "test server says so".to_string());
+        }
+        if self.throttle_mails.contains(&n) {
+            return Response::custom(450, "4.7.1 Error: too much mail from 127.0.0.1".to_string());
         }
         if n <= self.slow_mails {
             std::thread::sleep(self.slow_for);
@@ -400,6 +430,9 @@ pub struct ServerOptions {
     pub pause: Option<Point>,
     /// Reply with this code to the n-th MAIL command, e.g. (3, 421).
     pub mail_reply: Option<(usize, u16)>,
+    /// Answer these MAIL commands (counted from 1) as Postfix's rate limit does:
+    /// `450 4.7.1 Error: too much mail from 127.0.0.1`.
+    pub throttle_mails: std::ops::Range<usize>,
     /// The first `slow_mails` MAIL commands are answered after `slow_for`.
     pub slow_mails: usize,
     pub slow_for: std::time::Duration,
@@ -423,6 +456,7 @@ impl SmtpServer {
             pause: options.pause,
             gate: Arc::clone(&gate),
             mail_reply: options.mail_reply,
+            throttle_mails: options.throttle_mails,
             slow_mails: options.slow_mails,
             slow_for: options.slow_for,
             password: options.password.clone(),
@@ -603,4 +637,113 @@ pub fn python_with(name: &str, packages: &[&str]) -> PathBuf {
 /// Each address once: what a server should have counted.
 pub fn exactly_once(emails: &[String]) -> std::collections::BTreeMap<String, usize> {
     emails.iter().map(|e| (e.clone(), 1)).collect()
+}
+
+/// Postfix's smtp-sink on a free loopback port, dumping each message into a folder.
+pub struct Sink {
+    pub port: u16,
+    child: Child,
+    dump: tempfile::TempDir,
+}
+
+/// smtp-sink, installed first by `.ci/install-postfix` when missing (as root, from
+/// Debian's packages), so that `cargo test` works on a fresh machine.
+fn smtp_sink_binary() -> PathBuf {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    let find = || {
+        ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
+            .iter()
+            .map(|dir| Path::new(dir).join("smtp-sink"))
+            .find(|p| p.exists())
+    };
+    INSTALL.call_once(|| {
+        if find().is_none() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install-postfix");
+            let status = Command::new(&script)
+                .status()
+                .expect("run .ci/install-postfix");
+            assert!(status.success(), "{} failed", script.display());
+        }
+    });
+    find().expect("smtp-sink is installed")
+}
+
+impl Sink {
+    pub fn start(extra: &[&str]) -> Sink {
+        let dump = tempfile::tempdir().expect("tempdir");
+        // smtp-sink drops root privileges to the -u user, who must be able to write here.
+        std::fs::set_permissions(
+            dump.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("chmod");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let template = format!("{}/msg.", dump.path().display());
+        let mut cmd = Command::new(smtp_sink_binary());
+        if running_as_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .args(["-d", &template])
+            .args(extra)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("64")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sink { child, port, dump }
+    }
+
+    /// Waits (at most 10 s) until `n` messages are in the dump folder: smtp-sink writes a
+    /// dump as it answers the final dot.
+    pub fn wait_for(&self, n: usize) -> BTreeMap<String, usize> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.deliveries().values().sum::<usize>() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.deliveries()
+    }
+
+    /// Messages received per recipient, from the envelope smtp-sink wrote into each dump.
+    pub fn deliveries(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for entry in std::fs::read_dir(self.dump.path()).expect("dump dir") {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("dump");
+            for line in text.lines().filter(|l| l.starts_with("X-Rcpt-Args: ")) {
+                let to = line["X-Rcpt-Args: ".len()..]
+                    .trim_matches(|c| c == '<' || c == '>')
+                    .to_string();
+                *counts.entry(to).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn running_as_root() -> bool {
+    // The effective uid without a libc dependency: /proc tells.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
 }

@@ -9,6 +9,7 @@ mod feeds;
 mod input;
 mod outbox;
 mod pipelining;
+mod refusals;
 mod render;
 mod smtp;
 mod unsubscribe;
