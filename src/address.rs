@@ -6,14 +6,18 @@ use std::str::FromStr;
 
 use lettre::message::Mailbox;
 
-/// A syntactically valid address, trimmed, with its domain lower-cased (domains are
-/// case-insensitive; the local part is left as written, RFC 5321 §2.4).
+/// An address a relay can deliver to: trimmed and in Unicode NFC (so that two spellings of
+/// one accented address are one address), its domain in lower-case A-labels (IDNA, UTS 46:
+/// `bücher.example` is `xn--bcher-kva.example`), its local part as written (RFC 5321 §2.4).
+/// Quoted local parts, address literals, single-label domains and local parts starting
+/// with `-` are refused: relays refuse or mishandle them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EmailAddress(lettre::Address);
 
 impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let trimmed = raw.trim();
+        let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(raw);
+        let trimmed = nfc.trim();
         if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
             return Err(format!("contains a control character ({c:?})"));
         }
@@ -23,10 +27,37 @@ impl EmailAddress {
         let Some((local, domain)) = trimmed.rsplit_once('@') else {
             return Err(format!("{trimmed:?} is not an email address (no @)"));
         };
-        let normalized = format!("{local}@{}", domain.to_lowercase());
+        if local.starts_with('"') {
+            return Err(format!(
+                "{trimmed:?}: a quoted local part is not accepted (most relays refuse it)"
+            ));
+        }
+        if local.starts_with('-') {
+            return Err(format!(
+                "{trimmed:?}: a local part starting with '-' is not accepted"
+            ));
+        }
+        if domain.starts_with('[') {
+            return Err(format!(
+                "{trimmed:?}: an address literal is not accepted; use a domain name"
+            ));
+        }
+        let ascii = idna::domain_to_ascii_strict(domain)
+            .map_err(|_| format!("{trimmed:?}: {domain:?} is not a valid domain name"))?;
+        if !ascii.contains('.') || ascii.ends_with('.') {
+            return Err(format!(
+                "{trimmed:?}: {domain:?} is not a domain that mail can be sent to (it needs a dot, as in example.org)"
+            ));
+        }
+        let normalized = format!("{local}@{ascii}");
         let address = lettre::Address::from_str(&normalized)
             .map_err(|e| format!("{trimmed:?} is not an email address ({e})"))?;
         Ok(EmailAddress(address))
+    }
+
+    /// True when the local part is not ASCII: only a relay that offers SMTPUTF8 takes it.
+    pub fn needs_smtputf8(&self) -> bool {
+        !self.0.user().is_ascii()
     }
 
     pub fn as_str(&self) -> &str {
@@ -48,8 +79,19 @@ impl fmt::Display for EmailAddress {
     }
 }
 
+/// The longest display name accepted, in characters: anything longer is not a name, and
+/// keeps header lines within RFC 5322's limits once encoded.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Characters that reorder text on screen (U+202E makes "gpj.exe" read "exe.jpg"); they
+/// are removed from names.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A human name for a header: no control characters (lettre 0.11 panics on CR/LF in a
-/// display name), trimmed, not empty.
+/// display name), no bidirectional controls, trimmed, not empty, at most
+/// `MAX_NAME_CHARS` characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
 
@@ -58,9 +100,16 @@ impl DisplayName {
         if let Some(c) = raw.chars().find(|c| c.is_control()) {
             return Err(format!("contains a control character ({c:?})"));
         }
-        let trimmed = raw.trim();
+        let cleaned: String = raw.chars().filter(|c| !is_bidi_control(*c)).collect();
+        let trimmed = cleaned.trim();
         if trimmed.is_empty() {
             return Err("is empty".to_string());
+        }
+        let chars = trimmed.chars().count();
+        if chars > MAX_NAME_CHARS {
+            return Err(format!(
+                "is {chars} characters long; a name may have at most {MAX_NAME_CHARS}"
+            ));
         }
         Ok(DisplayName(trimmed.to_string()))
     }
@@ -133,9 +182,30 @@ mod tests {
             "@example.org",
             "ada@exa mple.org",
             "ada@example.org\r\nBcc: x@y.z",
+            "\"quoted local\"@example.org",
+            "u@[127.0.0.1]",
+            "u@x",
+            "u@localhost",
+            "-u@example.org",
+            "u@exa_mple.org",
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn domains_become_a_labels_and_addresses_nfc() {
+        let u = EmailAddress::parse("reader@Bücher.example").unwrap();
+        assert_eq!(u.as_str(), "reader@xn--bcher-kva.example");
+        assert_eq!(
+            u,
+            EmailAddress::parse("reader@xn--bcher-kva.example").unwrap()
+        );
+        let nfc = EmailAddress::parse("r\u{e9}ne@example.org").unwrap();
+        let nfd = EmailAddress::parse("re\u{301}ne@example.org").unwrap();
+        assert_eq!(nfc, nfd);
+        assert!(nfc.needs_smtputf8());
+        assert!(!u.needs_smtputf8());
     }
 
     #[test]
@@ -146,6 +216,14 @@ mod tests {
             DisplayName::parse(" Ada Lovelace ").unwrap().as_str(),
             "Ada Lovelace"
         );
+        assert!(DisplayName::parse(&"a".repeat(MAX_NAME_CHARS + 1)).is_err());
+        assert!(DisplayName::parse(&"é".repeat(MAX_NAME_CHARS)).is_ok());
+    }
+
+    #[test]
+    fn bidi_controls_are_removed_from_names() {
+        let n = DisplayName::parse("Ada \u{202E}gpj.exe\u{202C}\u{2066}").unwrap();
+        assert_eq!(n.as_str(), "Ada gpj.exe");
     }
 
     #[test]

@@ -27,18 +27,26 @@ pub struct Config {
 
 /// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
 /// the List-Unsubscribe headers of every message.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Dkim {
     /// The signing domain (`d=`), usually the From domain.
     pub domain: String,
     /// The selector (`s=`): the key is published at `SELECTOR._domainkey.DOMAIN`.
     pub selector: String,
-    #[serde(default = "default_dkim_algorithm")]
     pub algorithm: DkimAlgorithm,
     /// RSA: a PKCS#1 PEM file (`openssl genrsa -traditional`); Ed25519: a PKCS#8 PEM file
     /// (`openssl genpkey -algorithm ed25519`).
     pub private_key_file: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    domain: Spanned<String>,
+    selector: Spanned<String>,
+    #[serde(default = "default_dkim_algorithm")]
+    algorithm: DkimAlgorithm,
+    private_key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -176,7 +184,7 @@ struct RawConfig {
     #[serde(default)]
     transport: RawTransport,
     smtp: Option<RawSmtp>,
-    dkim: Option<Dkim>,
+    dkim: Option<RawDkim>,
     #[serde(default)]
     sources: Vec<Spanned<RawSource>>,
     #[serde(default)]
@@ -325,7 +333,7 @@ struct RawSmtp {
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
-    hello_name: Option<String>,
+    hello_name: Option<Spanned<String>>,
     pipelining: Option<bool>,
     #[serde(default = "default_connections")]
     connections: Spanned<usize>,
@@ -403,14 +411,22 @@ impl Config {
             .map_err(|e| problems.push(at("newsletter.contact", n.contact.span(), e)))
             .ok();
         for (field, value) in [
-            ("newsletter.name", &n.name),
-            ("newsletter.list_id", &n.list_id),
+            ("newsletter.name", Some(&n.name)),
+            ("newsletter.list_id", Some(&n.list_id)),
+            ("newsletter.greeting_fallback", n.greeting_fallback.as_ref()),
         ] {
+            let Some(value) = value else { continue };
             if value.get_ref().trim().is_empty() || value.get_ref().chars().any(char::is_control) {
                 problems.push(at(
                     field,
                     value.span(),
                     "must be a non-empty single line".into(),
+                ));
+            } else if value.get_ref().chars().count() > MAX_LINE_CHARS {
+                problems.push(at(
+                    field,
+                    value.span(),
+                    format!("may have at most {MAX_LINE_CHARS} characters"),
                 ));
             }
         }
@@ -426,16 +442,16 @@ impl Config {
                 "may hold only letters, digits, dots and hyphens (RFC 2919), e.g. \"weekly.example.org\"".into(),
             ));
         }
-        if let Some(site) = &n.website
-            && let Err(e) = check_web_url(site.get_ref(), false)
-        {
-            problems.push(at("newsletter.website", site.span(), e));
-        }
+        let website = n.website.as_ref().and_then(|site| {
+            check_web_url(site.get_ref(), false)
+                .map_err(|e| problems.push(at("newsletter.website", site.span(), e)))
+                .ok()
+        });
 
         let u = &raw.unsubscribe;
-        if let Err(e) = check_web_url(u.url.get_ref(), true) {
-            problems.push(at("unsubscribe.url", u.url.span(), e));
-        }
+        let unsubscribe_url = check_web_url(u.url.get_ref(), true)
+            .map_err(|e| problems.push(at("unsubscribe.url", u.url.span(), e)))
+            .unwrap_or_default();
         let mailto = u.mailto.as_ref().and_then(|m| {
             EmailAddress::parse(m.get_ref())
                 .map_err(|e| problems.push(at("unsubscribe.mailto", m.span(), e)))
@@ -494,6 +510,32 @@ impl Config {
         };
 
         let sources = resolve_sources(&raw.sources, &dir, path, source, &mut problems);
+        let dkim = raw.dkim.and_then(|d| {
+            let domain = check_host(d.domain.get_ref(), false)
+                .map_err(|e| problems.push(at("dkim.domain", d.domain.span(), e)))
+                .ok();
+            let selector = d.selector.get_ref();
+            let selector_ok = !selector.is_empty()
+                && selector.len() <= 63 * 3
+                && selector.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                });
+            if !selector_ok {
+                problems.push(at(
+                    "dkim.selector",
+                    d.selector.span(),
+                    "must be DNS labels of letters, digits, '-' and '_', e.g. \"mail2026\"".into(),
+                ));
+            }
+            Some(Dkim {
+                domain: domain?,
+                selector: selector_ok.then(|| selector.clone())?,
+                algorithm: d.algorithm,
+                private_key_file: dir.join(&d.private_key_file),
+            })
+        });
 
         match (from, reply_to.flatten(), contact, secret, transport) {
             (Some(from), reply_to, Some(contact), Some(secret), Some(transport))
@@ -506,7 +548,7 @@ impl Config {
                         from,
                         reply_to,
                         contact,
-                        website: n.website.as_ref().map(|w| w.get_ref().clone()),
+                        website,
                         list_id: n.list_id.get_ref().clone(),
                         greeting_fallback: n
                             .greeting_fallback
@@ -514,7 +556,7 @@ impl Config {
                             .map_or_else(|| "reader".to_string(), |g| g.get_ref().clone()),
                     },
                     unsubscribe: Unsubscribe {
-                        url: u.url.get_ref().clone(),
+                        url: unsubscribe_url,
                         mailto,
                         secret,
                         previous: u
@@ -530,10 +572,7 @@ impl Config {
                     },
                     paths,
                     transport,
-                    dkim: raw.dkim.map(|d| Dkim {
-                        private_key_file: dir.join(&d.private_key_file),
-                        ..d
-                    }),
+                    dkim,
                     sources,
                     selection: raw.selection,
                 })
@@ -630,12 +669,25 @@ fn resolve_smtp(
             .field(field)
     };
     let before = problems.0.len();
-    let host = s.host.get_ref().trim().to_string();
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let host = match check_host(s.host.get_ref().trim(), true) {
+        Ok(h) => h,
+        Err(e) => {
+            problems.push(at("smtp.host", s.host.span(), e));
+            String::new()
+        }
+    };
+    if let Some(hello) = &s.hello_name
+        && let Err(e) = check_host(hello.get_ref(), true)
+    {
+        problems.push(at("smtp.hello_name", hello.span(), e));
+    }
+    if let Some(user) = &s.username
+        && (user.get_ref().is_empty() || user.get_ref().chars().any(char::is_control))
+    {
         problems.push(at(
-            "smtp.host",
-            s.host.span(),
-            "must be a host name or an IP address".into(),
+            "smtp.username",
+            user.span(),
+            "must be a non-empty single line".into(),
         ));
     }
     let security = *s.security.get_ref();
@@ -743,7 +795,7 @@ fn resolve_smtp(
         username: s.username.map(Spanned::into_inner),
         password,
         ca_file: s.ca_file.map(|f| dir.join(f)),
-        hello_name: s.hello_name,
+        hello_name: s.hello_name.map(Spanned::into_inner),
         pipelining: s.pipelining.unwrap_or(true),
         connections,
         connect_timeout: seconds(s.connect_timeout_seconds, default_connect_timeout()),
@@ -760,14 +812,42 @@ pub fn is_loopback(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A web address that can go into a message: https, no spaces or control characters;
-/// the unsubscribe URL must also carry the `{token}` placeholder.
-fn check_web_url(url: &str, needs_token: bool) -> Result<(), String> {
+/// The longest single-line text field (a newsletter's name): its header lines stay short.
+const MAX_LINE_CHARS: usize = 200;
+/// The longest URL: one that cannot be folded must fit a header line (998 octets).
+const MAX_URL_CHARS: usize = 500;
+
+/// A host name (converted to A-labels: `bücher.example` is `xn--bcher-kva.example`), or,
+/// when `ip_allowed`, an IP address (`[::1]` too). Anything else (spaces, CR/LF, a `:`)
+/// could end up as a command on the SMTP connection or inside a header.
+fn check_host(value: &str, ip_allowed: bool) -> Result<String, String> {
+    let bare = value.trim_start_matches('[').trim_end_matches(']');
+    if ip_allowed && bare.parse::<IpAddr>().is_ok() {
+        return Ok(value.to_string());
+    }
+    match idna::domain_to_ascii_strict(value) {
+        Ok(ascii) if !ascii.is_empty() && !ascii.starts_with('.') && !ascii.ends_with('.') => {
+            Ok(ascii)
+        }
+        _ => Err(format!(
+            "{value:?} is not a host name{}",
+            if ip_allowed { " or an IP address" } else { "" }
+        )),
+    }
+}
+
+/// A web address that can go into a message: https, no spaces or control characters, at
+/// most `MAX_URL_CHARS`; its host in A-labels. The unsubscribe URL must also carry the
+/// `{token}` placeholder. Returns the URL as it goes into messages.
+fn check_web_url(url: &str, needs_token: bool) -> Result<String, String> {
     if url
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == '"')
     {
         return Err("must not contain spaces, quotes, angle brackets or control characters".into());
+    }
+    if url.chars().count() > MAX_URL_CHARS {
+        return Err(format!("may have at most {MAX_URL_CHARS} characters"));
     }
     let Some(rest) = url.strip_prefix("https://") else {
         return Err(format!("{url:?} must be an https:// address"));
@@ -780,7 +860,20 @@ fn check_web_url(url: &str, needs_token: bool) -> Result<(), String> {
             "{url:?} must contain {{token}}, where each subscriber's own token goes"
         ));
     }
-    Ok(())
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let host = check_host(host, true).map_err(|e| format!("{url:?}: {e}"))?;
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    if !path.is_ascii() {
+        return Err(format!(
+            "{url:?}: the path must be ASCII (percent-encode other characters)"
+        ));
+    }
+    Ok(format!("https://{host}{port}{path}"))
 }
 
 #[cfg(test)]
@@ -846,6 +939,120 @@ kind = "outbox"
         let err = parse(&src).unwrap_err();
         let fields: Vec<_> = err.0.iter().filter_map(|p| p.field.clone()).collect();
         assert_eq!(fields, ["smtp.security", "smtp.username"], "{err}");
+    }
+
+    /// Every config string that reaches the SMTP connection or a header, with CR/LF and
+    /// SMTP commands in it: each is refused with its field and line.
+    #[test]
+    fn every_string_that_reaches_the_wire_refuses_injected_commands() {
+        let evil = r#"x\r\nRSET\r\nMAIL FROM:<evil@evil.example>"#;
+        let smtp = GOOD.replace("kind = \"outbox\"", "kind = \"smtp\"")
+            + "[smtp]\nhost = \"127.0.0.1\"\nsecurity = \"none\"\n";
+        let with_dkim = GOOD.to_string()
+            + "[dkim]\ndomain = \"harbour.example\"\nselector = \"s1\"\nprivate_key_file = \"k.pem\"\n";
+        let fields: [(&str, String, &str); 13] = [
+            ("newsletter.name", GOOD.into(), "name = \"Harbour Weekly\""),
+            (
+                "newsletter.from",
+                GOOD.into(),
+                "from = \"Harbour Weekly <weekly@harbour.example>\"",
+            ),
+            (
+                "newsletter.reply_to",
+                GOOD.replace(
+                    "[unsubscribe]",
+                    "reply_to = \"r@harbour.example\"\n[unsubscribe]",
+                ),
+                "reply_to = \"r@harbour.example\"",
+            ),
+            (
+                "newsletter.contact",
+                GOOD.into(),
+                "contact = \"desk@harbour.example\"",
+            ),
+            (
+                "newsletter.website",
+                GOOD.replace(
+                    "[unsubscribe]",
+                    "website = \"https://harbour.example\"\n[unsubscribe]",
+                ),
+                "website = \"https://harbour.example\"",
+            ),
+            (
+                "newsletter.list_id",
+                GOOD.into(),
+                "list_id = \"weekly.harbour.example\"",
+            ),
+            (
+                "newsletter.greeting_fallback",
+                GOOD.replace(
+                    "[unsubscribe]",
+                    "greeting_fallback = \"reader\"\n[unsubscribe]",
+                ),
+                "greeting_fallback = \"reader\"",
+            ),
+            (
+                "unsubscribe.url",
+                GOOD.into(),
+                "url = \"https://harbour.example/unsubscribe/{token}\"",
+            ),
+            (
+                "unsubscribe.mailto",
+                GOOD.replace("secret_env", "mailto = \"u@harbour.example\"\nsecret_env"),
+                "mailto = \"u@harbour.example\"",
+            ),
+            ("smtp.host", smtp.clone(), "host = \"127.0.0.1\""),
+            (
+                "smtp.hello_name",
+                smtp.clone() + "hello_name = \"mail.harbour.example\"\n",
+                "hello_name = \"mail.harbour.example\"",
+            ),
+            (
+                "dkim.domain",
+                with_dkim.clone(),
+                "domain = \"harbour.example\"",
+            ),
+            ("dkim.selector", with_dkim, "selector = \"s1\""),
+        ];
+        for (field, src, assignment) in fields {
+            assert!(parse(&src).is_ok(), "{field}: the clean config must parse");
+            let key = assignment.split(" = ").next().unwrap();
+            let bad = src.replace(assignment, &format!("{key} = \"{evil}\""));
+            let err = parse(&bad).expect_err(field);
+            assert!(
+                err.0
+                    .iter()
+                    .any(|p| p.field.as_deref() == Some(field) && p.line.is_some()),
+                "{field} not refused with its line: {err}"
+            );
+        }
+        let user = GOOD.replace("kind = \"outbox\"", "kind = \"smtp\"")
+            + &format!(
+                "[smtp]\nhost = \"smtp.example.org\"\nusername = \"{evil}\"\npassword_env = \"P\"\n"
+            );
+        let err = parse(&user).unwrap_err();
+        assert!(
+            err.0
+                .iter()
+                .any(|p| p.field.as_deref() == Some("smtp.username")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_non_ascii_host_in_a_url_becomes_a_labels() {
+        let c = parse(&GOOD.replace("harbour.example/unsubscribe", "bücher.example/unsubscribe"))
+            .unwrap();
+        assert_eq!(
+            c.unsubscribe.url,
+            "https://xn--bcher-kva.example/unsubscribe/{token}"
+        );
+        let err = parse(&GOOD.replace(
+            "/unsubscribe/{token}",
+            &format!("/{}{{token}}", "a".repeat(600)),
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("at most 500"), "{err}");
     }
 
     #[test]

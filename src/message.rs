@@ -84,7 +84,6 @@ impl<'a> Mailer<'a> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(recipient)
-            .subject(encoded.subject.clone())
             .date(self.clock.now())
             .message_id(Some(message_id.clone()))
             .raw_header(HeaderValue::new(
@@ -100,6 +99,14 @@ impl<'a> Mailer<'a> {
                 HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
                 "List-Unsubscribe=One-Click".to_string(),
             ));
+        builder = match folded_subject(&encoded.subject) {
+            Some(folded) => builder.raw_header(HeaderValue::dangerous_new_pre_encoded(
+                HeaderName::new_from_ascii_str("Subject"),
+                encoded.subject.clone(),
+                folded,
+            )),
+            None => builder.subject(encoded.subject.clone()),
+        };
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
@@ -129,5 +136,58 @@ impl<'a> Mailer<'a> {
             message_id,
             bytes: message.formatted(),
         })
+    }
+}
+
+/// Bytes of text per encoded word: 45 bytes of base64 are 60 characters, so each
+/// `=?utf-8?b?…?=` stays within a 78-character line (RFC 2047 §2).
+const WORD_BYTES: usize = 45;
+
+/// A subject that lettre would leave on one over-long line (it folds only at spaces, and
+/// leaves ASCII unencoded), as RFC 2047 encoded words on folded lines; `None` when every
+/// run between spaces is short enough to fold as it is.
+fn folded_subject(subject: &str) -> Option<String> {
+    use base64::Engine as _;
+    if subject.split(' ').all(|word| word.len() <= 60) {
+        return None;
+    }
+    let mut words = Vec::new();
+    let mut start = 0;
+    while start < subject.len() {
+        let mut end = (start + WORD_BYTES).min(subject.len());
+        while !subject.is_char_boundary(end) {
+            end -= 1;
+        }
+        let chunk = base64::engine::general_purpose::STANDARD.encode(&subject[start..end]);
+        words.push(format!("=?utf-8?b?{chunk}?="));
+        start = end;
+    }
+    Some(words.join("\r\n "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::folded_subject;
+
+    #[test]
+    fn a_subject_without_spaces_is_folded_into_encoded_words() {
+        assert_eq!(folded_subject("Harbour Weekly: ferries"), None);
+        let long = "Ü".repeat(300);
+        let folded = folded_subject(&long).unwrap();
+        assert!(folded.split("\r\n").all(|l| l.len() <= 78), "{folded}");
+        let decoded: String = folded
+            .split("\r\n ")
+            .map(|w| {
+                use base64::Engine as _;
+                let b64 = w.trim_start_matches("=?utf-8?b?").trim_end_matches("?=");
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(decoded, long);
     }
 }

@@ -40,6 +40,8 @@ pub struct Project {
     pub explained: Vec<crate::selection::Explained>,
     /// What became of each feed source.
     pub sources: Vec<crate::sources::Report>,
+    /// Warnings that do not stop a run (a short DKIM key, a link dropped from an article).
+    pub notes: Vec<String>,
 }
 
 impl Project {
@@ -142,13 +144,17 @@ impl Project {
             }
         };
 
+        let mut notes = Vec::new();
         let dkim = match &config.dkim {
-            Some(d) => crate::dkim::load(d)
+            Some(d) => crate::dkim::load(d, config.newsletter.from.address.domain())
                 .map_err(|e| {
                     problems.push(Problem::new(&config.path, format!("{e:#}")).field("dkim"))
                 })
                 .ok()
-                .map(Some),
+                .map(|(key, warnings)| {
+                    notes.extend(warnings);
+                    Some(key)
+                }),
             None => Some(None),
         };
         // "Nothing new" cannot be told while a source is down: that is a failure, not an
@@ -180,6 +186,7 @@ impl Project {
             clock,
             explained,
             sources: reports,
+            notes,
         })
     }
 
@@ -192,6 +199,11 @@ impl Project {
     ) -> Result<Project> {
         let config = Config::load(path)?;
         Project::load(config, args, clock, journal)
+    }
+
+    /// Every warning of the load: the subscriber list's, then the rest.
+    pub fn notes(&self) -> impl Iterator<Item = &String> {
+        self.subscribers.notes.iter().chain(&self.notes)
     }
 
     pub fn composer<'a>(&'a self, edition: &Edition) -> Composer<'a> {

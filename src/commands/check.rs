@@ -15,7 +15,7 @@ pub fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
         let journal = Journal::open_read_only(&config.paths.state)?;
         Project::load(config, &args.edition, Clock::from_env()?, journal.as_ref())?
     };
-    for note in &project.subscribers.notes {
+    for note in project.notes() {
         log.warn(note);
     }
     let total = project.subscribers.entries.len();

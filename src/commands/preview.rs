@@ -19,7 +19,7 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
         let journal = Journal::open_read_only(&config.paths.state)?;
         Project::load(config, &args.edition, clock, journal.as_ref())?
     };
-    for note in &project.subscribers.notes {
+    for note in project.notes() {
         log.warn(note);
     }
     if args.explain {

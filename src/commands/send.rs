@@ -35,7 +35,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     if args.to.is_some() || args.dry_run || args.no_journal {
         let journal = Journal::open_read_only(&config.paths.state)?;
         let project = Project::load(config, &args.edition, clock, journal.as_ref())?;
-        for note in &project.subscribers.notes {
+        for note in project.notes() {
             log.warn(note);
         }
         return match &args.to {
@@ -71,7 +71,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         ));
     }
     let project = Project::load(config, &args.edition, clock, Some(&journal))?;
-    for note in &project.subscribers.notes {
+    for note in project.notes() {
         log.warn(note);
     }
     let excluded = journal.excluded()?;

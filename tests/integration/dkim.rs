@@ -130,3 +130,55 @@ fn ed25519_signatures_verify_with_dkimpy() {
     );
     sign_and_verify("ed25519", "dkim-ed.pem", &record, &p);
 }
+
+/// A project signing with a fresh RSA key of `bits` for `domain`.
+fn rsa_project(bits: &str, domain: &str) -> Project {
+    let p = Project::new();
+    openssl(
+        &["genrsa", "-traditional", "-out", "dkim.pem", bits],
+        p.dir.path(),
+    );
+    let config = p.read("newsletter.toml")
+        + &format!(
+            "\n[dkim]\ndomain = \"{domain}\"\nselector = \"weekly\"\nprivate_key_file = \"dkim.pem\"\n"
+        );
+    p.write("newsletter.toml", &config);
+    p
+}
+
+#[test]
+fn weak_rsa_keys_are_refused_or_warned_and_a_foreign_domain_warned() {
+    let weak = rsa_project("512", "harbour.example");
+    let run = weak.run(&["check"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("`dkim`") && run.stderr().contains("512 bits"),
+        "{}",
+        run.stderr()
+    );
+    weak.run(&["send"]).expect_code(3);
+    assert!(weak.outbox().is_empty());
+
+    let short = rsa_project("1024", "harbour.example");
+    let run = short.run(&["check"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("warning:") && run.stderr().contains("1024 bits; 2048 or more"),
+        "{}",
+        run.stderr()
+    );
+
+    let foreign = rsa_project("2048", "other.example");
+    let run = foreign.run(&["check"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr()
+            .contains("other.example is neither the From domain harbour.example"),
+        "{}",
+        run.stderr()
+    );
+    let aligned = rsa_project("2048", "harbour.example");
+    let run = aligned.run(&["check"]);
+    run.expect_code(0);
+    assert!(!run.stderr().contains("warning"), "{}", run.stderr());
+}

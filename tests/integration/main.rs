@@ -6,6 +6,7 @@ mod harness;
 mod delivery;
 mod dkim;
 mod feeds;
+mod hardening;
 mod input;
 mod outbox;
 mod pipelining;
