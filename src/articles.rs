@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use pulldown_cmark::{Event, Parser, html};
 use serde::Deserialize;
 use toml::Spanned;
 use toml::value::Datetime;
@@ -37,6 +36,9 @@ pub struct Article {
     /// A feed item without a date, counted as published on the day it was read.
     #[serde(default)]
     pub undated: bool,
+    /// Warnings about the file (links dropped from the body), with its path and line.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 /// The `source` of articles from the Markdown folder.
@@ -155,9 +157,35 @@ pub fn parse(text: &str, path: &Path) -> Result<Article, Problems> {
             ));
         }
     }
-    let (Some(date), true) = (date, problems.is_empty()) else {
+    let body_line = crate::problems::line_of(text, text.len() - body.len());
+    let rendered = crate::markdown::to_html(body)
+        .map_err(|deep| {
+            problems.push(
+                Problem::new(
+                    path,
+                    format!(
+                        "the body is nested more than {} levels deep (quotes, lists); flatten it",
+                        crate::markdown::MAX_NESTING
+                    ),
+                )
+                .at_line(body_line + crate::problems::line_of(body, deep.0) - 1),
+            );
+        })
+        .ok();
+    let (Some(date), Some(rendered), true) = (date, rendered, problems.is_empty()) else {
         return Err(problems);
     };
+    let notes = rendered
+        .dropped
+        .iter()
+        .map(|(offset, url)| {
+            format!(
+                "{}:{}: the link to {url:?} was dropped: only https, http and mailto links are kept",
+                path.display(),
+                body_line + crate::problems::line_of(body, *offset) - 1
+            )
+        })
+        .collect();
     let id = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -173,11 +201,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Article, Problems> {
         author: fm.author,
         tags: fm.tags,
         image: fm.image.map(Spanned::into_inner),
-        body_html: markdown_to_html(body),
+        body_html: rendered.html,
         body_markdown: body.trim().to_string(),
         source: MARKDOWN_SOURCE.to_string(),
         guid: None,
         undated: false,
+        notes,
     })
 }
 
@@ -209,18 +238,6 @@ fn check_link(url: &str) -> Result<(), String> {
         return Err(format!("{url:?} is not a web address (https://…)"));
     }
     Ok(())
-}
-
-/// Markdown to HTML. Raw HTML in the source becomes visible text: a newsletter body is
-/// content, and nothing in it should be able to inject markup into every reader's mail.
-fn markdown_to_html(markdown: &str) -> String {
-    let events = Parser::new(markdown).map(|event| match event {
-        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
-        other => other,
-    });
-    let mut out = String::with_capacity(markdown.len() * 3 / 2);
-    html::push_html(&mut out, events);
-    out
 }
 
 #[cfg(test)]

@@ -685,3 +685,75 @@ async fn over_smtp(
         Err(r) => refused(session, shared, job, &r, queue).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::EmailAddress;
+    use crate::subscribers::Status;
+
+    fn work(email: &str) -> Work {
+        Work {
+            subscriber: Subscriber {
+                email: EmailAddress::parse(email).expect("address"),
+                name: None,
+                status: Status::Subscribed,
+                since: None,
+                tags: Vec::new(),
+            },
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn a_message_that_cannot_be_built_fails_its_recipient_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Outbox::new(dir.path(), "e1").expect("outbox");
+        let list = [
+            work("a@example.org"),
+            work("b@example.org"),
+            work("c@example.org"),
+        ];
+        let counters = Arc::new(Counters::default());
+        let plan = Plan {
+            via: Via::Outbox(outbox),
+            pacing: Pacing::default(),
+            connections: 1,
+            quota_left: None,
+            recorder: Recorder::disabled(),
+            counters: Arc::clone(&counters),
+        };
+        let build = |s: &Subscriber| -> Result<Outgoing> {
+            if s.email.as_str().starts_with('b') {
+                anyhow::bail!("invalid envelope");
+            }
+            let to = s.email.to_lettre();
+            Ok(Outgoing {
+                to: s.email.clone(),
+                envelope: lettre::address::Envelope::new(None, vec![to]).expect("envelope"),
+                message_id: format!("<{}>", s.email),
+                bytes: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+            })
+        };
+        let end = run(plan, &list, &build).expect("the run goes on");
+        assert_eq!(end.stop, None);
+        assert_eq!(counters.sent.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.failed.load(Ordering::Relaxed), 1);
+        let last = counters
+            .last_problem
+            .lock()
+            .expect("lock")
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            last.contains("cannot build the message: invalid envelope"),
+            "{last}"
+        );
+        let mut files: Vec<String> = std::fs::read_dir(dir.path().join("e1"))
+            .expect("outbox dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["a@example.org.eml", "c@example.org.eml"]);
+    }
+}

@@ -55,6 +55,7 @@ mod tests {
             source: "articles".into(),
             guid: None,
             undated: false,
+            notes: Vec::new(),
         }
     }
 

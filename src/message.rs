@@ -81,32 +81,30 @@ impl<'a> Mailer<'a> {
         if let Some(mailto) = &self.unsubscribe_mailto {
             list_unsubscribe.push_str(&format!(", <{mailto}>"));
         }
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .to(recipient)
-            .date(self.clock.now())
-            .message_id(Some(message_id.clone()))
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("List-Id"),
-                self.list_id.clone(),
-            ))
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("List-Unsubscribe"),
-                list_unsubscribe,
-            ))
-            // RFC 8058 one-click: the https URL answers a POST of exactly this body.
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
-                "List-Unsubscribe=One-Click".to_string(),
-            ));
-        builder = match folded_subject(&encoded.subject) {
+        let builder = Message::builder().from(self.from.clone()).to(recipient);
+        let mut builder = match folded_subject(&encoded.subject) {
             Some(folded) => builder.raw_header(HeaderValue::dangerous_new_pre_encoded(
                 HeaderName::new_from_ascii_str("Subject"),
                 encoded.subject.clone(),
                 folded,
             )),
             None => builder.subject(encoded.subject.clone()),
-        };
+        }
+        .date(self.clock.now())
+        .message_id(Some(message_id.clone()))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Id"),
+            self.list_id.clone(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            list_unsubscribe,
+        ))
+        // RFC 8058 one-click: the https URL answers a POST of exactly this body.
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+            "List-Unsubscribe=One-Click".to_string(),
+        ));
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }

@@ -157,6 +157,14 @@ impl Project {
                 }),
             None => Some(None),
         };
+        if let Some(Some(edition)) = &edition {
+            notes.extend(
+                edition
+                    .articles
+                    .iter()
+                    .flat_map(|a| a.notes.iter().cloned()),
+            );
+        }
         // "Nothing new" cannot be told while a source is down: that is a failure, not an
         // empty week, and cron should hear of it (exit 1).
         let failed: Vec<&str> = reports

@@ -257,6 +257,7 @@ mod tests {
             source: source.into(),
             guid: (source != MARKDOWN_SOURCE).then(|| format!("guid-{link}")),
             undated: false,
+            notes: Vec::new(),
         }
     }
 

@@ -385,6 +385,7 @@ fn parse(source: &Source, bytes: &[u8], today: NaiveDate) -> Result<Vec<Article>
             source: source.name.clone(),
             guid: Some(guid),
             undated: dated.is_none(),
+            notes: Vec::new(),
         });
     }
     Ok(out)

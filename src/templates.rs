@@ -73,6 +73,16 @@ impl Templates {
                 problems.push(Problem::new(path, chain(&e)));
             }
         }
+        let texts = sources
+            .iter()
+            .map(|(n, (_, t))| (n.clone(), t.clone()))
+            .collect();
+        for cycle in crate::template_cycles::find(&texts) {
+            let path = sources
+                .get(&cycle.template)
+                .map_or_else(|| PathBuf::from(&cycle.template), |(p, _)| p.clone());
+            problems.push(Problem::new(&path, cycle.message).at_line(cycle.line));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }

@@ -551,7 +551,21 @@ impl std::fmt::Display for DataContent<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::DataContent;
+    use super::{DataContent, Offered};
+
+    #[test]
+    fn ehlo_keywords_lettre_drops_are_read() {
+        let lines = ["PIPELINING", "SIZE 10240000", "8BITMIME"];
+        assert_eq!(
+            Offered::from_ehlo(lines.into_iter()),
+            Offered {
+                pipelining: true,
+                size: Some(10_240_000)
+            }
+        );
+        assert_eq!(Offered::from_ehlo(["SIZE"].into_iter()).size, None);
+        assert_eq!(Offered::from_ehlo(["size 0"].into_iter()).size, None);
+    }
 
     #[test]
     fn data_content_doubles_leading_dots_and_ends_with_a_dot_line() {

@@ -119,3 +119,188 @@ fn long_names_are_refused_and_long_titles_folded_under_998_octets() {
         .unwrap_or_default();
     assert_eq!(to, name.trim());
 }
+
+#[test]
+fn templates_and_articles_that_would_recurse_forever_are_problems_not_crashes() {
+    let p = Project::new();
+    p.write(
+        "templates/digest.html",
+        "<p>top</p>\n{% include \"digest.html\" %}\n",
+    );
+    let run = p.run(&["check"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("digest.html:2") && run.stderr().contains("includes itself"),
+        "{}",
+        run.stderr()
+    );
+
+    let p = Project::new();
+    p.write(
+        "templates/digest.txt",
+        "{% macro again(n) %}{{ self::again(n=n) }}{% endmacro again %}\n{{ self::again(n=1) }}\n",
+    );
+    let run = p.run(&["check"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("digest.txt:1") && run.stderr().contains("macro again calls itself"),
+        "{}",
+        run.stderr()
+    );
+
+    let p = Project::new();
+    let deep = format!("{} deep\n", ">".repeat(20_000));
+    p.write(
+        "articles/ferry.md",
+        &(crate::harness::article("Ferry", "2026-11-24", true) + &deep),
+    );
+    let run = p.run(&["check"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("articles/ferry.md:") && run.stderr().contains("nested"),
+        "{}",
+        run.stderr()
+    );
+}
+
+fn through(p: &Project, port: u16) {
+    p.use_smtp(&format!(
+        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = 1\nretry_delay_seconds = 0.1\n"
+    ));
+}
+
+const WIDE_LIST: &str = "[[subscriber]]\nemail = \"r\u{eb}ader@example.org\"\nstatus = \"subscribed\"\n\n\
+    [[subscriber]]\nemail = \"plain@example.org\"\nstatus = \"subscribed\"\n";
+
+#[test]
+fn a_non_ascii_local_part_goes_only_to_a_relay_that_offers_smtputf8() {
+    let utf8 = crate::harness::Aiosmtpd::start(true, 10_000_000);
+    let p = Project::new();
+    p.write("subscribers.toml", WIDE_LIST);
+    through(&p, utf8.port);
+    p.run(&["send"]).expect_code(0);
+    let got = utf8.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let wide = got
+        .iter()
+        .find(|(to, _)| to[0].starts_with('r'))
+        .expect("the wide one");
+    assert_eq!(wide.0, ["r\u{eb}ader@example.org"]);
+    assert!(wide.1.iter().any(|o| o == "SMTPUTF8"), "{wide:?}");
+
+    let ascii_only = crate::harness::Aiosmtpd::start(false, 10_000_000);
+    let p = Project::new();
+    p.write("subscribers.toml", WIDE_LIST);
+    through(&p, ascii_only.port);
+    let run = p.run(&["send"]);
+    run.expect_code(0);
+    assert_eq!(ascii_only.received().len(), 1);
+    assert_eq!(ascii_only.received()[0].0, ["plain@example.org"]);
+    assert!(
+        run.stderr().contains("r\u{eb}ader@example.org: failed")
+            && run.stderr().contains("does not offer SMTPUTF8"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        p.query("SELECT email FROM suppression").is_empty(),
+        "not a dead mailbox"
+    );
+}
+
+#[test]
+fn a_message_larger_than_the_relays_size_stops_the_edition_with_the_sizes() {
+    let small = crate::harness::Aiosmtpd::start(false, 1000);
+    let p = Project::new();
+    through(&p, small.port);
+    let run = p.run(&["send"]);
+    run.expect_code(7);
+    assert!(
+        run.stdout().contains("accepts at most 1000 bytes")
+            && run.stdout().contains("the message is "),
+        "{}",
+        run.stdout()
+    );
+    assert!(small.received().is_empty());
+    assert_eq!(
+        p.query("SELECT state, COUNT(*) FROM delivery GROUP BY state"),
+        ["pending|3"]
+    );
+}
+
+#[test]
+fn dangerous_links_in_articles_are_dropped_with_a_warning_naming_the_line() {
+    let p = Project::new();
+    let article = crate::harness::article("Ferry", "2026-11-24", true)
+        + "\n[click](javascript:alert(1)) and ![x](data:text/html;base64,PHNjcmlwdD4=)\n\n\
+           [local](file:///etc/passwd) [vb](vbscript:msgbox) [fine](https://harbour.example/ok)\n";
+    p.write("articles/ferry.md", &article);
+    let run = p.run(&["check"]);
+    run.expect_code(0);
+    let err = run.stderr();
+    for (target, line) in [
+        ("javascript:alert(1)", 16),
+        ("data:text/html;base64,PHNjcmlwdD4=", 16),
+        ("file:///etc/passwd", 18),
+        ("vbscript:msgbox", 18),
+    ] {
+        assert!(
+            err.contains(&format!(
+                "articles/ferry.md:{line}: the link to {target:?} was dropped"
+            )),
+            "{target} at line {line}: {err}"
+        );
+    }
+    p.run(&["send"]).expect_code(0);
+    for (_, eml) in p.outbox() {
+        let message = parse(&eml);
+        let html = message.body_html(0).expect("html part").to_lowercase();
+        for scheme in ["javascript:", "data:", "file:", "vbscript:"] {
+            assert!(!html.contains(scheme), "{scheme} in {html}");
+        }
+        assert!(html.contains("https://harbour.example/ok"));
+    }
+}
+
+#[test]
+fn smtp_commands_in_hello_name_are_refused_before_anything_is_sent() {
+    let p = Project::new();
+    p.use_smtp("host = \"127.0.0.1\"\nport = 2525\nsecurity = \"none\"\nhello_name = \"x\\r\\nRSET\\r\\nMAIL FROM:<evil@evil.example>\"\n");
+    let run = p.run(&["check"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("`smtp.hello_name`"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn bidi_controls_are_removed_from_names_and_idn_hosts_converted_in_headers() {
+    let p = Project::new();
+    p.write(
+        "subscribers.toml",
+        "[[subscriber]]\nemail = \"ada@example.org\"\nname = \"Ada \u{202e}gpj.exe\"\nstatus = \"subscribed\"\n",
+    );
+    let config = p.read("newsletter.toml").replace(
+        "https://harbour.example/unsubscribe/{token}",
+        "https://bücher.example/unsubscribe/{token}",
+    );
+    p.write("newsletter.toml", &config);
+    p.run(&["send"]).expect_code(0);
+    let (_, eml) = &p.outbox()[0];
+    let text = String::from_utf8_lossy(eml);
+    assert!(!text.contains('\u{202e}'));
+    let message = parse(eml);
+    let to = message
+        .to()
+        .and_then(|t| t.first())
+        .and_then(|a| a.name())
+        .unwrap_or_default();
+    assert_eq!(to, "Ada gpj.exe");
+    let unsubscribe = message.header_raw("List-Unsubscribe").unwrap_or_default();
+    assert!(
+        unsubscribe.contains("<https://xn--bcher-kva.example/unsubscribe/"),
+        "{unsubscribe}"
+    );
+}

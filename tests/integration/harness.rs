@@ -747,3 +747,82 @@ fn running_as_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+const AIOSMTPD: &str = r#"
+import json, sys, time
+from aiosmtpd.controller import Controller
+port, out, utf8, size = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
+class Record:
+    async def handle_DATA(self, server, session, envelope):
+        with open(out, "a") as f:
+            f.write(json.dumps({"to": envelope.rcpt_tos, "mail_options": envelope.mail_options}) + "\n")
+        return "250 2.0.0 OK"
+Controller(Record(), hostname="127.0.0.1", port=port, enable_SMTPUTF8=utf8, data_size_limit=size).start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+/// aiosmtpd (Python's SMTP server) on a free loopback port: offers SMTPUTF8 or not, and
+/// SIZE with the given limit. Each message's envelope is a JSON line in `received.jsonl`.
+pub struct Aiosmtpd {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Aiosmtpd {
+    pub fn start(smtputf8: bool, size_limit: usize) -> Aiosmtpd {
+        let python = python_with("aiosmtpd", &["aiosmtpd==1.4.6"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("server.py"), AIOSMTPD).expect("write server");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut child = Command::new(python)
+            .arg(dir.path().join("server.py"))
+            .arg(port.to_string())
+            .arg(dir.path().join("received.jsonl"))
+            .arg(if smtputf8 { "1" } else { "0" })
+            .arg(size_limit.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read ready line");
+        assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
+        Aiosmtpd { child, port, dir }
+    }
+
+    /// (recipients, MAIL parameters) of each message received.
+    pub fn received(&self) -> Vec<(Vec<String>, Vec<String>)> {
+        let Ok(text) = std::fs::read_to_string(self.dir.path().join("received.jsonl")) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+                let strings = |key: &str| -> Vec<String> {
+                    v[key]
+                        .as_array()
+                        .expect("array")
+                        .iter()
+                        .map(|s| s.as_str().expect("string").to_string())
+                        .collect()
+                };
+                (strings("to"), strings("mail_options"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Aiosmtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
