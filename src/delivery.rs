@@ -200,6 +200,10 @@ impl Shared {
                 reply: reply.clone(),
             },
         );
+        // The message was not sent: its share of the daily quota is given back.
+        if let Some(left) = &self.quota_left {
+            left.fetch_add(1, Ordering::SeqCst);
+        }
         if let Ok(mut q) = queue.lock() {
             q.push_front(Next {
                 index: job.index,

@@ -395,6 +395,10 @@ fn unrecorded(
     let end = delivery::run(plan, &work, &build)?;
     let sent = counters.sent.load(std::sync::atomic::Ordering::Relaxed);
     if let Some(reason) = end.stop {
+        if matches!(reason, StopReason::SenderRefused(_)) {
+            eprintln!("error: stopped after {sent} of {total}: {reason}");
+            return Ok(Exit::SenderRefused);
+        }
         return Err(anyhow!("stopped after {sent} of {total}: {reason}"));
     }
     if sent == total {
