@@ -55,6 +55,9 @@ pub struct Image {
     pub width: u32,
 }
 
+/// Wider than any mail client shows.
+const MAX_IMAGE_WIDTH: u32 = 2000;
+
 fn default_image_width() -> u32 {
     600
 }
@@ -148,6 +151,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Article, Problems> {
     if let Some(image) = &fm.image {
         if let Err(e) = check_link(&image.get_ref().url) {
             problems.push(at("image.url", image.span(), e));
+        }
+        if !(1..=MAX_IMAGE_WIDTH).contains(&image.get_ref().width) {
+            problems.push(at(
+                "image.width",
+                image.span(),
+                format!("must be between 1 and {MAX_IMAGE_WIDTH} pixels"),
+            ));
         }
         if image.get_ref().alt.trim().is_empty() {
             problems.push(at(

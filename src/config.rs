@@ -188,7 +188,7 @@ struct RawConfig {
     #[serde(default)]
     sources: Vec<Spanned<RawSource>>,
     #[serde(default)]
-    selection: Selection,
+    selection: RawSelection,
 }
 
 #[derive(Deserialize)]
@@ -199,45 +199,54 @@ struct RawSource {
     path: Option<PathBuf>,
     #[serde(default)]
     tags: Vec<String>,
-    timeout_seconds: Option<f64>,
-    max_bytes: Option<u64>,
+    timeout_seconds: Option<Spanned<f64>>,
+    max_bytes: Option<Spanned<u64>>,
     #[serde(default)]
     include_content: bool,
     ca_file: Option<PathBuf>,
 }
 
-/// Which candidate articles make an edition (see `selection.rs`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// `[selection]` as written; its numbers are checked into `Selection`.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawSelection {
+    first_days: Option<Spanned<u32>>,
+    #[serde(default)]
+    include_tags: Vec<String>,
+    #[serde(default)]
+    exclude_tags: Vec<String>,
+    max_articles: Option<Spanned<usize>>,
+    #[serde(default)]
+    pinned: Vec<String>,
+    #[serde(default)]
+    audience: Vec<String>,
+}
+
+/// Which candidate articles make an edition (see `selection.rs`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Selection {
     /// Feed items of the last this many days make the first edition (later ones take
     /// everything since the previous edition).
-    #[serde(default = "default_first_days")]
     pub first_days: u32,
     /// Only articles with at least one of these tags (pinned ones always).
-    #[serde(default)]
     pub include_tags: Vec<String>,
     /// Never articles with any of these tags (pinned ones always).
-    #[serde(default)]
     pub exclude_tags: Vec<String>,
     /// At most this many articles, pinned first, then the newest.
     pub max_articles: Option<usize>,
     /// Article ids or links always included, whatever their date.
-    #[serde(default)]
     pub pinned: Vec<String>,
     /// Subscriber tags an edition goes to; empty: every subscriber.
-    #[serde(default)]
     pub audience: Vec<String>,
 }
 
-fn default_first_days() -> u32 {
-    7
-}
+/// The first edition's window when `first_days` is not set.
+const DEFAULT_FIRST_DAYS: u32 = 7;
 
 impl Default for Selection {
     fn default() -> Self {
         Selection {
-            first_days: default_first_days(),
+            first_days: DEFAULT_FIRST_DAYS,
             include_tags: Vec::new(),
             exclude_tags: Vec::new(),
             max_articles: None,
@@ -326,7 +335,7 @@ struct RawTransport {
 #[serde(deny_unknown_fields)]
 struct RawSmtp {
     host: Spanned<String>,
-    port: Option<u16>,
+    port: Option<Spanned<u16>>,
     #[serde(default = "default_security")]
     security: Spanned<Security>,
     username: Option<Spanned<String>>,
@@ -335,45 +344,28 @@ struct RawSmtp {
     ca_file: Option<PathBuf>,
     hello_name: Option<Spanned<String>>,
     pipelining: Option<bool>,
-    #[serde(default = "default_connections")]
-    connections: Spanned<usize>,
-    #[serde(default = "default_connect_timeout")]
-    connect_timeout_seconds: f64,
-    #[serde(default = "default_command_timeout")]
-    command_timeout_seconds: f64,
+    connections: Option<Spanned<usize>>,
+    connect_timeout_seconds: Option<Spanned<f64>>,
+    command_timeout_seconds: Option<Spanned<f64>>,
     max_per_connection: Option<Spanned<usize>>,
     rate_per_second: Option<Spanned<f64>>,
-    daily_quota: Option<u64>,
-    retries_per_run: Option<u32>,
-    retry_delay_seconds: Option<f64>,
+    daily_quota: Option<Spanned<u64>>,
+    retries_per_run: Option<Spanned<u32>>,
+    retry_delay_seconds: Option<Spanned<f64>>,
     max_attempts: Option<Spanned<u32>>,
-    max_consecutive_failures: Option<usize>,
+    max_consecutive_failures: Option<Spanned<usize>>,
 }
 
 fn default_security() -> Spanned<Security> {
     Spanned::new(0..0, Security::Starttls)
 }
-fn default_connections() -> Spanned<usize> {
-    Spanned::new(0..0, 4)
-}
-fn default_connect_timeout() -> f64 {
-    10.0
-}
-fn default_command_timeout() -> f64 {
-    60.0
-}
-
-/// Seconds from the config as a duration: at least 0.1 s, and a sane default for
-/// anything that is not a number.
-fn seconds(value: f64, default: f64) -> Duration {
-    Duration::from_secs_f64(if value.is_finite() {
-        value.max(0.1)
-    } else {
-        default
-    })
-}
-
 const MAX_CONNECTIONS: usize = 64;
+/// Defaults of `[smtp]` that `Pacing` does not hold.
+const DEFAULT_CONNECTIONS: usize = 4;
+const DEFAULT_CONNECT_TIMEOUT: f64 = 10.0;
+const DEFAULT_COMMAND_TIMEOUT: f64 = 60.0;
+/// Defaults of `[[sources]]`.
+const DEFAULT_FEED_TIMEOUT: f64 = 10.0;
 
 impl Config {
     /// Reads and resolves the config file; relative paths in it are relative to its folder.
@@ -510,6 +502,7 @@ impl Config {
         };
 
         let sources = resolve_sources(&raw.sources, &dir, path, source, &mut problems);
+        let selection = resolve_selection(raw.selection, path, source, &mut problems);
         let dkim = raw.dkim.and_then(|d| {
             let domain = check_host(d.domain.get_ref(), false)
                 .map_err(|e| problems.push(at("dkim.domain", d.domain.span(), e)))
@@ -574,7 +567,7 @@ impl Config {
                     transport,
                     dkim,
                     sources,
-                    selection: raw.selection,
+                    selection,
                 })
             }
             _ => Err(problems),
@@ -597,6 +590,7 @@ fn resolve_sources(
     };
     let mut names = std::collections::HashSet::new();
     let mut out = Vec::new();
+    let numbers = Numbers { path, source };
     for entry in raw {
         let s = entry.get_ref();
         let name = s.name.get_ref().trim();
@@ -647,8 +641,20 @@ fn resolve_sources(
             name: name.to_string(),
             location,
             tags: s.tags.clone(),
-            timeout: seconds(s.timeout_seconds.unwrap_or(10.0), 10.0),
-            max_bytes: s.max_bytes.unwrap_or(DEFAULT_FEED_MAX_BYTES),
+            timeout: numbers.seconds(
+                problems,
+                "sources.timeout_seconds",
+                s.timeout_seconds.as_ref(),
+                DEFAULT_FEED_TIMEOUT,
+                0.1..=600.0,
+            ),
+            max_bytes: numbers.check(
+                problems,
+                "sources.max_bytes",
+                s.max_bytes.as_ref(),
+                DEFAULT_FEED_MAX_BYTES,
+                1..=1_000_000_000,
+            ),
             include_content: s.include_content,
             ca_file: s.ca_file.as_ref().map(|f| dir.join(f)),
         });
@@ -723,73 +729,105 @@ fn resolve_smtp(
         (None, Some(_)) => problems.push(Problem::new(path, "a password is set but no `username`").field("smtp")),
         _ => {}
     }
-    let connections = *s.connections.get_ref();
-    if connections == 0 || connections > MAX_CONNECTIONS {
-        problems.push(at(
-            "smtp.connections",
-            s.connections.span(),
-            format!("must be between 1 and {MAX_CONNECTIONS}"),
-        ));
-    }
+    let n = Numbers { path, source };
+    let connections = n.check(
+        problems,
+        "smtp.connections",
+        s.connections.as_ref(),
+        DEFAULT_CONNECTIONS,
+        1..=MAX_CONNECTIONS,
+    );
     let defaults = Pacing::default();
-    let pacing = Pacing {
-        max_per_connection: s
-            .max_per_connection
-            .as_ref()
-            .map_or(defaults.max_per_connection, |m| *m.get_ref()),
-        rate_per_second: s
-            .rate_per_second
-            .as_ref()
-            .map(|r| *r.get_ref())
-            .filter(|r| *r > 0.0),
-        daily_quota: s.daily_quota.filter(|q| *q > 0),
-        retries_per_run: s.retries_per_run.unwrap_or(defaults.retries_per_run),
-        retry_delay: s
-            .retry_delay_seconds
-            .filter(|d| d.is_finite() && *d >= 0.0)
-            .map_or(defaults.retry_delay, Duration::from_secs_f64),
-        max_attempts: s
-            .max_attempts
-            .as_ref()
-            .map_or(defaults.max_attempts, |m| *m.get_ref()),
-        max_consecutive_failures: s
-            .max_consecutive_failures
-            .map_or(defaults.max_consecutive_failures, |m| m.max(1)),
-    };
-    if let Some(m) = s.max_per_connection.as_ref().filter(|m| *m.get_ref() == 0) {
-        problems.push(at(
-            "smtp.max_per_connection",
-            m.span(),
-            "must be at least 1".into(),
-        ));
-    }
-    if let Some(r) = s
-        .rate_per_second
-        .as_ref()
-        .filter(|r| !r.get_ref().is_finite() || *r.get_ref() < 0.0)
-    {
-        problems.push(at(
+    // 0 means no limit; a tiny rate would wait for centuries between messages.
+    let rate = n.check(
+        problems,
+        "smtp.rate_per_second",
+        s.rate_per_second.as_ref(),
+        0.0,
+        0.0..=100_000.0,
+    );
+    if rate > 0.0 && rate < 0.001 {
+        n.report(
+            problems,
             "smtp.rate_per_second",
-            r.span(),
-            "must be a positive number, or 0 for no limit".into(),
-        ));
+            s.rate_per_second.as_ref(),
+            "must be 0 (no limit) or at least 0.001",
+        );
     }
-    if let Some(m) = s.max_attempts.as_ref().filter(|m| *m.get_ref() == 0) {
-        problems.push(at(
+    let pacing = Pacing {
+        max_per_connection: n.check(
+            problems,
+            "smtp.max_per_connection",
+            s.max_per_connection.as_ref(),
+            defaults.max_per_connection,
+            1..=1_000_000,
+        ),
+        rate_per_second: Some(rate.max(0.001)).filter(|_| rate > 0.0),
+        daily_quota: Some(n.check(
+            problems,
+            "smtp.daily_quota",
+            s.daily_quota.as_ref(),
+            0,
+            0..=1_000_000_000_000,
+        ))
+        .filter(|q| *q > 0),
+        retries_per_run: n.check(
+            problems,
+            "smtp.retries_per_run",
+            s.retries_per_run.as_ref(),
+            defaults.retries_per_run,
+            0..=100,
+        ),
+        retry_delay: n.seconds(
+            problems,
+            "smtp.retry_delay_seconds",
+            s.retry_delay_seconds.as_ref(),
+            defaults.retry_delay.as_secs_f64(),
+            0.0..=86_400.0,
+        ),
+        max_attempts: n.check(
+            problems,
             "smtp.max_attempts",
-            m.span(),
-            "must be at least 1".into(),
-        ));
-    }
+            s.max_attempts.as_ref(),
+            defaults.max_attempts,
+            1..=1000,
+        ),
+        max_consecutive_failures: n.check(
+            problems,
+            "smtp.max_consecutive_failures",
+            s.max_consecutive_failures.as_ref(),
+            defaults.max_consecutive_failures,
+            1..=100_000,
+        ),
+    };
+    let port = n.check(problems, "smtp.port", s.port.as_ref(), 25, 1..=u16::MAX);
+    let connect_timeout = n.seconds(
+        problems,
+        "smtp.connect_timeout_seconds",
+        s.connect_timeout_seconds.as_ref(),
+        DEFAULT_CONNECT_TIMEOUT,
+        0.1..=3600.0,
+    );
+    let command_timeout = n.seconds(
+        problems,
+        "smtp.command_timeout_seconds",
+        s.command_timeout_seconds.as_ref(),
+        DEFAULT_COMMAND_TIMEOUT,
+        0.1..=3600.0,
+    );
     if problems.0.len() > before {
         return None;
     }
     Some(Transport::Smtp(Box::new(Smtp {
-        port: s.port.unwrap_or(match security {
-            Security::Tls => 465,
-            Security::Starttls => 587,
-            Security::None => 25,
-        }),
+        port: if s.port.is_some() {
+            port
+        } else {
+            match security {
+                Security::Tls => 465,
+                Security::Starttls => 587,
+                Security::None => 25,
+            }
+        },
         host,
         security,
         username: s.username.map(Spanned::into_inner),
@@ -798,8 +836,8 @@ fn resolve_smtp(
         hello_name: s.hello_name.map(Spanned::into_inner),
         pipelining: s.pipelining.unwrap_or(true),
         connections,
-        connect_timeout: seconds(s.connect_timeout_seconds, default_connect_timeout()),
-        command_timeout: seconds(s.command_timeout_seconds, default_command_timeout()),
+        connect_timeout,
+        command_timeout,
         pacing,
     })))
 }
@@ -810,6 +848,101 @@ pub fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost")
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Range checks for the numbers of a config file. Each value out of its range (zero where
+/// a count must be positive, negative, NaN, infinite, absurdly large) is a problem naming
+/// its field and line, and the default stands in, so no number can panic later (a
+/// `Duration` of 1e300 seconds does; so does a date 4 billion days back).
+struct Numbers<'a> {
+    path: &'a Path,
+    source: &'a str,
+}
+
+impl Numbers<'_> {
+    /// The value, or `default` when it is absent or out of `range` (then a problem).
+    fn check<T>(
+        &self,
+        problems: &mut Problems,
+        field: &str,
+        value: Option<&Spanned<T>>,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> T
+    where
+        T: PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(v) = value else { return default };
+        // `contains` is false for NaN, which compares with nothing.
+        if range.contains(v.get_ref()) {
+            return *v.get_ref();
+        }
+        self.report(
+            problems,
+            field,
+            Some(v),
+            &format!("must be between {} and {}", range.start(), range.end()),
+        );
+        default
+    }
+
+    /// Seconds as a duration, checked like `check`.
+    fn seconds(
+        &self,
+        problems: &mut Problems,
+        field: &str,
+        value: Option<&Spanned<f64>>,
+        default: f64,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> Duration {
+        Duration::from_secs_f64(self.check(problems, field, value, default, range))
+    }
+
+    fn report<T: std::fmt::Display + Copy>(
+        &self,
+        problems: &mut Problems,
+        field: &str,
+        value: Option<&Spanned<T>>,
+        rule: &str,
+    ) {
+        let Some(v) = value else { return };
+        // The number as written: 1e300 rather than its 301 digits.
+        let written = self
+            .source
+            .get(v.span())
+            .map_or_else(|| v.get_ref().to_string(), str::to_string);
+        problems.push(
+            Problem::new(self.path, format!("{} {rule}", written.trim()))
+                .at_offset(self.source, v.span().start)
+                .field(field),
+        );
+    }
+}
+
+fn resolve_selection(
+    raw: RawSelection,
+    path: &Path,
+    source: &str,
+    problems: &mut Problems,
+) -> Selection {
+    let n = Numbers { path, source };
+    Selection {
+        first_days: n.check(
+            problems,
+            "selection.first_days",
+            raw.first_days.as_ref(),
+            DEFAULT_FIRST_DAYS,
+            0..=3650,
+        ),
+        include_tags: raw.include_tags,
+        exclude_tags: raw.exclude_tags,
+        max_articles: raw
+            .max_articles
+            .as_ref()
+            .map(|m| n.check(problems, "selection.max_articles", Some(m), 10, 1..=1000)),
+        pinned: raw.pinned,
+        audience: raw.audience,
+    }
 }
 
 /// The longest single-line text field (a newsletter's name): its header lines stay short.
@@ -1053,6 +1186,35 @@ kind = "outbox"
         ))
         .unwrap_err();
         assert!(err.to_string().contains("at most 500"), "{err}");
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_problems_with_their_line_not_panics() {
+        let src = GOOD.replace("kind = \"outbox\"", "kind = \"smtp\"")
+            + "[smtp]\nhost = \"127.0.0.1\"\nsecurity = \"none\"\nretry_delay_seconds = 1e20\n\
+               connect_timeout_seconds = -1\ncommand_timeout_seconds = nan\nrate_per_second = 1e-300\n\
+               max_attempts = 0\n\n[[sources]]\nname = \"g\"\npath = \"f.xml\"\ntimeout_seconds = 1e300\n\n\
+               [selection]\nfirst_days = 4000000000\n";
+        let err = parse(&src).unwrap_err();
+        let mut fields: Vec<(String, usize)> = err
+            .0
+            .iter()
+            .map(|p| (p.field.clone().unwrap_or_default(), p.line.unwrap_or(0)))
+            .collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                ("selection.first_days".to_string(), 29),
+                ("smtp.command_timeout_seconds".to_string(), 19),
+                ("smtp.connect_timeout_seconds".to_string(), 18),
+                ("smtp.max_attempts".to_string(), 21),
+                ("smtp.rate_per_second".to_string(), 20),
+                ("smtp.retry_delay_seconds".to_string(), 17),
+                ("sources.timeout_seconds".to_string(), 26),
+            ],
+            "{err}"
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub mod message;
 pub mod problems;
 pub mod progress;
 pub mod project;
+#[cfg(test)]
+mod properties;
 pub mod secret;
 pub mod selection;
 pub mod sources;

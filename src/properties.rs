@@ -1,0 +1,188 @@
+//! Property tests: no value in a config file or an article's front matter can make the
+//! program panic; every out-of-range number is a problem with its field and line.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use crate::config::Config;
+
+const BASE: &str = r#"[newsletter]
+name = "Harbour Weekly"
+from = "Harbour Weekly <weekly@harbour.example>"
+contact = "desk@harbour.example"
+list_id = "weekly.harbour.example"
+
+[unsubscribe]
+url = "https://harbour.example/unsubscribe/{token}"
+secret_env = "NEWSLETTER_SECRET"
+
+[transport]
+kind = "smtp"
+
+[selection]
+
+[smtp]
+host = "127.0.0.1"
+security = "none"
+
+[[sources]]
+name = "gazette"
+path = "feed.xml"
+"#;
+
+/// The numeric fields, by section, that the test gives random values.
+const NUMERIC: [(&str, &[&str]); 3] = [
+    (
+        "smtp",
+        &[
+            "port",
+            "connections",
+            "connect_timeout_seconds",
+            "command_timeout_seconds",
+            "max_per_connection",
+            "rate_per_second",
+            "daily_quota",
+            "retries_per_run",
+            "retry_delay_seconds",
+            "max_attempts",
+            "max_consecutive_failures",
+        ],
+    ),
+    ("sources", &["timeout_seconds", "max_bytes"]),
+    ("selection", &["first_days", "max_articles"]),
+];
+
+/// The fields of those sections that are not numbers: every field is in one list or the
+/// other, so a new field without a generator fails `every_field_has_a_generator`.
+const OTHER: [(&str, &[&str]); 3] = [
+    (
+        "smtp",
+        &[
+            "host",
+            "security",
+            "username",
+            "password_env",
+            "password_file",
+            "ca_file",
+            "hello_name",
+            "pipelining",
+        ],
+    ),
+    (
+        "sources",
+        &["name", "url", "path", "tags", "include_content", "ca_file"],
+    ),
+    (
+        "selection",
+        &["include_tags", "exclude_tags", "pinned", "audience"],
+    ),
+];
+
+/// The config with `key = value` put at the top of `section` (`[[sources]]` for sources).
+fn with(section: &str, key: &str, value: &str) -> String {
+    let header = if section == "sources" {
+        "[[sources]]\n".to_string()
+    } else {
+        format!("[{section}]\n")
+    };
+    BASE.replacen(&header, &format!("{header}{key} = {value}\n"), 1)
+}
+
+/// The fields a section's type accepts, read from its own "unknown field" error, which
+/// lists every field it expects: the list comes from the type, not from this test.
+fn declared_fields(section: &str) -> Vec<String> {
+    let Err(problems) = Config::from_str(&with(section, "zz_probe", "1"), Path::new("n.toml"))
+    else {
+        panic!("an unknown field was accepted in [{section}]");
+    };
+    let text = problems.to_string();
+    let expected = text
+        .split("expected one of ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no field list in: {text}"));
+    expected
+        .split(',')
+        .map(|f| {
+            f.trim()
+                .trim_matches(|c: char| c == '`' || !c.is_ascii_graphic())
+                .to_string()
+        })
+        .filter(|f| !f.is_empty())
+        .map(|f| f.split('`').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn every_field_has_a_generator() {
+    for ((section, numeric), (_, other)) in NUMERIC.iter().zip(OTHER.iter()) {
+        let mut known: Vec<&str> = numeric.iter().chain(other.iter()).copied().collect();
+        known.sort_unstable();
+        let mut declared = declared_fields(section);
+        declared.sort();
+        assert_eq!(
+            declared, known,
+            "[{section}]: a field without a generator, or a stale one"
+        );
+    }
+}
+
+/// Numbers as a TOML file may hold them: edges, huge, tiny, negative, NaN and infinities.
+fn number() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        (-5i64..5).prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|f| format!("{f:e}")),
+        (0.0f64..100.0).prop_map(|f| format!("{f:?}")),
+        Just("nan".to_string()),
+        Just("inf".to_string()),
+        Just("-inf".to_string()),
+        Just("1e300".to_string()),
+        Just("-0.0".to_string()),
+        Just("18446744073709551615".to_string()),
+    ]
+}
+
+fn field() -> impl Strategy<Value = (&'static str, &'static str)> {
+    let all: Vec<(&'static str, &'static str)> = NUMERIC
+        .iter()
+        .flat_map(|(s, fields)| fields.iter().map(move |f| (*s, *f)))
+        .collect();
+    proptest::sample::select(all)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    /// Any number in any numeric field: the config loads or is refused with that field
+    /// named; it never panics, and what loads is within range.
+    #[test]
+    fn no_number_in_the_config_panics((section, key) in field(), value in number()) {
+        let source = with(section, key, &value);
+        match Config::from_str(&source, Path::new("n.toml")) {
+            Ok(_) => {}
+            Err(problems) => {
+                let text = problems.to_string();
+                prop_assert!(
+                    text.contains(&format!("{section}.{key}")) || text.contains("n.toml:"),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    /// Any title, date, link, summary and image width in an article's front matter.
+    #[test]
+    fn no_front_matter_panics(
+        title in ".{0,40}",
+        date in prop_oneof![Just("2026-11-24".to_string()), "[0-9]{4}-[0-9]{2}-[0-9]{2}", ".{0,12}"],
+        link in ".{0,30}",
+        width in number(),
+        body in ".{0,60}",
+    ) {
+        let text = format!(
+            "+++\ntitle = {title:?}\ndate = {date}\nlink = {link:?}\nsummary = \"s\"\n[image]\nurl = \"https://h.example/p.jpg\"\nalt = \"a\"\nwidth = {width}\n+++\n{body}\n"
+        );
+        let _ = crate::articles::parse(&text, Path::new("a.md"));
+    }
+}
