@@ -58,7 +58,7 @@ received() { # messages counted by the sink so far
 
 prepare() {
   mkdir -p "$WORK"
-  (cd "$ROOT" && cargo build --release --quiet)
+  (cd "$ROOT" && cargo build --release --quiet --features bench)
   rm -rf "$WORK/project"
   python3 "$ROOT/bench/make_project.py" --dir "$WORK/project" --n "$N" --port "$PORT" --connections "$C"
   # The message smtp-source sends: one of ours, byte for byte.

@@ -236,9 +236,21 @@ pub struct SendArgs {
     pub connections: Option<u16>,
 
     /// Benchmark aid: send to every subscribed address without the journal (no freezing,
-    /// no resume, no protection against duplicates). Not for real sends.
+    /// no resume, no protection against duplicates). Only in builds with the `bench`
+    /// feature, never in the shipped binary.
+    #[cfg(feature = "bench")]
     #[arg(long, hide = true, conflicts_with_all = ["to", "dry_run", "resend_in_doubt"])]
     pub no_journal: bool,
+}
+
+impl SendArgs {
+    /// The journal-off benchmark mode: false unless built with the `bench` feature.
+    pub fn no_journal(&self) -> bool {
+        #[cfg(feature = "bench")]
+        return self.no_journal;
+        #[cfg(not(feature = "bench"))]
+        false
+    }
 }
 
 #[derive(Debug, Args)]

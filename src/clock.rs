@@ -1,19 +1,23 @@
-//! The one place that reads the time. Everything downstream takes a `Clock`, so output is
-//! reproducible: `SOURCE_DATE_EPOCH` pins it, as in reproducible builds.
+//! The one place that reads the wall clock (`clippy.toml` forbids it anywhere else).
+//! Everything downstream takes a `Clock`, so output is reproducible: `SOURCE_DATE_EPOCH`
+//! pins it, as in reproducible builds. Deadlines and timeouts use the monotonic
+//! `Instant` through `deadline_clock`, which no setting pins.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
-    now: SystemTime,
+    /// `None`: the system clock, read at each `now()`.
+    pinned: Option<SystemTime>,
 }
 
 impl Clock {
+    /// A clock stopped at `now`.
     pub fn at(now: SystemTime) -> Self {
-        Clock { now }
+        Clock { pinned: Some(now) }
     }
 
     /// The system clock, unless `SOURCE_DATE_EPOCH` (seconds since 1970) is set.
@@ -25,16 +29,36 @@ impl Clock {
                 })?;
                 Ok(Clock::at(UNIX_EPOCH + Duration::from_secs(secs)))
             }
-            Err(_) => Ok(Clock::at(SystemTime::now())),
+            Err(_) => Ok(Clock { pinned: None }),
         }
     }
 
+    #[allow(clippy::disallowed_methods)] // the one read of the wall clock
     pub fn now(&self) -> SystemTime {
-        self.now
+        self.pinned.unwrap_or_else(SystemTime::now)
+    }
+
+    /// This clock stopped at this moment: one time for everything a run stamps once
+    /// (every message's Date header).
+    pub fn frozen(&self) -> Clock {
+        Clock::at(self.now())
     }
 
     /// Today's date in UTC.
     pub fn today(&self) -> NaiveDate {
-        DateTime::<Utc>::from(self.now).date_naive()
+        DateTime::<Utc>::from(self.now()).date_naive()
     }
+
+    /// The time as people read it in a log line, e.g. 2026-11-27 09:00:00 UTC.
+    pub fn stamp(&self) -> String {
+        DateTime::<Utc>::from(self.now())
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string()
+    }
+}
+
+/// The monotonic clock, for deadlines, timeouts and rates: never pinned, never jumps.
+#[allow(clippy::disallowed_methods)] // the one read of the monotonic clock
+pub fn instant() -> Instant {
+    Instant::now()
 }

@@ -7,11 +7,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::{Mutex, watch};
 
+use crate::clock::Clock;
 use crate::config::Pacing;
 use crate::journal::Change;
 use crate::journal_writer::Recorder;
@@ -133,6 +134,7 @@ struct Shared {
     retry: std::sync::Mutex<Vec<(usize, u32)>>,
     throttle: std::sync::Mutex<Throttle>,
     recorder: Recorder,
+    clock: Clock,
 }
 
 impl Shared {
@@ -169,7 +171,7 @@ impl Shared {
         };
         let slot = {
             let mut next = self.next_slot.lock().await;
-            let now = Instant::now();
+            let now = crate::clock::instant();
             let slot = (*next).max(now);
             *next = slot + Duration::from_secs_f64(1.0 / rate);
             slot
@@ -214,7 +216,7 @@ impl Shared {
         let Ok(mut t) = self.throttle.lock() else {
             return;
         };
-        let now = Instant::now();
+        let now = crate::clock::instant();
         if now < t.until {
             return;
         }
@@ -262,7 +264,7 @@ impl Shared {
         if worker >= allowed {
             return false;
         }
-        if until > Instant::now() {
+        if until > crate::clock::instant() {
             tokio::select! {
                 () = tokio::time::sleep_until(until.into()) => {}
                 () = self.until_stopped() => {}
@@ -302,7 +304,7 @@ impl Shared {
             Change::Deferred {
                 code,
                 reply,
-                next_try: SystemTime::now() + wait,
+                next_try: self.clock.now() + wait,
             },
         );
         self.counters.deferred.fetch_add(1, Ordering::Relaxed);
@@ -344,6 +346,7 @@ pub struct Plan {
     pub quota_left: Option<u64>,
     pub recorder: Recorder,
     pub counters: Arc<Counters>,
+    pub clock: Clock,
 }
 
 /// Delivers `work` as `plan` says, building each message with `build` when a worker is
@@ -360,6 +363,7 @@ pub fn run(
         quota_left,
         recorder,
         counters,
+        clock,
     } = plan;
     // One thread composes and drives every connection: on a small machine, handing each
     // message from thread to thread cost more in wake-ups than composing it.
@@ -374,16 +378,17 @@ pub fn run(
         reason: std::sync::Mutex::new(None),
         failures_in_row: AtomicUsize::new(0),
         quota_left: quota_left.map(AtomicU64::new),
-        next_slot: Mutex::new(Instant::now()),
+        next_slot: Mutex::new(crate::clock::instant()),
         counters,
         retry: std::sync::Mutex::new(Vec::new()),
         throttle: std::sync::Mutex::new(Throttle {
-            until: Instant::now(),
+            until: crate::clock::instant(),
             pause: Duration::ZERO,
             in_row: 0,
             connections,
         }),
         recorder,
+        clock,
     });
     runtime.block_on(async {
         tokio::spawn(watch_signals(Arc::clone(&shared)));
@@ -726,6 +731,7 @@ mod tests {
             quota_left: None,
             recorder: Recorder::disabled(),
             counters: Arc::clone(&counters),
+            clock: Clock::at(std::time::UNIX_EPOCH),
         };
         let build = |s: &Subscriber| -> Result<Outgoing> {
             if s.email.as_str().starts_with('b') {

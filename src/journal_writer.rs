@@ -4,11 +4,11 @@
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::SystemTime;
 
 use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
+use crate::clock::Clock;
 use crate::journal::{self, Change, Journal};
 
 /// Changes applied per transaction at most, so one commit never grows without bound.
@@ -32,9 +32,9 @@ pub struct Recorder {
 }
 
 impl Writer {
-    pub fn start(journal: Journal, edition_id: String) -> Writer {
+    pub fn start(journal: Journal, edition_id: String, clock: Clock) -> Writer {
         let (tx, rx) = mpsc::channel::<Request>();
-        let handle = std::thread::spawn(move || run(journal, &edition_id, &rx));
+        let handle = std::thread::spawn(move || run(journal, &edition_id, &rx, clock));
         Writer { tx, handle }
     }
 
@@ -98,6 +98,7 @@ fn run(
     mut journal: Journal,
     edition_id: &str,
     rx: &mpsc::Receiver<Request>,
+    clock: Clock,
 ) -> (Journal, Option<String>) {
     let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
@@ -112,7 +113,9 @@ fn run(
         // rows keep the last state that reached the disk.
         let result = match &failed {
             Some(e) => Err(e.clone()),
-            None => commit_batch(&mut journal, edition_id, &batch).map_err(|e| format!("{e:#}")),
+            None => {
+                commit_batch(&mut journal, edition_id, &batch, &clock).map_err(|e| format!("{e:#}"))
+            }
         };
         if let Err(e) = &result {
             failed.get_or_insert_with(|| e.clone());
@@ -131,8 +134,13 @@ fn run(
 }
 
 /// Applies a batch in one transaction; returns, per request, whether its change applied.
-fn commit_batch(journal: &mut Journal, edition_id: &str, batch: &[Request]) -> Result<Vec<bool>> {
-    let now = SystemTime::now();
+fn commit_batch(
+    journal: &mut Journal,
+    edition_id: &str,
+    batch: &[Request],
+    clock: &Clock,
+) -> Result<Vec<bool>> {
+    let now = clock.now();
     let tx = journal.connection().transaction()?;
     let mut applied = Vec::with_capacity(batch.len());
     for r in batch {

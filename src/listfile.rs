@@ -5,13 +5,13 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
-use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use chrono::{Datelike, NaiveDate};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value, value};
 
 use crate::address::EmailAddress;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::journal::{Journal, ListChange};
 use crate::lock::RunLock;
@@ -114,7 +114,8 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
 
 /// Writes every recorded but unwritten list change into the subscriber file. The caller
 /// holds the run lock. Returns how many changes were written.
-pub fn apply_pending(config: &Config, journal: &mut Journal, today: NaiveDate) -> Result<usize> {
+pub fn apply_pending(config: &Config, journal: &mut Journal, clock: &Clock) -> Result<usize> {
+    let today = clock.today();
     let changes = journal.pending_list_changes()?;
     if changes.is_empty() {
         return Ok(0);
@@ -129,7 +130,7 @@ pub fn apply_pending(config: &Config, journal: &mut Journal, today: NaiveDate) -
         edit(&text, &changes, today).with_context(|| format!("cannot edit {}", path.display()))?;
     write_atomically(path, &edited)?;
     let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
-    journal.mark_applied(&ids, SystemTime::now())?;
+    journal.mark_applied(&ids, clock.now())?;
     Ok(changes.len())
 }
 
@@ -139,13 +140,14 @@ pub fn apply_pending_if_free(
     config: &Config,
     journal: &mut Journal,
     what: &str,
+    clock: &Clock,
 ) -> Result<Option<usize>> {
     let lock = match RunLock::acquire(&config.paths.state, what) {
         Ok(lock) => lock,
         Err(e) if e.downcast_ref::<crate::lock::Locked>().is_some() => return Ok(None),
         Err(e) => return Err(e),
     };
-    let n = apply_pending(config, journal, chrono::Utc::now().date_naive())?;
+    let n = apply_pending(config, journal, clock)?;
     drop(lock);
     Ok(Some(n))
 }

@@ -73,7 +73,9 @@ impl RunLock {
         let note = format!(
             "pid {}, {what}, since {}",
             std::process::id(),
-            chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+            crate::clock::Clock::from_env()
+                .map(|c| c.stamp())
+                .unwrap_or_default()
         );
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))

@@ -57,7 +57,8 @@ impl<'a> Mailer<'a> {
             domain: n.from.address.domain().to_string(),
             edition_id: edition_id.to_string(),
             signer,
-            clock,
+            // One Date for every message of the run.
+            clock: clock.frozen(),
             dkim: None,
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::delivery::Counters;
 
@@ -30,7 +30,7 @@ impl Progress {
             Duration::from_secs(30)
         };
         let (stop, wait) = mpsc::channel::<()>();
-        let started = Instant::now();
+        let started = crate::clock::instant();
         let handle = std::thread::spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(every) {
                 let line = describe(total, &counters, started.elapsed());

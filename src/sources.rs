@@ -102,7 +102,8 @@ impl Cache {
     }
 
     fn put(&self, url: &str, c: &Cached) -> Result<()> {
-        let now = std::time::SystemTime::now()
+        let now = crate::clock::Clock::from_env()?
+            .now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         self.conn.execute(

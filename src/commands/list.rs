@@ -2,12 +2,11 @@
 //! state database (a running send honours it at once), then write it into
 //! `subscribers.toml` under the run lock, or leave that to the send holding the lock.
 
-use std::time::SystemTime;
-
 use anyhow::{Result, bail};
 
 use crate::address::{DisplayName, EmailAddress};
 use crate::cli::{Cli, SubscribeArgs, UnsubscribeArgs};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::journal::Journal;
@@ -31,8 +30,14 @@ pub fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
         }
     };
     let mut journal = Journal::open(&config.paths.state)?;
-    journal.record_unsubscribe(email.as_str(), "command line", SystemTime::now())?;
-    report(&config, &mut journal, &format!("{email} is unsubscribed"))
+    let clock = Clock::from_env()?;
+    journal.record_unsubscribe(email.as_str(), "command line", clock.now())?;
+    report(
+        &config,
+        &mut journal,
+        &format!("{email} is unsubscribed"),
+        &clock,
+    )
 }
 
 pub fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
@@ -45,11 +50,12 @@ pub fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
         Ok(n) => n,
         Err(e) => bail!("--name {e}"),
     };
+    let clock = Clock::from_env()?;
     let mut journal = Journal::open(&config.paths.state)?;
     journal.record_subscribe(
         email.as_str(),
         name.as_ref().map(DisplayName::as_str),
-        SystemTime::now(),
+        clock.now(),
     )?;
     if let Some(s) = crate::suppressions::find(&mut journal, email.as_str())? {
         eprintln!(
@@ -59,11 +65,16 @@ pub fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
             s.reason
         );
     }
-    report(&config, &mut journal, &format!("{email} is subscribed"))
+    report(
+        &config,
+        &mut journal,
+        &format!("{email} is subscribed"),
+        &clock,
+    )
 }
 
-fn report(config: &Config, journal: &mut Journal, done: &str) -> Result<Exit> {
-    match listfile::apply_pending_if_free(config, journal, "newsletter (list edit)")? {
+fn report(config: &Config, journal: &mut Journal, done: &str, clock: &Clock) -> Result<Exit> {
+    match listfile::apply_pending_if_free(config, journal, "newsletter (list edit)", clock)? {
         Some(_) => crate::say!("{done}; {} updated", config.paths.subscribers.display()),
         None => crate::say!(
             "{done} (recorded; a send is running and will write it into {} when it ends)",

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use anyhow::{Result, anyhow};
 
@@ -32,7 +31,7 @@ const LIST_AT_MOST: usize = 20;
 pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
     let config = Config::load(&cli.config)?;
-    if args.to.is_some() || args.dry_run || args.no_journal {
+    if args.to.is_some() || args.dry_run || args.no_journal() {
         let journal = Journal::open_read_only(&config.paths.state)?;
         let project = Project::load(config, &args.edition, clock, journal.as_ref())?;
         for note in project.notes() {
@@ -43,7 +42,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
                 let recipient = recipient_for(address, &project.subscribers, false)?;
                 unrecorded(&project, args, vec![recipient], log)
             }
-            None if args.no_journal => {
+            None if args.no_journal() => {
                 let all = project.subscribers.active().cloned().collect();
                 unrecorded(&project, args, all, log)
             }
@@ -53,7 +52,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
 
     let _lock = RunLock::acquire(&config.paths.state, "newsletter send")?;
     let mut journal = Journal::open(&config.paths.state)?;
-    let recovered = journal.recover_in_flight(SystemTime::now())?;
+    let recovered = journal.recover_in_flight(clock.now())?;
     if recovered > 0 {
         log.warn(format!(
             "{recovered} message{} were in flight when an earlier run stopped: their delivery is in doubt \
@@ -62,7 +61,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         ));
     }
     // Subscribes and unsubscribes recorded while no one held the lock reach the file now.
-    let written = listfile::apply_pending(&config, &mut journal, chrono::Utc::now().date_naive())?;
+    let written = listfile::apply_pending(&config, &mut journal, &clock)?;
     if written > 0 {
         log.info(format!(
             "{written} subscription change{} written into {}",
@@ -89,7 +88,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     let (via, pacing, connections) = open_transport(&project, edition, args)?;
     if project.resumed {
         let (added, skipped) =
-            journal.sync_recipients(&edition.id, &active_emails, SystemTime::now())?;
+            journal.sync_recipients(&edition.id, &active_emails, project.clock.now())?;
         log.info(format!(
             "resuming edition {} ({} article{}): {added} new subscriber{} added, {skipped} no longer subscribed",
             edition.id,
@@ -113,7 +112,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             edition,
             &project.freeze(edition),
             &active_emails,
-            SystemTime::now(),
+            project.clock.now(),
         )?;
         log.info(format!(
             "edition {} ({} article{}) frozen for {} recipient{}",
@@ -153,7 +152,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             Via::Smtp(c) => c.server(),
         };
         let quota_left = match pacing.daily_quota {
-            Some(q) => Some(q.saturating_sub(journal.sent_on(chrono::Utc::now().date_naive())?)),
+            Some(q) => Some(q.saturating_sub(journal.sent_on(project.clock.today())?)),
             None => None,
         };
         log.info(format!(
@@ -161,7 +160,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             work.len(),
             plural(work.len())
         ));
-        let writer = Writer::start(journal, edition.id.clone());
+        let writer = Writer::start(journal, edition.id.clone(), project.clock);
         let counters = Arc::new(Counters::default());
         let progress = Progress::start(work.len(), Arc::clone(&counters), cli.quiet);
         let plan = delivery::Plan {
@@ -171,6 +170,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             quota_left,
             recorder: writer.recorder(),
             counters,
+            clock: project.clock,
         };
         let outcome = delivery::run(plan, &work, &build);
         progress.finish();
@@ -185,13 +185,9 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         };
     }
 
-    let complete = journal.complete_if_done(&edition.id, SystemTime::now())?;
+    let complete = journal.complete_if_done(&edition.id, project.clock.now())?;
     // Unsubscribes that arrived during the run (serve, the command line) reach the file.
-    listfile::apply_pending(
-        &project.config,
-        &mut journal,
-        chrono::Utc::now().date_naive(),
-    )?;
+    listfile::apply_pending(&project.config, &mut journal, &project.clock)?;
     report(&journal, edition, &destination, stop.as_ref(), complete)
 }
 
@@ -357,7 +353,8 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
 }
 
 /// Delivers to `recipients` through the configured transport with nothing journaled:
-/// for a test copy, and (hidden `--no-journal`) to measure what the journal costs.
+/// for a test copy, and (`--no-journal`, built only with the `bench` feature) to measure
+/// what the journal costs.
 fn unrecorded(
     project: &Project,
     args: &SendArgs,
@@ -391,6 +388,7 @@ fn unrecorded(
         quota_left: None,
         recorder: Recorder::disabled(),
         counters: Arc::clone(&counters),
+        clock: project.clock,
     };
     let end = delivery::run(plan, &work, &build)?;
     let sent = counters.sent.load(std::sync::atomic::Ordering::Relaxed);

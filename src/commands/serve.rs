@@ -4,13 +4,14 @@
 //! the answer goes out; the subscriber file follows under the run lock.
 
 use std::io::Read;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use super::Log;
 use crate::cli::{Cli, ServeArgs};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::journal::Journal;
@@ -21,6 +22,7 @@ use crate::token::Signer;
 const MAX_BODY: usize = 4096;
 
 pub fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
+    let clock = Clock::from_env()?;
     let config = Config::load(&cli.config)?;
     let signer = config.unsubscribe.signer()?;
     let (prefix, suffix) = route(&config.unsubscribe.url)?;
@@ -34,6 +36,7 @@ pub fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
         signer: &signer,
         prefix: &prefix,
         suffix: &suffix,
+        clock,
     };
     loop {
         match server.recv_timeout(Duration::from_secs(5)) {
@@ -47,7 +50,9 @@ pub fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
             Err(e) => return Err(anyhow!("the HTTP listener failed: {e}")),
         }
         // Unsubscribes wait here when a send held the lock; write them once it is free.
-        if let Err(e) = listfile::apply_pending_if_free(&config, &mut journal, "newsletter serve") {
+        if let Err(e) =
+            listfile::apply_pending_if_free(&config, &mut journal, "newsletter serve", &clock)
+        {
             log.warn(format!("{e:#}"));
         }
     }
@@ -68,6 +73,7 @@ struct Site<'a> {
     signer: &'a Signer,
     prefix: &'a str,
     suffix: &'a str,
+    clock: Clock,
 }
 
 struct Page {
@@ -155,7 +161,7 @@ impl Site<'_> {
                 }
                 // Durable before the answer: the commit returns only once it is on disk.
                 if let Err(e) =
-                    journal.record_unsubscribe(email.as_str(), "one-click", SystemTime::now())
+                    journal.record_unsubscribe(email.as_str(), "one-click", self.clock.now())
                 {
                     eprintln!("error: {e:#}");
                     return page(
@@ -167,9 +173,12 @@ impl Site<'_> {
                 eprintln!("unsubscribed {email} (one-click)");
                 // Into the subscriber file too, unless a send holds the lock (it writes the
                 // change when it ends, and this loop retries meanwhile).
-                if let Err(e) =
-                    listfile::apply_pending_if_free(self.config, journal, "newsletter serve")
-                {
+                if let Err(e) = listfile::apply_pending_if_free(
+                    self.config,
+                    journal,
+                    "newsletter serve",
+                    &self.clock,
+                ) {
                     eprintln!("warning: {e:#}");
                 }
                 page(

@@ -1,11 +1,10 @@
 //! `newsletter suppressions`: list the addresses no edition goes to, and lift them.
 
-use std::time::SystemTime;
-
 use anyhow::{Result, bail};
 
 use crate::address::EmailAddress;
 use crate::cli::{Cli, LiftArgs, SuppressionsAction, SuppressionsArgs};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::journal::Journal;
@@ -48,7 +47,7 @@ fn lift(config: &Config, args: &LiftArgs, json: bool) -> Result<Exit> {
     let _lock = RunLock::acquire(&config.paths.state, "newsletter suppressions lift")?;
     let mut journal = Journal::open(&config.paths.state)?;
     if args.sender_side {
-        let restored = suppressions::lift_sender_side(&mut journal, SystemTime::now())?;
+        let restored = suppressions::lift_sender_side(&mut journal, Clock::from_env()?.now())?;
         if json {
             crate::say!("{}", serde_json::to_string_pretty(&restored)?);
             return Ok(Exit::Done);

@@ -235,3 +235,20 @@ fn subscribe_and_unsubscribe_by_token_edit_the_list() {
         bad.stderr()
     );
 }
+
+#[test]
+fn the_since_date_written_into_the_list_follows_the_pinned_clock() {
+    let p = Project::new();
+    p.run(&["unsubscribe", "ada@example.org"]).expect_code(0);
+    p.run_with_env(
+        &["subscribe", "dee@example.org"],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    )
+    .expect_code(0);
+    let list = p.read("subscribers.toml");
+    assert!(
+        list.contains("email = \"ada@example.org\"\nname = \"Ada\"\nstatus = \"unsubscribed\"\nsince = 2026-11-27\n"),
+        "{list}"
+    );
+    assert!(list.contains("since = 2023-11-14"), "{list}");
+}
