@@ -484,67 +484,69 @@ pub fn sanitize(html: &str) -> String {
         .to_string()
 }
 
-/// Plain text of a piece of feed text: tags dropped, entities decoded, whitespace folded.
-fn text_of(s: &str, html: bool) -> String {
-    let text = if html {
-        let mut out = String::with_capacity(s.len());
-        let mut in_tag = false;
-        for c in s.chars() {
-            match c {
-                '<' => in_tag = true,
-                '>' if in_tag => {
-                    in_tag = false;
-                    out.push(' ');
-                }
-                _ if !in_tag => out.push(c),
-                _ => {}
-            }
-        }
-        decode_entities(&out)
-    } else {
-        s.to_string()
-    };
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+/// Elements whose end is a break between words; every other tag simply goes.
+const BREAKS: [&str; 22] = [
+    "p",
+    "br",
+    "div",
+    "li",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "figure",
+    "figcaption",
+    "section",
+    "article",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "pre",
+];
 
-fn decode_entities(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        let end = rest.find(';').filter(|&e| e <= 10);
-        let decoded = end.and_then(|e| {
-            let name = &rest[1..e];
-            let c = match name {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                "nbsp" => Some(' '),
-                _ => name
-                    .strip_prefix("#x")
-                    .or_else(|| name.strip_prefix("#X"))
-                    .and_then(|h| u32::from_str_radix(h, 16).ok())
-                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
-                    .and_then(char::from_u32),
-            };
-            c.map(|c| (c, e))
-        });
-        match decoded {
-            Some((c, e)) => {
-                out.push(c);
-                rest = &rest[e + 1..];
+/// Plain text of a piece of feed text: parsed as HTML (html5ever, through ammonia), so
+/// every named entity is decoded (`&hellip;`, `&eacute;`, `&rsquo;`), the content of
+/// `script` and `style` is dropped, block ends separate words, whitespace is folded.
+fn text_of(s: &str, html: bool) -> String {
+    if !html {
+        return s.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    // Only the break elements survive, without attributes; the serializer escapes the
+    // text's `&`, `<`, `>` and no-break spaces, so the tags left are the only `<`s.
+    let kept = ammonia::Builder::empty()
+        .tags(BREAKS.into_iter().collect())
+        .clean_content_tags(
+            ["script", "style", "template", "noscript"]
+                .into_iter()
+                .collect(),
+        )
+        .clean(s)
+        .to_string();
+    let mut text = String::with_capacity(kept.len());
+    let mut in_tag = false;
+    for c in kept.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                text.push(' ');
             }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
+            _ if !in_tag => text.push(c),
+            _ => {}
         }
     }
-    out.push_str(rest);
-    out
+    let text = text
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn single_line(s: &str) -> String {
@@ -581,6 +583,32 @@ mod tests {
             text_of("<b>Fish &amp; chips</b> &#8212; &lt;fresh&gt;", true),
             "Fish & chips — <fresh>"
         );
+    }
+
+    /// Descriptions as WordPress, Ghost, Substack and Medium write them.
+    #[test]
+    fn real_world_descriptions_become_clean_text() {
+        let cases = [
+            (
+                "<p>The harbour caf&eacute; reopens &hellip; and it&rsquo;s busier than ever.</p>\n<p>The post <a href=\"https://h.example/cafe\">Caf&eacute; reopens</a> appeared first on <a href=\"https://h.example\">Harbour</a>.</p>",
+                "The harbour café reopens … and it’s busier than ever. The post Café reopens appeared first on Harbour.",
+            ),
+            (
+                "<p>Ferries resume.</p><figure class=\"kg-card kg-image-card\"><img src=\"https://h.example/f.jpg\" alt=\"\"><figcaption>The 7:10&nbsp;crossing</figcaption></figure>",
+                "Ferries resume. The 7:10 crossing",
+            ),
+            (
+                "<div class=\"captioned-image-container\"><figure><picture><source type=\"image/webp\"></picture></figure></div><p>Subscribe &amp; share&#8212;it&#x2019;s free.</p><style>.x{color:red}</style><script>track()</script>",
+                "Subscribe & share—it’s free.",
+            ),
+            (
+                "<figure><img alt=\"\" src=\"https://cdn.example/1*x.jpeg\"><figcaption>Photo by A.</figcaption></figure><p>Five things &lt;you&gt; missed<br>this week</p><p><a href=\"https://medium.example/p\">Continue reading on Medium »</a></p>",
+                "Photo by A. Five things <you> missed this week Continue reading on Medium »",
+            ),
+        ];
+        for (html, text) in cases {
+            assert_eq!(text_of(html, true), text, "{html}");
+        }
     }
 
     #[test]

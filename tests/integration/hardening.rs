@@ -304,3 +304,11 @@ fn bidi_controls_are_removed_from_names_and_idn_hosts_converted_in_headers() {
         "{unsubscribe}"
     );
 }
+
+#[test]
+fn the_shipped_binary_has_no_journal_off_switch() {
+    let p = Project::new();
+    let run = p.run(&["send", "--no-journal"]);
+    run.expect_code(2);
+    assert!(p.outbox().is_empty());
+}
