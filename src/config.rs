@@ -1010,10 +1010,11 @@ fn check_web_url(url: &str, needs_token: bool) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
+    /// A minimal valid config, for the tests here and the property tests.
+    pub(crate) const GOOD: &str = r#"
 [newsletter]
 name = "Harbour Weekly"
 from = "Harbour Weekly <weekly@harbour.example>"

@@ -8,6 +8,8 @@ use lettre::message::dkim::{
     DkimSigningKey,
 };
 use lettre::message::header::HeaderName;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivatePkcs1KeyDer, PrivatePkcs8KeyDer};
 
 use crate::config::{Dkim, DkimAlgorithm};
 
@@ -93,9 +95,9 @@ pub fn load(dkim: &Dkim, from_domain: &str) -> Result<(DkimConfig, Vec<String>)>
 /// The modulus length in bits of a PKCS#1 RSA private key (RFC 8017 A.1.2):
 /// SEQUENCE { INTEGER version, INTEGER modulus, ... }.
 fn rsa_bits(pem: &str) -> Result<usize> {
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = STANDARD.decode(body.trim()).context("not base64/PEM")?;
-    let mut outer = der.as_slice();
+    let key = PrivatePkcs1KeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("no RSA PRIVATE KEY block: {e}"))?;
+    let mut outer = key.secret_pkcs1_der();
     let (tag, mut sequence) = der_take(&mut outer)?;
     if tag != 0x30 {
         bail!("not a DER sequence");
@@ -140,13 +142,11 @@ fn der_take<'a>(input: &mut &'a [u8]) -> Result<(u8, &'a [u8])> {
 /// lettre wants the 32-byte seed in base64; openssl writes it inside a PKCS#8 PEM, whose
 /// DER ends with exactly those 32 bytes (RFC 8410).
 fn ed25519_seed(pem: &str) -> Result<String> {
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = STANDARD
-        .decode(body.trim())
-        .context("the Ed25519 key is not base64/PEM")?;
+    let key = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("the Ed25519 key is not a PKCS#8 PEM file: {e}"))?;
+    let der = key.secret_pkcs8_der();
     match der.len() {
-        32 => Ok(STANDARD.encode(&der)),
         48 => Ok(STANDARD.encode(&der[16..])),
-        n => bail!("an Ed25519 key must be 32 bytes or a 48-byte PKCS#8 document, not {n} bytes"),
+        n => bail!("an Ed25519 PKCS#8 key is 48 bytes, not {n} bytes"),
     }
 }

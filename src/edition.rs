@@ -24,7 +24,7 @@ impl Edition {
             hash.update([0]);
         }
         let digest = hash.finalize();
-        let short: String = digest[..3].iter().map(|b| format!("{b:02x}")).collect();
+        let short = crate::token::hex(&digest[..3]);
         Edition {
             id: format!("{date}-{short}"),
             date,

@@ -16,6 +16,7 @@ macro_rules! say {
 
 pub mod address;
 pub mod articles;
+pub mod atomic_file;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -2,9 +2,7 @@
 //! every comment, the order and the formatting stay as the operator wrote them; written
 //! atomically (temporary file, fsync, rename, fsync of the folder).
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::Path;
+use std::fs;
 
 use anyhow::{Context, Result};
 use chrono::{Datelike, NaiveDate};
@@ -88,30 +86,6 @@ fn date(d: NaiveDate) -> Value {
     })
 }
 
-/// Writes `text` to `path` so that a crash leaves the old file or the new one, never half.
-pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Writes every recorded but unwritten list change into the subscriber file. The caller
 /// holds the run lock. Returns how many changes were written.
 pub fn apply_pending(config: &Config, journal: &mut Journal, clock: &Clock) -> Result<usize> {
@@ -128,7 +102,7 @@ pub fn apply_pending(config: &Config, journal: &mut Journal, clock: &Clock) -> R
     };
     let edited =
         edit(&text, &changes, today).with_context(|| format!("cannot edit {}", path.display()))?;
-    write_atomically(path, &edited)?;
+    crate::atomic_file::write(path, edited.as_bytes())?;
     let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
     journal.mark_applied(&ids, clock.now())?;
     Ok(changes.len())
@@ -184,7 +158,7 @@ mod tests {
         let out = edit(LIST, &[change("cy@example.com", true, Some("Cy"))], today).unwrap();
         assert!(out.starts_with(LIST), "{out}");
         assert!(out.ends_with("[[subscriber]]\nemail = \"cy@example.com\"\nname = \"Cy\"\nstatus = \"subscribed\"\nsince = 2026-11-27\n"), "{out}");
-        let parsed = crate::subscribers::parse(&out, Path::new("s.toml")).unwrap();
+        let parsed = crate::subscribers::parse(&out, std::path::Path::new("s.toml")).unwrap();
         assert_eq!(parsed.active().count(), 3);
     }
 }

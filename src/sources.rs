@@ -397,10 +397,7 @@ fn is_html(m: &mediatype::MediaTypeBuf) -> bool {
 }
 
 fn short_hash(s: &str) -> String {
-    Sha256::digest(s.as_bytes())[..5]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::token::hex(&Sha256::digest(s.as_bytes())[..5])
 }
 
 /// The first image among the item's media (RSS enclosures, Media RSS, JSON Feed images).

@@ -121,7 +121,7 @@ fn random_key() -> Result<String> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("cannot read /dev/urandom for a new key")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
+    Ok(crate::token::hex(&bytes) + "\n")
 }
 
 /// Creates the file, failing if it appeared meanwhile; the key is readable by its owner only.

@@ -135,8 +135,8 @@ impl Site<'_> {
                 "This unsubscribe link is damaged or was not made by this newsletter. Please use the link from the email as it is, or reply to the email to ask us.".into(),
             );
         };
-        let name = escape(&self.config.newsletter.name);
-        let shown = escape(email.as_str());
+        let name = crate::templates::escape_html(&self.config.newsletter.name);
+        let shown = crate::templates::escape_html(email.as_str());
         match request.method() {
             Method::Get | Method::Head => page(
                 200,
@@ -250,13 +250,6 @@ fn page(status: u16, title: &'static str, body: String) -> Page {
         title,
         body,
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

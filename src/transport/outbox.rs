@@ -2,7 +2,6 @@
 //! an SMTP relay would receive. Lets a project run `send` with no server at all.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -25,18 +24,9 @@ impl Outbox {
         &self.dir
     }
 
-    /// Writes the message whole or not at all (temporary file, then rename).
+    /// Writes the message whole or not at all.
     pub fn deliver(&self, to: &EmailAddress, bytes: &[u8]) -> Result<PathBuf> {
-        let path = self.dir.join(format!("{}.eml", file_name_for(to)));
-        let tmp = path.with_extension("eml.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(path)
+        crate::atomic_file::write(&self.dir.join(format!("{}.eml", file_name_for(to))), bytes)
     }
 }
 

@@ -1,0 +1,76 @@
+//! Writes a file whole or not at all: a temporary file beside the target, fsync, rename,
+//! fsync of the folder, so a crash leaves the old file or the new one, never half. An
+//! existing file keeps its mode and owner, and a symlink stays a symlink (its target is
+//! what gets replaced).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+pub fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    // Replacing a symlink's target keeps the link, and everyone who shares it sees the change.
+    let target = match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path)
+            .with_context(|| format!("cannot follow the link {}", path.display()))?,
+        _ => path.to_path_buf(),
+    };
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let existing = fs::metadata(&target).ok();
+    let result = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        if let Some(m) = &existing {
+            f.set_permissions(fs::Permissions::from_mode(m.mode() & 0o7777))?;
+            // Only root may give a file away; anyone else already owns what they write.
+            if m.uid() != fs::metadata(&tmp)?.uid() || m.gid() != fs::metadata(&tmp)?.gid() {
+                std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()))?;
+            }
+        }
+        f.sync_all()?;
+        fs::rename(&tmp, &target)?;
+        File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", target.display()))?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewrite_keeps_the_mode_and_the_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.toml");
+        let link = dir.path().join("link.toml");
+        fs::write(&real, "old").unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write(&link, b"new").unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_to_string(&real).unwrap(), "new");
+        assert_eq!(fs::metadata(&real).unwrap().mode() & 0o777, 0o640);
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 2, "no temporary file is left behind");
+    }
+}
