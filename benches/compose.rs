@@ -8,9 +8,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use newsletter::address::{DisplayName, EmailAddress};
-use newsletter::cli::EditionArgs;
 use newsletter::clock::Clock;
-use newsletter::project::{Project, outgoing};
+use newsletter::project::{EditionRequest, Project, outgoing};
 use newsletter::subscribers::{Status, Subscriber};
 
 fn subscribers(n: usize) -> Vec<Subscriber> {
@@ -30,7 +29,7 @@ fn compose(c: &mut Criterion) {
     let clock = Clock::at(UNIX_EPOCH + Duration::from_secs(1_795_770_000));
     // No state database: the edition is the example's selected articles.
     let project =
-        Project::open(&config, &EditionArgs::default(), clock, None).expect("example project");
+        Project::open(&config, &EditionRequest::default(), clock, None).expect("example project");
     let edition = project
         .edition
         .as_ref()

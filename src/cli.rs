@@ -187,6 +187,19 @@ pub struct EditionArgs {
     pub tags: Vec<String>,
 }
 
+impl EditionArgs {
+    /// The request the library plans from.
+    pub fn request(&self) -> crate::project::EditionRequest {
+        crate::project::EditionRequest {
+            articles: self.articles.clone(),
+            date: self.date,
+            since: self.since,
+            until: self.until,
+            tags: self.tags.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]

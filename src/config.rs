@@ -12,6 +12,38 @@ use crate::address::{EmailAddress, NamedAddress};
 use crate::problems::{Problem, Problems, from_toml_error};
 use crate::secret::SecretSource;
 
+/// One `[[sources]]` entry, resolved: a feed to read articles from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Short name: part of every article id from this source, and shown by `--explain`.
+    pub name: String,
+    pub location: Location,
+    /// Tags given to every item of this source, besides the feed's own categories.
+    pub tags: Vec<String>,
+    /// For connecting, and for each read of the answer.
+    pub timeout: Duration,
+    pub max_bytes: u64,
+    /// Put the item's sanitized HTML content into the digest, not only its summary.
+    pub include_content: bool,
+    /// Trust this CA (PEM) for the feed's HTTPS instead of the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    Url(String),
+    Path(PathBuf),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Url(u) => f.write_str(u),
+            Location::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The config file itself, for messages.
@@ -21,7 +53,7 @@ pub struct Config {
     pub paths: Paths,
     pub transport: Transport,
     pub dkim: Option<Dkim>,
-    pub sources: Vec<crate::sources::Source>,
+    pub sources: Vec<Source>,
     pub selection: Selection,
 }
 
@@ -581,8 +613,7 @@ fn resolve_sources(
     path: &Path,
     source: &str,
     problems: &mut Problems,
-) -> Vec<crate::sources::Source> {
-    use crate::sources::{Location, Source};
+) -> Vec<Source> {
     let at = |field: &str, span: std::ops::Range<usize>, message: String| {
         Problem::new(path, message)
             .at_offset(source, span.start)

@@ -8,7 +8,6 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::articles;
-use crate::cli::EditionArgs;
 use crate::clock::Clock;
 use crate::compose::{Composer, Rendered};
 use crate::config::Config;
@@ -22,6 +21,21 @@ use crate::subscribers::{self, Subscriber, SubscriberList};
 use crate::templates::Templates;
 use crate::token::Signer;
 use lettre::message::dkim::DkimConfig;
+
+/// Which edition to plan: the command line's choices, free of its parser's types.
+#[derive(Debug, Clone, Default)]
+pub struct EditionRequest {
+    /// Exactly these article files instead of the selection.
+    pub articles: Vec<std::path::PathBuf>,
+    /// The edition's date; default today.
+    pub date: Option<chrono::NaiveDate>,
+    /// Articles dated on or after this day, instead of those since the last edition.
+    pub since: Option<chrono::NaiveDate>,
+    /// Articles dated on or before this day.
+    pub until: Option<chrono::NaiveDate>,
+    /// Subscriber tags the edition goes to, overriding the config's audience.
+    pub tags: Vec<String>,
+}
 
 pub struct Project {
     pub config: Config,
@@ -49,7 +63,7 @@ impl Project {
     /// before and which edition is still being sent.
     pub fn load(
         config: Config,
-        args: &EditionArgs,
+        args: &EditionRequest,
         clock: Clock,
         journal: Option<&Journal>,
     ) -> Result<Project> {
@@ -201,7 +215,7 @@ impl Project {
     /// Loads the config at `path`, then the project (see `load`).
     pub fn open(
         path: &Path,
-        args: &EditionArgs,
+        args: &EditionRequest,
         clock: Clock,
         journal: Option<&Journal>,
     ) -> Result<Project> {
@@ -251,7 +265,7 @@ fn read_sources(
     let wants_cache = config
         .sources
         .iter()
-        .any(|s| matches!(s.location, crate::sources::Location::Url(_)));
+        .any(|s| matches!(s.location, crate::config::Location::Url(_)));
     let cache = if wants_cache {
         Cache::open(&config.paths.state)
             .map_err(|e| eprintln!("warning: feeds are fetched in full: {e:#}"))

@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::NaiveDate;
@@ -15,38 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::articles::{Article, Image};
-
-/// One `[[sources]]` entry, resolved.
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// Short name: part of every article id from this source, and shown by `--explain`.
-    pub name: String,
-    pub location: Location,
-    /// Tags given to every item of this source, besides the feed's own categories.
-    pub tags: Vec<String>,
-    /// For connecting, and for each read of the answer.
-    pub timeout: Duration,
-    pub max_bytes: u64,
-    /// Put the item's sanitized HTML content into the digest, not only its summary.
-    pub include_content: bool,
-    /// Trust this CA (PEM) for the feed's HTTPS instead of the public roots.
-    pub ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Location {
-    Url(String),
-    Path(PathBuf),
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Location::Url(u) => f.write_str(u),
-            Location::Path(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
+use crate::config::{Location, Source};
 
 /// What became of one source in this run.
 #[derive(Debug, Clone)]

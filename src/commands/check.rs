@@ -13,7 +13,12 @@ pub fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     let project = {
         let config = crate::config::Config::load(&cli.config)?;
         let journal = Journal::open_read_only(&config.paths.state)?;
-        Project::load(config, &args.edition, Clock::from_env()?, journal.as_ref())?
+        Project::load(
+            config,
+            &args.edition.request(),
+            Clock::from_env()?,
+            journal.as_ref(),
+        )?
     };
     for note in project.notes() {
         log.warn(note);

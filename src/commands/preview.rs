@@ -17,7 +17,7 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     let project = {
         let config = crate::config::Config::load(&cli.config)?;
         let journal = Journal::open_read_only(&config.paths.state)?;
-        Project::load(config, &args.edition, clock, journal.as_ref())?
+        Project::load(config, &args.edition.request(), clock, journal.as_ref())?
     };
     for note in project.notes() {
         log.warn(note);

@@ -33,7 +33,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     let config = Config::load(&cli.config)?;
     if args.to.is_some() || args.dry_run || args.no_journal() {
         let journal = Journal::open_read_only(&config.paths.state)?;
-        let project = Project::load(config, &args.edition, clock, journal.as_ref())?;
+        let project = Project::load(config, &args.edition.request(), clock, journal.as_ref())?;
         for note in project.notes() {
             log.warn(note);
         }
@@ -69,7 +69,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             config.paths.subscribers.display()
         ));
     }
-    let project = Project::load(config, &args.edition, clock, Some(&journal))?;
+    let project = Project::load(config, &args.edition.request(), clock, Some(&journal))?;
     for note in project.notes() {
         log.warn(note);
     }
