@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use newsletter::address::{DisplayName, EmailAddress};
 use newsletter::clock::Clock;
+use newsletter::input::address::{DisplayName, EmailAddress};
+use newsletter::input::subscribers::{Status, Subscriber};
 use newsletter::project::{EditionRequest, Project, outgoing};
-use newsletter::subscribers::{Status, Subscriber};
 
 fn subscribers(n: usize) -> Vec<Subscriber> {
     (0..n)
@@ -76,7 +76,7 @@ fn load_subscribers(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("parse and check 100,000 entries", |b| {
         b.iter(|| {
-            let list = newsletter::subscribers::parse(&text, Path::new("subscribers.toml"))
+            let list = newsletter::input::subscribers::parse(&text, Path::new("subscribers.toml"))
                 .expect("valid list");
             black_box(list.entries.len())
         })

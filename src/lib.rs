@@ -14,39 +14,24 @@ macro_rules! say {
     }};
 }
 
-pub mod address;
-pub mod articles;
 pub mod atomic_file;
 pub mod cli;
 pub mod clock;
 pub mod commands;
-pub mod compose;
 pub mod config;
-pub mod delivery;
-pub mod dkim;
+pub mod deliver;
 pub mod edition;
 pub mod exit;
-pub mod journal;
-pub mod journal_writer;
-pub mod lint;
-pub mod listfile;
-pub mod lock;
-pub mod markdown;
-pub mod message;
+pub mod feeds;
+pub mod input;
+pub mod mail;
 pub mod problems;
-pub mod progress;
 pub mod project;
 #[cfg(test)]
 mod properties;
-pub mod secret;
-pub mod selection;
-pub mod sources;
-pub mod subscribers;
-pub mod suppressions;
-pub mod template_cycles;
-pub mod templates;
+pub mod render;
+pub mod state;
 pub mod token;
-pub mod transport;
 
 use cli::{Cli, Command};
 use commands::Log;
@@ -86,7 +71,7 @@ pub fn run(cli: &Cli) -> Exit {
             if let Some(problems) = e.downcast_ref::<Problems>() {
                 eprintln!("error: {problems}");
                 Exit::BadInput
-            } else if let Some(locked) = e.downcast_ref::<lock::Locked>() {
+            } else if let Some(locked) = e.downcast_ref::<state::lock::Locked>() {
                 eprintln!("error: {locked}; nothing was done");
                 Exit::Locked
             } else {

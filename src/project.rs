@@ -7,18 +7,18 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::articles;
 use crate::clock::Clock;
-use crate::compose::{Composer, Rendered};
 use crate::config::Config;
 use crate::edition::Edition;
-use crate::journal::{Frozen, Journal};
-use crate::message::{Mailer, Outgoing};
+use crate::edition::selection::{self, Rules};
+use crate::feeds::{Cache, Report};
+use crate::input::articles;
+use crate::input::subscribers::{self, Subscriber, SubscriberList};
+use crate::mail::message::{Mailer, Outgoing};
 use crate::problems::{Problem, Problems};
-use crate::selection::{self, Rules};
-use crate::sources::{Cache, Report};
-use crate::subscribers::{self, Subscriber, SubscriberList};
-use crate::templates::Templates;
+use crate::render::compose::{Composer, Rendered};
+use crate::render::templates::Templates;
+use crate::state::journal::{Frozen, Journal};
 use crate::token::Signer;
 use lettre::message::dkim::DkimConfig;
 
@@ -51,9 +51,9 @@ pub struct Project {
     pub clock: Clock,
     /// Every candidate article and why it is in or out (empty for a resumed edition or
     /// an explicit `--article` list).
-    pub explained: Vec<crate::selection::Explained>,
+    pub explained: Vec<crate::edition::selection::Explained>,
     /// What became of each feed source.
-    pub sources: Vec<crate::sources::Report>,
+    pub sources: Vec<crate::feeds::Report>,
     /// Warnings that do not stop a run (a short DKIM key, a link dropped from an article).
     pub notes: Vec<String>,
 }
@@ -160,7 +160,7 @@ impl Project {
 
         let mut notes = Vec::new();
         let dkim = match &config.dkim {
-            Some(d) => crate::dkim::load(d, config.newsletter.from.address.domain())
+            Some(d) => crate::mail::dkim::load(d, config.newsletter.from.address.domain())
                 .map_err(|e| {
                     problems.push(Problem::new(&config.path, format!("{e:#}")).field("dkim"))
                 })
@@ -261,7 +261,7 @@ impl Project {
 fn read_sources(
     config: &Config,
     today: chrono::NaiveDate,
-) -> (Vec<crate::articles::Article>, Vec<Report>) {
+) -> (Vec<crate::input::articles::Article>, Vec<Report>) {
     let wants_cache = config
         .sources
         .iter()
@@ -273,7 +273,7 @@ fn read_sources(
     } else {
         None
     };
-    let (items, reports) = crate::sources::load_all(&config.sources, cache.as_ref(), today);
+    let (items, reports) = crate::feeds::load_all(&config.sources, cache.as_ref(), today);
     for r in &reports {
         if let Err(why) = &r.outcome {
             eprintln!(
@@ -297,7 +297,8 @@ pub fn render_all<'a>(
         // The checks look at one message: the others differ only in the recipient's values.
         let outcome = if count == 1 {
             composer.render(sub).map(|rendered| {
-                let findings = crate::lint::lint(&rendered, &composer.unsubscribe_url(&sub.email));
+                let findings =
+                    crate::render::lint::lint(&rendered, &composer.unsubscribe_url(&sub.email));
                 for w in findings.warnings {
                     eprintln!("warning: {w} (in the message to {})", sub.email);
                 }
@@ -314,7 +315,7 @@ pub fn render_all<'a>(
     }
     let mut problems: Vec<Problem> = linted
         .into_iter()
-        .map(|e| Problem::new(std::path::Path::new(crate::templates::HTML), e))
+        .map(|e| Problem::new(std::path::Path::new(crate::render::templates::HTML), e))
         .collect();
     problems.extend(seen.into_values().map(|(mut p, n, first)| {
         p.message = if n == 1 {

@@ -166,6 +166,6 @@ proptest! {
         let text = format!(
             "+++\ntitle = {title:?}\ndate = {date}\nlink = {link:?}\nsummary = \"s\"\n[image]\nurl = \"https://h.example/p.jpg\"\nalt = \"a\"\nwidth = {width}\n+++\n{body}\n"
         );
-        let _ = crate::articles::parse(&text, Path::new("a.md"));
+        let _ = crate::input::articles::parse(&text, Path::new("a.md"));
     }
 }

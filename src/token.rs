@@ -6,8 +6,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::address::EmailAddress;
-use crate::secret::Secret;
+use crate::config::secret::Secret;
+use crate::input::address::EmailAddress;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -6,8 +6,8 @@ use super::Log;
 use crate::cli::{CheckArgs, Cli};
 use crate::clock::Clock;
 use crate::exit::Exit;
-use crate::journal::Journal;
 use crate::project::{Project, render_all};
+use crate::state::journal::Journal;
 
 pub fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     let project = {

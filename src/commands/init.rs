@@ -87,7 +87,7 @@ pub fn run(args: &InitArgs) -> Result<Exit> {
         (dir.join(".gitignore"), GITIGNORE.to_string()),
     ];
     if args.templates {
-        for (name, source) in crate::templates::EMBEDDED {
+        for (name, source) in crate::render::templates::EMBEDDED {
             files.push((dir.join("templates").join(name), source.to_string()));
         }
     }

@@ -4,13 +4,13 @@
 
 use anyhow::{Result, bail};
 
-use crate::address::{DisplayName, EmailAddress};
 use crate::cli::{Cli, SubscribeArgs, UnsubscribeArgs};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::journal::Journal;
-use crate::listfile;
+use crate::input::address::{DisplayName, EmailAddress};
+use crate::state::journal::Journal;
+use crate::state::listfile;
 
 pub fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
     let config = Config::load(&cli.config)?;
@@ -57,7 +57,7 @@ pub fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
         name.as_ref().map(DisplayName::as_str),
         clock.now(),
     )?;
-    if let Some(s) = crate::suppressions::find(&mut journal, email.as_str())? {
+    if let Some(s) = crate::state::suppressions::find(&mut journal, email.as_str())? {
         eprintln!(
             "warning: {email} is suppressed since {} ({}): no edition goes to it until \
              `newsletter suppressions lift {email}`",

@@ -11,8 +11,8 @@ pub mod suppressions;
 
 use anyhow::{Result, bail};
 
-use crate::address::EmailAddress;
-use crate::subscribers::{Status, Subscriber, SubscriberList};
+use crate::input::address::EmailAddress;
+use crate::input::subscribers::{Status, Subscriber, SubscriberList};
 
 /// What `check`, `preview` and `send` say when no article is waiting (exit 6).
 pub const NOTHING_TO_DO: &str = "nothing to do: no new article (none marked `selected = true`, no feed item since the last edition, or all already sent; see `preview --explain`)";
@@ -36,7 +36,7 @@ pub fn print_selection(project: &crate::project::Project) {
     if !project.explained.is_empty() {
         crate::say!(
             "{}",
-            crate::selection::render(&project.explained).trim_end()
+            crate::edition::selection::render(&project.explained).trim_end()
         );
     }
 }

@@ -8,9 +8,9 @@ use super::{Log, recipient_for};
 use crate::cli::{Cli, PreviewArgs};
 use crate::clock::Clock;
 use crate::exit::Exit;
-use crate::journal::Journal;
+use crate::input::subscribers::{Status, Subscriber};
 use crate::project::{Project, outgoing, render_one};
-use crate::subscribers::{Status, Subscriber};
+use crate::state::journal::Journal;
 
 pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
@@ -48,7 +48,7 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     let stem = format!(
         "{}-{}",
         edition.id,
-        crate::transport::outbox::file_name_for(&recipient.email)
+        crate::deliver::outbox::file_name_for(&recipient.email)
     );
     for (ext, bytes) in [
         ("eml", message.bytes.as_slice()),
@@ -70,7 +70,7 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
 
 fn sample_reader() -> Subscriber {
     Subscriber {
-        email: crate::address::EmailAddress::parse("reader@example.org")
+        email: crate::input::address::EmailAddress::parse("reader@example.org")
             .unwrap_or_else(|_| unreachable!("a valid literal address")),
         name: None,
         status: Status::Subscribed,

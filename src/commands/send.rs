@@ -12,18 +12,18 @@ use super::{Log, recipient_for};
 use crate::cli::{Cli, SendArgs};
 use crate::clock::Clock;
 use crate::config::{Config, Pacing, Transport};
-use crate::delivery::{self, Counters, StopReason, Via, Work};
+use crate::deliver::outbox::Outbox;
+use crate::deliver::progress::Progress;
+use crate::deliver::smtp::Connector;
+use crate::deliver::{self, Counters, StopReason, Via, Work};
 use crate::edition::Edition;
 use crate::exit::Exit;
-use crate::journal::{Journal, State};
-use crate::journal_writer::{Recorder, Writer};
-use crate::listfile;
-use crate::lock::RunLock;
-use crate::progress::Progress;
+use crate::input::subscribers::Subscriber;
 use crate::project::{Project, outgoing, render_all};
-use crate::subscribers::Subscriber;
-use crate::transport::outbox::Outbox;
-use crate::transport::smtp::Connector;
+use crate::state::journal::{Journal, State};
+use crate::state::listfile;
+use crate::state::lock::RunLock;
+use crate::state::writer::{Recorder, Writer};
 
 /// Problem rows printed at the end of a run; the rest are in `status`.
 const LIST_AT_MOST: usize = 20;
@@ -163,7 +163,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         let writer = Writer::start(journal, edition.id.clone(), project.clock);
         let counters = Arc::new(Counters::default());
         let progress = Progress::start(work.len(), Arc::clone(&counters), cli.quiet);
-        let plan = delivery::Plan {
+        let plan = deliver::Plan {
             via,
             pacing,
             connections,
@@ -172,7 +172,7 @@ pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             counters,
             clock: project.clock,
         };
-        let outcome = delivery::run(plan, &work, &build);
+        let outcome = deliver::run(plan, &work, &build);
         progress.finish();
         let (returned, write_error) = writer.finish();
         stop = outcome?.stop;
@@ -381,7 +381,7 @@ fn unrecorded(
             attempts: 0,
         })
         .collect();
-    let plan = delivery::Plan {
+    let plan = deliver::Plan {
         via,
         pacing,
         connections,
@@ -390,7 +390,7 @@ fn unrecorded(
         counters: Arc::clone(&counters),
         clock: project.clock,
     };
-    let end = delivery::run(plan, &work, &build)?;
+    let end = deliver::run(plan, &work, &build)?;
     let sent = counters.sent.load(std::sync::atomic::Ordering::Relaxed);
     if let Some(reason) = end.stop {
         if matches!(reason, StopReason::SenderRefused(_)) {

@@ -14,8 +14,8 @@ use crate::cli::{Cli, ServeArgs};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::journal::Journal;
-use crate::listfile;
+use crate::state::journal::Journal;
+use crate::state::listfile;
 use crate::token::Signer;
 
 /// Bodies larger than this are refused: a one-click body is 26 bytes.
@@ -135,8 +135,8 @@ impl Site<'_> {
                 "This unsubscribe link is damaged or was not made by this newsletter. Please use the link from the email as it is, or reply to the email to ask us.".into(),
             );
         };
-        let name = crate::templates::escape_html(&self.config.newsletter.name);
-        let shown = crate::templates::escape_html(email.as_str());
+        let name = crate::render::templates::escape_html(&self.config.newsletter.name);
+        let shown = crate::render::templates::escape_html(email.as_str());
         match request.method() {
             Method::Get | Method::Head => page(
                 200,

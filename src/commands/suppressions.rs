@@ -2,14 +2,14 @@
 
 use anyhow::{Result, bail};
 
-use crate::address::EmailAddress;
 use crate::cli::{Cli, LiftArgs, SuppressionsAction, SuppressionsArgs};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::journal::Journal;
-use crate::lock::RunLock;
-use crate::suppressions::{self, Suppression};
+use crate::input::address::EmailAddress;
+use crate::state::journal::Journal;
+use crate::state::lock::RunLock;
+use crate::state::suppressions::{self, Suppression};
 
 pub fn run(cli: &Cli, args: &SuppressionsArgs) -> Result<Exit> {
     let config = Config::load(&cli.config)?;

@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::journal::{self, Change, Journal};
+use crate::state::journal::{self, Change, Journal};
 
 /// Changes applied per transaction at most, so one commit never grows without bound.
 const MAX_BATCH: usize = 1024;

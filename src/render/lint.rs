@@ -2,7 +2,7 @@
 //! 102 KB, images need alt text, links should be https, and every message needs its
 //! unsubscribe link in the body as well as in the headers.
 
-use crate::compose::Rendered;
+use crate::render::compose::Rendered;
 
 /// Gmail clips the HTML part beyond this many bytes.
 pub const HTML_CLIP: usize = 102 * 1024;

@@ -1,10 +1,12 @@
 //! Which articles make an edition, in which order, and the edition's id: all deterministic,
 //! so the same inputs give the same edition on any machine.
 
+pub mod selection;
+
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
-use crate::articles::Article;
+use crate::input::articles::Article;
 
 #[derive(Debug, Clone)]
 pub struct Edition {

@@ -4,6 +4,11 @@
 //! error, circuit breaker, quota, journal failure) lets in-flight messages finish and
 //! starts no new one.
 
+pub mod outbox;
+pub mod progress;
+pub mod smtp;
+pub mod tls;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,12 +19,12 @@ use tokio::sync::{Mutex, watch};
 
 use crate::clock::Clock;
 use crate::config::Pacing;
-use crate::journal::Change;
-use crate::journal_writer::Recorder;
-use crate::message::Outgoing;
-use crate::subscribers::Subscriber;
-use crate::transport::outbox::Outbox;
-use crate::transport::smtp::{Connector, Fatal, Refusal, Session, Verdict};
+use crate::deliver::outbox::Outbox;
+use crate::deliver::smtp::{Connector, Fatal, Refusal, Session, Verdict};
+use crate::input::subscribers::Subscriber;
+use crate::mail::message::Outgoing;
+use crate::state::journal::Change;
+use crate::state::writer::Recorder;
 
 /// The longest pause when the relay asks to slow down.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
@@ -698,8 +703,8 @@ async fn over_smtp(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::address::EmailAddress;
-    use crate::subscribers::Status;
+    use crate::input::address::EmailAddress;
+    use crate::input::subscribers::Status;
 
     fn work(email: &str) -> Work {
         Work {

@@ -15,8 +15,8 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use crate::articles::Article;
 use crate::edition::Edition;
+use crate::input::articles::Article;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS edition (
@@ -303,8 +303,8 @@ impl Journal {
 
     /// Per feed source, from the editions sent in full: the date of the last one that read
     /// it, and the date of the first one for which it failed.
-    pub fn source_history(&self) -> Result<crate::selection::SourceHistory> {
-        let mut history = crate::selection::SourceHistory::default();
+    pub fn source_history(&self) -> Result<crate::edition::selection::SourceHistory> {
+        let mut history = crate::edition::selection::SourceHistory::default();
         for (key, target) in [
             ("$.sources_read", &mut history.last_read),
             ("$.sources_failed", &mut history.first_failed),

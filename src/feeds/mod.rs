@@ -13,8 +13,8 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::articles::{Article, Image};
 use crate::config::{Location, Source};
+use crate::input::articles::{Article, Image};
 
 /// What became of one source in this run.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ struct Cached {
 impl Cache {
     /// Opens the cache table in the state database, creating both if needed.
     pub fn open(state: &Path) -> Result<Cache> {
-        let conn = crate::journal::Journal::open(state)?.into_connection();
+        let conn = crate::state::journal::Journal::open(state)?.into_connection();
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS feed_cache (
                 url            TEXT PRIMARY KEY,
@@ -180,11 +180,10 @@ fn agent(source: &Source) -> Result<ureq::Agent> {
         .provider(ureq::tls::TlsProvider::Rustls)
         .unversioned_rustls_crypto_provider(provider);
     if let Some(path) = &source.ca_file {
-        let roots: Vec<ureq::tls::Certificate<'static>> =
-            crate::transport::tls::read_ca_file(path)?
-                .iter()
-                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
-                .collect();
+        let roots: Vec<ureq::tls::Certificate<'static>> = crate::deliver::tls::read_ca_file(path)?
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
         tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
     }
     Ok(ureq::Agent::config_builder()

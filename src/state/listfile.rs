@@ -8,11 +8,11 @@ use anyhow::{Context, Result};
 use chrono::{Datelike, NaiveDate};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value, value};
 
-use crate::address::EmailAddress;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::journal::{Journal, ListChange};
-use crate::lock::RunLock;
+use crate::input::address::EmailAddress;
+use crate::state::journal::{Journal, ListChange};
+use crate::state::lock::RunLock;
 
 /// Applies `changes` to the text of a subscriber file; returns the new text.
 pub fn edit(text: &str, changes: &[ListChange], today: NaiveDate) -> Result<String> {
@@ -118,7 +118,7 @@ pub fn apply_pending_if_free(
 ) -> Result<Option<usize>> {
     let lock = match RunLock::acquire(&config.paths.state, what) {
         Ok(lock) => lock,
-        Err(e) if e.downcast_ref::<crate::lock::Locked>().is_some() => return Ok(None),
+        Err(e) if e.downcast_ref::<crate::state::lock::Locked>().is_some() => return Ok(None),
         Err(e) => return Err(e),
     };
     let n = apply_pending(config, journal, clock)?;
@@ -158,7 +158,8 @@ mod tests {
         let out = edit(LIST, &[change("cy@example.com", true, Some("Cy"))], today).unwrap();
         assert!(out.starts_with(LIST), "{out}");
         assert!(out.ends_with("[[subscriber]]\nemail = \"cy@example.com\"\nname = \"Cy\"\nstatus = \"subscribed\"\nsince = 2026-11-27\n"), "{out}");
-        let parsed = crate::subscribers::parse(&out, std::path::Path::new("s.toml")).unwrap();
+        let parsed =
+            crate::input::subscribers::parse(&out, std::path::Path::new("s.toml")).unwrap();
         assert_eq!(parsed.active().count(), 3);
     }
 }

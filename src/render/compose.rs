@@ -5,12 +5,12 @@ use css_inline::CSSInliner;
 use serde::Serialize;
 use tera::Context;
 
-use crate::address::EmailAddress;
 use crate::config::Config;
 use crate::edition::Edition;
+use crate::input::address::EmailAddress;
+use crate::input::subscribers::Subscriber;
 use crate::problems::Problem;
-use crate::subscribers::Subscriber;
-use crate::templates::{self, Templates};
+use crate::render::templates::{self, Templates};
 use crate::token::Signer;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +217,7 @@ struct ArticleView<'a> {
     summary: &'a str,
     author: Option<&'a str>,
     tags: &'a [String],
-    image: Option<&'a crate::articles::Image>,
+    image: Option<&'a crate::input::articles::Image>,
     body_html: &'a str,
     body_text: &'a str,
 }

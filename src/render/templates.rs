@@ -14,9 +14,9 @@ pub const TEXT: &str = "digest.txt";
 pub const SUBJECT: &str = "subject.txt";
 
 pub const EMBEDDED: [(&str, &str); 3] = [
-    (HTML, include_str!("../templates/digest.html")),
-    (TEXT, include_str!("../templates/digest.txt")),
-    (SUBJECT, include_str!("../templates/subject.txt")),
+    (HTML, include_str!("../../templates/digest.html")),
+    (TEXT, include_str!("../../templates/digest.txt")),
+    (SUBJECT, include_str!("../../templates/subject.txt")),
 ];
 
 pub struct Templates {
@@ -77,7 +77,7 @@ impl Templates {
             .iter()
             .map(|(n, (_, t))| (n.clone(), t.clone()))
             .collect();
-        for cycle in crate::template_cycles::find(&texts) {
+        for cycle in crate::render::template_cycles::find(&texts) {
             let path = sources
                 .get(&cycle.template)
                 .map_or_else(|| PathBuf::from(&cycle.template), |(p, _)| p.clone());

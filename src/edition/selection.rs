@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
 
-use crate::articles::{Article, MARKDOWN_SOURCE};
 use crate::config::Selection;
+use crate::input::articles::{Article, MARKDOWN_SOURCE};
 
 /// What the editions sent in full say about each feed source.
 #[derive(Debug, Clone, Default)]

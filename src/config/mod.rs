@@ -1,6 +1,8 @@
 //! `newsletter.toml`: parsed strictly (unknown keys are errors) by a pure function into one
 //! resolved, typed value that every command receives.
 
+pub mod secret;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,9 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::address::{EmailAddress, NamedAddress};
+use crate::config::secret::SecretSource;
+use crate::input::address::{EmailAddress, NamedAddress};
 use crate::problems::{Problem, Problems, from_toml_error};
-use crate::secret::SecretSource;
 
 /// One `[[sources]]` entry, resolved: a feed to read articles from.
 #[derive(Debug, Clone)]
@@ -637,7 +639,7 @@ fn resolve_sources(
             ));
             continue;
         }
-        if name == crate::articles::MARKDOWN_SOURCE || !names.insert(name.to_string()) {
+        if name == crate::input::articles::MARKDOWN_SOURCE || !names.insert(name.to_string()) {
             problems.push(at(
                 "sources.name",
                 s.name.span(),

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::journal::{Journal, unix};
-use crate::transport::reply::{Stage, Verdict, classify};
+use crate::mail::reply::{Stage, Verdict, classify};
+use crate::state::journal::{Journal, unix};
 
 /// One suppressed address.
 #[derive(Debug, Clone, Serialize)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::address::EmailAddress;
+use crate::input::address::EmailAddress;
 
 pub struct Outbox {
     dir: PathBuf,

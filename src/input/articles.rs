@@ -168,14 +168,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Article, Problems> {
         }
     }
     let body_line = crate::problems::line_of(text, text.len() - body.len());
-    let rendered = crate::markdown::to_html(body)
+    let rendered = crate::input::markdown::to_html(body)
         .map_err(|deep| {
             problems.push(
                 Problem::new(
                     path,
                     format!(
                         "the body is nested more than {} levels deep (quotes, lists); flatten it",
-                        crate::markdown::MAX_NESTING
+                        crate::input::markdown::MAX_NESTING
                     ),
                 )
                 .at_line(body_line + crate::problems::line_of(body, deep.0) - 1),

@@ -10,9 +10,9 @@ use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, 
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 use crate::clock::Clock;
-use crate::compose::Encoded;
 use crate::config::Config;
-use crate::subscribers::Subscriber;
+use crate::input::subscribers::Subscriber;
+use crate::render::compose::Encoded;
 use crate::token::Signer;
 
 /// What every message of an edition shares, computed once.
@@ -30,7 +30,7 @@ pub struct Mailer<'a> {
 
 /// One message ready to send: its envelope, its id and its bytes.
 pub struct Outgoing {
-    pub to: crate::address::EmailAddress,
+    pub to: crate::input::address::EmailAddress,
     pub envelope: Envelope,
     pub message_id: String,
     pub bytes: Vec<u8>,

@@ -17,11 +17,11 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::reply;
-pub use super::reply::{Stage, Verdict};
 use super::tls::{self, ImplicitTls};
+use crate::config::secret::Secret;
 use crate::config::{Security, Smtp};
-use crate::secret::Secret;
+use crate::mail::reply;
+pub use crate::mail::reply::{Stage, Verdict};
 
 /// Everything needed to open an authenticated connection, resolved once per run.
 pub struct Connector {
@@ -145,7 +145,7 @@ impl Connector {
                 .map_err(|e| {
                     Fatal(format!(
                         "STARTTLS with {server} failed: {}",
-                        crate::templates::chain(&e)
+                        crate::render::templates::chain(&e)
                     ))
                 })?;
         }
@@ -199,7 +199,7 @@ async fn with_timeout<T>(
     timeout(limit, fut)
         .await
         .map_err(|_| anyhow!("no answer within {limit:?}"))?
-        .map_err(|e| anyhow!(crate::templates::chain(&e)))
+        .map_err(|e| anyhow!(crate::render::templates::chain(&e)))
 }
 
 /// The EHLO keywords that lettre does not keep.
@@ -312,7 +312,7 @@ fn classify(
             let code = code_of(&e);
             Err(Refusal {
                 code,
-                reply: crate::templates::chain(&e),
+                reply: crate::render::templates::chain(&e),
                 stage,
                 // No reply code means a network or protocol error; 421 means the
                 // server is closing the connection.

@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use toml::de::{DeTable, DeValue};
 
-use crate::address::{DisplayName, EmailAddress};
+use crate::input::address::{DisplayName, EmailAddress};
 use crate::problems::{Problem, Problems, line_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

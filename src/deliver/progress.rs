@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::delivery::Counters;
+use crate::deliver::Counters;
 
 pub struct Progress {
     stop: Option<mpsc::Sender<()>>,
