@@ -1,8 +1,13 @@
 //! newsletter: compose a digest from Markdown articles and deliver it, once, to every
 //! subscribed address.
 //!
-//! The pipeline, one module per stage: `config` → `subscribers` + `articles` → `edition`
-//! → `templates` + `compose` (per recipient) → `message` (MIME bytes) → `transport`.
+//! The pipeline, one folder per stage, each depending only on those before it:
+//! `config` (the resolved config) → `input` (subscribers, articles) → `edition` (which
+//! articles, selection) → `render` (templates, per-recipient text) → `mail` (MIME bytes,
+//! DKIM, what a reply means) → `state` (the SQLite journal, suppressions, the list file)
+//! → `feeds` (articles from RSS/Atom/JSON, cached in the state) → `deliver` (SMTP or the
+//! outbox) → `project` (everything loaded and planned for one run) → `commands`.
+//! `.ci/module-cycles` checks that no module imports its way back.
 
 /// Prints a line of data on stdout. A closed pipe (`newsletter status | head`) ends the
 /// output quietly instead of panicking like `println!`.
@@ -14,24 +19,24 @@ macro_rules! say {
     }};
 }
 
-pub mod atomic_file;
+pub(crate) mod atomic_file;
 pub mod cli;
 pub mod clock;
-pub mod commands;
-pub mod config;
-pub mod deliver;
-pub mod edition;
-pub mod exit;
-pub mod feeds;
+pub(crate) mod commands;
+pub(crate) mod config;
+pub(crate) mod deliver;
+pub(crate) mod edition;
+pub(crate) mod exit;
+pub(crate) mod feeds;
 pub mod input;
-pub mod mail;
-pub mod problems;
+pub(crate) mod mail;
+pub(crate) mod problems;
 pub mod project;
 #[cfg(test)]
 mod properties;
-pub mod render;
-pub mod state;
-pub mod token;
+pub(crate) mod render;
+pub(crate) mod state;
+pub(crate) mod token;
 
 use cli::{Cli, Command};
 use commands::Log;

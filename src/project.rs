@@ -78,9 +78,7 @@ impl Project {
             .ok();
         let mut explained = Vec::new();
         let mut reports = Vec::new();
-        let signer = config
-            .unsubscribe
-            .signer()
+        let signer = crate::token::Signer::for_list(&config.unsubscribe)
             .map_err(|e| {
                 problems.push(Problem::new(&config.path, format!("{e:#}")).field("unsubscribe"));
             })

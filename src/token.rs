@@ -34,6 +34,18 @@ fn keyed(key: &Secret, parts: &[&str]) -> HmacSha256 {
 }
 
 impl Signer {
+    /// The signer of a list's tokens: the current key, and any previous ones for links in
+    /// mail sent before a rotation.
+    pub fn for_list(unsubscribe: &crate::config::Unsubscribe) -> anyhow::Result<Signer> {
+        let key = unsubscribe.secret.load()?;
+        let previous = unsubscribe
+            .previous
+            .iter()
+            .map(crate::config::secret::SecretSource::load)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Signer::new(key).with_previous(previous))
+    }
+
     pub fn new(key: Secret) -> Self {
         Signer {
             key,

@@ -20,7 +20,7 @@ pub fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
             Err(e) => bail!("the address {e}"),
         }
     } else {
-        let signer = config.unsubscribe.signer()?;
+        let signer = crate::token::Signer::for_list(&config.unsubscribe)?;
         match signer.verify_unsubscribe_token(&config.newsletter.list_id, &args.target) {
             Some(e) => e,
             None => bail!(

@@ -24,7 +24,7 @@ const MAX_BODY: usize = 4096;
 pub fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
     let config = Config::load(&cli.config)?;
-    let signer = config.unsubscribe.signer()?;
+    let signer = crate::token::Signer::for_list(&config.unsubscribe)?;
     let (prefix, suffix) = route(&config.unsubscribe.url)?;
     let mut journal = Journal::open(&config.paths.state)?;
     let server =

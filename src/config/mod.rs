@@ -115,20 +115,6 @@ pub struct Unsubscribe {
     pub previous: Vec<SecretSource>,
 }
 
-impl Unsubscribe {
-    /// The signer of this list's tokens: the current key, and any previous ones for links
-    /// in mail sent before a rotation.
-    pub fn signer(&self) -> anyhow::Result<crate::token::Signer> {
-        let key = self.secret.load()?;
-        let previous = self
-            .previous
-            .iter()
-            .map(SecretSource::load)
-            .collect::<anyhow::Result<_>>()?;
-        Ok(crate::token::Signer::new(key).with_previous(previous))
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub articles: PathBuf,

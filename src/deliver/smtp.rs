@@ -72,10 +72,6 @@ impl Connector {
         })
     }
 
-    pub fn command_timeout(&self) -> Duration {
-        self.cfg.command_timeout
-    }
-
     pub fn server(&self) -> String {
         format!("{}:{}", self.cfg.host, self.cfg.port)
     }
