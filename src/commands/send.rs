@@ -238,9 +238,11 @@ fn preflight(via: &Via) -> Result<()> {
 
 /// No new article: say whether today's edition already went out.
 fn nothing_new(journal: &Journal, project: &Project) -> Result<Exit> {
-    if let Some((id, date, true)) = journal.latest_edition()?
-        && date == project.clock.today().to_string()
+    if let Some(latest) = journal.latest_edition()?
+        && latest.completed
+        && latest.date == project.clock.today()
     {
+        let id = latest.id;
         let sent = journal.counts(&id)?[&State::Sent];
         crate::say!(
             "edition {id} already sent to {sent} recipient{}; nothing new to send",

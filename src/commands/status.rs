@@ -28,7 +28,7 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
         );
         return Ok(Exit::NothingToDo);
     };
-    let (edition, date, complete) = match &args.edition {
+    let row = match &args.edition {
         Some(id) => match journal.edition(id)? {
             Some(e) => e,
             None => bail!(
@@ -44,6 +44,7 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
             }
         },
     };
+    let (edition, date, complete) = (row.id, row.date.to_string(), row.completed);
     let counts = journal.counts(&edition)?;
     let attention = journal.rows(&edition, &[State::Deferred, State::Failed, State::InDoubt])?;
     let report = Report {

@@ -39,16 +39,8 @@ struct Cached {
 impl Cache {
     /// Opens the cache table in the state database, creating both if needed.
     pub fn open(state: &Path) -> Result<Cache> {
+        // The table is part of the state schema (see `state::journal`).
         let conn = crate::state::journal::Journal::open(state)?.into_connection();
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS feed_cache (
-                url            TEXT PRIMARY KEY,
-                etag           TEXT,
-                last_modified  TEXT,
-                body           BLOB NOT NULL,
-                fetched_at     INTEGER NOT NULL
-            );",
-        )?;
         Ok(Cache { conn })
     }
 

@@ -18,7 +18,17 @@ use serde::{Deserialize, Serialize};
 use crate::edition::Edition;
 use crate::input::articles::Article;
 
-const SCHEMA: &str = "
+/// The schema version this binary reads and writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: usize = 1;
+
+/// Forward migrations: `MIGRATIONS[n]` brings a database from version n to n + 1, in one
+/// transaction. Version 0 is every database made before the schema had a version: the
+/// tables below, created as needed, and the feed cache, created by the feeds module.
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1];
+
+/// Version 1: the tables of version 0, all of them here, `IF NOT EXISTS` so that a
+/// database of version 0 keeps its rows.
+const V1: &str = "
 CREATE TABLE IF NOT EXISTS edition (
     id            TEXT PRIMARY KEY,
     date          TEXT NOT NULL,
@@ -69,7 +79,23 @@ CREATE TABLE IF NOT EXISTS list_change (
     at          INTEGER NOT NULL,
     applied_at  INTEGER
 );
+-- Conditional-GET validators and bodies of feed URLs.
+CREATE TABLE IF NOT EXISTS feed_cache (
+    url            TEXT PRIMARY KEY,
+    etag           TEXT,
+    last_modified  TEXT,
+    body           BLOB NOT NULL,
+    fetched_at     INTEGER NOT NULL
+);
 ";
+
+/// One edition as the state database records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditionRow {
+    pub id: String,
+    pub date: NaiveDate,
+    pub completed: bool,
+}
 
 /// An edit of the subscriber list waiting to be written into the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,19 +236,18 @@ impl Journal {
     pub fn open(path: &Path) -> Result<Journal> {
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the state database {}", path.display()))?;
-        Self::setup(&conn)
-            .with_context(|| format!("cannot set up the state database {}", path.display()))?;
+        Self::setup(&conn).map_err(|e| explain(e, path))?;
         Ok(Journal { conn })
     }
 
-    fn setup(conn: &Connection) -> rusqlite::Result<()> {
+    fn setup(conn: &Connection) -> Result<()> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Checkpoints (copying the WAL into the database, with their own fsyncs) every
         // 10,000 pages rather than 1,000: a send writes a few pages per message.
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
-        conn.execute_batch(SCHEMA)
+        migrate(conn)
     }
 
     /// Opens an existing database read-only; `None` when there is none yet (check,
@@ -235,6 +260,11 @@ impl Journal {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .with_context(|| format!("cannot open the state database {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Read-only: an older version is read as it is (each version only adds), a newer
+        // one is refused.
+        version(&conn)
+            .and_then(refuse_newer)
+            .map_err(|e| explain(e, path))?;
         Ok(Some(Journal { conn }))
     }
 
@@ -289,14 +319,14 @@ impl Journal {
         }
     }
 
-    /// The most recent edition, complete or not: `(id, date, completed)`.
-    pub fn latest_edition(&self) -> Result<Option<(String, String, bool)>> {
+    /// The most recent edition, complete or not.
+    pub fn latest_edition(&self) -> Result<Option<EditionRow>> {
         Ok(self
             .conn
             .query_row(
                 "SELECT id, date, completed_at IS NOT NULL FROM edition ORDER BY created_at DESC, id DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                edition_row,
             )
             .optional()?)
     }
@@ -326,14 +356,14 @@ impl Journal {
         Ok(history)
     }
 
-    /// One edition by id: `(id, date, completed)`.
-    pub fn edition(&self, id: &str) -> Result<Option<(String, String, bool)>> {
+    /// One edition by id.
+    pub fn edition(&self, id: &str) -> Result<Option<EditionRow>> {
         Ok(self
             .conn
             .query_row(
                 "SELECT id, date, completed_at IS NOT NULL FROM edition WHERE id = ?1",
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                edition_row,
             )
             .optional()?)
     }
@@ -580,6 +610,72 @@ impl Journal {
     }
 }
 
+fn edition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EditionRow> {
+    let date: String = r.get(1)?;
+    Ok(EditionRow {
+        id: r.get(0)?,
+        date: date.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        completed: r.get(2)?,
+    })
+}
+
+fn version(conn: &Connection) -> Result<usize> {
+    let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok(usize::try_from(v).unwrap_or(usize::MAX))
+}
+
+fn refuse_newer(version: usize) -> Result<usize> {
+    if version > SCHEMA_VERSION {
+        bail!(
+            "its schema version is {version}, newer than this newsletter knows ({SCHEMA_VERSION}): \
+             a newer release wrote it; use that release or a later one"
+        );
+    }
+    Ok(version)
+}
+
+/// Brings the schema to `SCHEMA_VERSION`, one migration per transaction; refuses a
+/// database newer than this binary.
+fn migrate(conn: &Connection) -> Result<()> {
+    let from = refuse_newer(version(conn)?)?;
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        // Another process may have migrated meanwhile.
+        if version(&tx)? > n {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .with_context(|| format!("migrating the schema to version {}", n + 1))?;
+        tx.pragma_update(None, "user_version", n + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// An error opening the state database, with what to do about a damaged file.
+fn explain(e: anyhow::Error, path: &Path) -> anyhow::Error {
+    let damaged = e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>().is_some_and(|r| {
+            matches!(
+                r.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            )
+        })
+    });
+    if damaged {
+        return e.context(format!(
+            "the state database {} is damaged: restore it from a backup, or move it aside \
+             (with its -wal and -shm files) to start an empty one, which no longer knows \
+             which editions went out or who bounced",
+            path.display()
+        ));
+    }
+    e.context(format!("cannot use the state database {}", path.display()))
+}
+
 fn insert_pending(
     tx: &Transaction<'_>,
     edition_id: &str,
@@ -610,8 +706,42 @@ pub fn count_sent(tx: &Transaction<'_>, sent: usize, now: SystemTime) -> rusqlit
     Ok(())
 }
 
+/// The delivery state machine: each change applies only from the states listed, so a
+/// recorded success (or a final failure) can never be undone by a late or repeated change.
+const TO_ATTEMPTING: &str = "
+    UPDATE delivery SET state = 'attempting', message_id = ?3, updated_at = ?4
+    WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'deferred', 'in_doubt')
+      AND NOT EXISTS (SELECT 1 FROM unsubscribed u WHERE u.email = delivery.email)";
+const TO_SKIPPED: &str = "
+    UPDATE delivery SET state = 'skipped', reply = 'unsubscribed during the send', updated_at = ?3
+    WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'deferred', 'in_doubt')
+      AND EXISTS (SELECT 1 FROM unsubscribed u WHERE u.email = delivery.email)";
+const TO_SENT: &str = "
+    UPDATE delivery SET state = 'sent', attempts = attempts + 1, code = 250, reply = ?3,
+        next_try = NULL, updated_at = ?4
+    WHERE edition_id = ?1 AND email = ?2 AND state = 'attempting'";
+const TO_DEFERRED: &str = "
+    UPDATE delivery SET state = 'deferred', attempts = attempts + 1, code = ?3, reply = ?4,
+        next_try = ?5, updated_at = ?6
+    WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'attempting', 'deferred')";
+const TO_FAILED: &str = "
+    UPDATE delivery SET state = 'failed', attempts = attempts + 1, code = ?3, reply = ?4,
+        updated_at = ?5
+    WHERE edition_id = ?1 AND email = ?2
+      AND state IN ('pending', 'attempting', 'deferred', 'in_doubt')";
+const SUPPRESS: &str = "
+    INSERT OR REPLACE INTO suppression (email, reason, at) VALUES (?1, ?2, ?3)";
+const TO_RELEASED: &str = "
+    UPDATE delivery SET state = 'pending', code = ?3, reply = ?4, updated_at = ?5
+    WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'attempting', 'deferred')";
+const TO_IN_DOUBT: &str = "
+    UPDATE delivery SET state = 'in_doubt', attempts = attempts + 1, reply = ?3, updated_at = ?4
+    WHERE edition_id = ?1 AND email = ?2 AND state = 'attempting'";
+
 /// Applies one change inside the writer's transaction (statements are prepared once per
-/// connection and cached: this runs for every message).
+/// connection and cached: this runs for every message). Returns whether it applied; an
+/// `Attempting` that does not apply (unsubscribed meanwhile, or not waiting) means the
+/// message must not be sent.
 pub fn apply(
     tx: &Transaction<'_>,
     edition_id: &str,
@@ -620,29 +750,230 @@ pub fn apply(
     now: SystemTime,
 ) -> rusqlite::Result<bool> {
     let now_s = unix(now);
-    match change {
+    let n = match change {
         Change::Attempting { message_id } => {
-            // Refused when the address unsubscribed meanwhile (serve or the CLI commit that
-            // before answering): the row is skipped and the message must not be sent.
-            let n = tx.prepare_cached("UPDATE delivery SET state = 'attempting', message_id = ?3, updated_at = ?4 WHERE edition_id = ?1 AND email = ?2 AND NOT EXISTS (SELECT 1 FROM unsubscribed u WHERE u.email = delivery.email)")?.execute(params![edition_id, email, message_id, now_s])?;
+            let n = tx
+                .prepare_cached(TO_ATTEMPTING)?
+                .execute(params![edition_id, email, message_id, now_s])?;
             if n == 0 {
-                tx.prepare_cached("UPDATE delivery SET state = 'skipped', reply = 'unsubscribed during the send', updated_at = ?3 WHERE edition_id = ?1 AND email = ?2")?.execute(params![edition_id, email, now_s])?;
-                return Ok(false);
+                // Unsubscribed meanwhile (serve and the CLI commit that before answering).
+                tx.prepare_cached(TO_SKIPPED)?
+                    .execute(params![edition_id, email, now_s])?;
             }
             n
         }
-        Change::Sent { reply } => {
-                                    tx.prepare_cached("UPDATE delivery SET state = 'sent', attempts = attempts + 1, code = 250, reply = ?3, next_try = NULL, updated_at = ?4 WHERE edition_id = ?1 AND email = ?2")?.execute(params![edition_id, email, reply, now_s])?
-        }
-        Change::Deferred { code, reply, next_try } => tx.prepare_cached("UPDATE delivery SET state = 'deferred', attempts = attempts + 1, code = ?3, reply = ?4, next_try = ?5, updated_at = ?6 WHERE edition_id = ?1 AND email = ?2")?.execute(params![edition_id, email, code, reply, unix(*next_try), now_s])?,
-        Change::Failed { code, reply, suppress } => {
-            if *suppress {
-                tx.prepare_cached("INSERT OR REPLACE INTO suppression (email, reason, at) VALUES (?1, ?2, ?3)")?.execute(params![email, reply, now_s])?;
+        Change::Sent { reply } => tx
+            .prepare_cached(TO_SENT)?
+            .execute(params![edition_id, email, reply, now_s])?,
+        Change::Deferred {
+            code,
+            reply,
+            next_try,
+        } => tx.prepare_cached(TO_DEFERRED)?.execute(params![
+            edition_id,
+            email,
+            code,
+            reply,
+            unix(*next_try),
+            now_s
+        ])?,
+        Change::Failed {
+            code,
+            reply,
+            suppress,
+        } => {
+            let n = tx
+                .prepare_cached(TO_FAILED)?
+                .execute(params![edition_id, email, code, reply, now_s])?;
+            if *suppress && n > 0 {
+                tx.prepare_cached(SUPPRESS)?
+                    .execute(params![email, reply, now_s])?;
             }
-            tx.prepare_cached("UPDATE delivery SET state = 'failed', attempts = attempts + 1, code = ?3, reply = ?4, updated_at = ?5 WHERE edition_id = ?1 AND email = ?2")?.execute(params![edition_id, email, code, reply, now_s])?
+            n
         }
-        Change::Released { code, reply } => tx.prepare_cached("UPDATE delivery SET state = 'pending', code = ?3, reply = ?4, updated_at = ?5 WHERE edition_id = ?1 AND email = ?2")?.execute(params![edition_id, email, code, reply, now_s])?,
-        Change::InDoubt { reason } => tx.prepare_cached("UPDATE delivery SET state = 'in_doubt', attempts = attempts + 1, reply = ?3, updated_at = ?4 WHERE edition_id = ?1 AND email = ?2")?.execute(params![edition_id, email, reason, now_s])?,
+        Change::Released { code, reply } => tx
+            .prepare_cached(TO_RELEASED)?
+            .execute(params![edition_id, email, code, reply, now_s])?,
+        Change::InDoubt { reason } => tx
+            .prepare_cached(TO_IN_DOUBT)?
+            .execute(params![edition_id, email, reason, now_s])?,
     };
-    Ok(true)
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A journal with one edition and one pending recipient, `r@example.org`.
+    fn journal() -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = Journal::open(&dir.path().join("state.db")).expect("open");
+        j.connection()
+            .execute_batch(
+                "INSERT INTO edition (id, date, created_at, frozen) VALUES ('e', '2026-11-27', 0, '{}');
+                 INSERT INTO delivery (edition_id, email, state, updated_at) VALUES ('e', 'r@example.org', 'pending', 0);",
+            )
+            .expect("rows");
+        (dir, j)
+    }
+
+    fn step(j: &mut Journal, change: &Change) -> bool {
+        let tx = j.connection().transaction().expect("tx");
+        let applied = apply(&tx, "e", "r@example.org", change, UNIX_EPOCH).expect("apply");
+        tx.commit().expect("commit");
+        applied
+    }
+
+    fn state(j: &mut Journal) -> (String, u32) {
+        j.connection()
+            .query_row("SELECT state, attempts FROM delivery", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("row")
+    }
+
+    fn attempting() -> Change {
+        Change::Attempting {
+            message_id: "<m@example.org>".into(),
+        }
+    }
+
+    fn sent() -> Change {
+        Change::Sent {
+            reply: "250 ok".into(),
+        }
+    }
+
+    fn deferred() -> Change {
+        Change::Deferred {
+            code: Some(450),
+            reply: "later".into(),
+            next_try: UNIX_EPOCH,
+        }
+    }
+
+    fn failed(suppress: bool) -> Change {
+        Change::Failed {
+            code: Some(550),
+            reply: "5.1.1 unknown".into(),
+            suppress,
+        }
+    }
+
+    fn released() -> Change {
+        Change::Released {
+            code: Some(421),
+            reply: "slow down".into(),
+        }
+    }
+
+    fn in_doubt() -> Change {
+        Change::InDoubt {
+            reason: "lost".into(),
+        }
+    }
+
+    #[test]
+    fn a_message_goes_pending_attempting_sent() {
+        let (_d, mut j) = journal();
+        assert!(step(&mut j, &attempting()));
+        assert!(step(&mut j, &sent()));
+        assert_eq!(state(&mut j), ("sent".into(), 1));
+    }
+
+    #[test]
+    fn a_recorded_success_is_never_undone() {
+        let (_d, mut j) = journal();
+        step(&mut j, &attempting());
+        step(&mut j, &sent());
+        for late in [
+            attempting(),
+            sent(),
+            deferred(),
+            failed(true),
+            released(),
+            in_doubt(),
+        ] {
+            assert!(!step(&mut j, &late), "{late:?} applied to a sent row");
+        }
+        assert_eq!(state(&mut j), ("sent".into(), 1));
+        assert_eq!(
+            j.suppressed().expect("suppressed").len(),
+            0,
+            "a late failure does not suppress"
+        );
+    }
+
+    #[test]
+    fn sent_and_in_doubt_need_an_attempt_on_record() {
+        let (_d, mut j) = journal();
+        assert!(!step(&mut j, &sent()), "sent without attempting");
+        assert!(!step(&mut j, &in_doubt()), "in doubt without attempting");
+        assert_eq!(state(&mut j), ("pending".into(), 0));
+    }
+
+    #[test]
+    fn refusals_defer_fail_or_release_and_only_a_failure_with_suppress_suppresses() {
+        let (_d, mut j) = journal();
+        step(&mut j, &attempting());
+        assert!(step(&mut j, &released()));
+        assert_eq!(
+            state(&mut j),
+            ("pending".into(), 0),
+            "released: not charged"
+        );
+        step(&mut j, &attempting());
+        assert!(step(&mut j, &deferred()));
+        assert_eq!(state(&mut j), ("deferred".into(), 1));
+        step(&mut j, &attempting());
+        assert!(step(&mut j, &failed(true)));
+        assert_eq!(state(&mut j), ("failed".into(), 2));
+        assert_eq!(j.suppressed().expect("suppressed").len(), 1);
+        for late in [attempting(), sent(), deferred(), released(), in_doubt()] {
+            assert!(!step(&mut j, &late), "{late:?} applied to a failed row");
+        }
+    }
+
+    #[test]
+    fn an_in_doubt_row_is_attempted_again_only_when_asked() {
+        let (_d, mut j) = journal();
+        step(&mut j, &attempting());
+        assert!(step(&mut j, &in_doubt()));
+        assert_eq!(j.work("e", false).expect("work").len(), 0);
+        assert_eq!(j.work("e", true).expect("work").len(), 1);
+        assert!(step(&mut j, &attempting()), "resend of an in-doubt row");
+        assert!(step(&mut j, &sent()));
+    }
+
+    #[test]
+    fn an_unsubscribe_during_the_send_skips_the_row() {
+        let (_d, mut j) = journal();
+        j.record_unsubscribe("r@example.org", "test", UNIX_EPOCH)
+            .expect("unsubscribe");
+        assert!(!step(&mut j, &attempting()));
+        assert_eq!(state(&mut j).0, "skipped");
+    }
+
+    #[test]
+    fn a_database_newer_than_the_binary_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        Connection::open(&path)
+            .and_then(|c| c.pragma_update(None, "user_version", 99))
+            .expect("newer");
+        let err = Journal::open(&path).err().expect("refused");
+        assert!(
+            format!("{err:#}").contains("schema version is 99, newer"),
+            "{err:#}"
+        );
+        let err = Journal::open_read_only(&path).err().expect("refused");
+        assert!(format!("{err:#}").contains("newer"), "{err:#}");
+    }
+
+    #[test]
+    fn a_new_database_gets_the_current_version() {
+        let (_d, j) = journal();
+        assert_eq!(version(&j.conn).expect("version"), SCHEMA_VERSION);
+    }
 }

@@ -16,4 +16,5 @@ mod pipelining;
 mod refusals;
 mod render;
 mod smtp;
+mod state;
 mod unsubscribe;
