@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-pub fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     // Replacing a symlink's target keeps the link, and everyone who shares it sees the change.
     let target = match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path)

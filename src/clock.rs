@@ -40,6 +40,7 @@ impl Clock {
 
     /// This clock stopped at this moment: one time for everything a run stamps once
     /// (every message's Date header).
+    #[must_use]
     pub fn frozen(&self) -> Clock {
         Clock::at(self.now())
     }

@@ -4,7 +4,7 @@
 //! The pipeline, one folder per stage, each depending only on those before it:
 //! `config` (the resolved config) → `input` (subscribers, articles) → `edition` (which
 //! articles, selection) → `render` (templates, per-recipient text) → `mail` (MIME bytes,
-//! DKIM, what a reply means) → `state` (the SQLite journal, suppressions, the list file)
+//! DKIM, what a reply means) → `state` (the `SQLite` journal, suppressions, the list file)
 //! → `feeds` (articles from RSS/Atom/JSON, cached in the state) → `deliver` (SMTP or the
 //! outbox) → `project` (everything loaded and planned for one run) → `commands`.
 //! `.ci/module-cycles` checks that no module imports its way back.

@@ -110,18 +110,14 @@ impl fmt::Display for Problems {
 impl std::error::Error for Problems {}
 
 /// The 1-based line number of byte `offset` in `source`.
-pub fn line_of(source: &str, offset: usize) -> usize {
+pub(crate) fn line_of(source: &str, offset: usize) -> usize {
     let end = offset.min(source.len());
-    source.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    memchr::memchr_iter(b'\n', &source.as_bytes()[..end]).count() + 1
 }
 
 /// Turns a TOML parse or type error into a problem at the line the parser pointed at.
 /// `line_offset` is added for TOML embedded in a larger file (article front matter).
-pub fn from_toml_error(
+pub(crate) fn from_toml_error(
     path: &Path,
     source: &str,
     line_offset: usize,

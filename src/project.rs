@@ -83,84 +83,76 @@ impl Project {
                 problems.push(Problem::new(&config.path, format!("{e:#}")).field("unsubscribe"));
             })
             .ok();
-        let (edition, templates, resumed) = match unfinished {
-            Some((id, frozen)) => {
-                let templates = Templates::from_frozen(&frozen.templates)
-                    .map_err(|p| problems.extend(p))
-                    .ok();
-                let edition = Edition {
-                    id,
-                    date: frozen.date,
-                    articles: frozen.articles,
-                };
-                if let Some(list) = &mut subscribers {
-                    list.audience = frozen.audience;
-                }
-                (Some(Some(edition)), templates, true)
-            }
-            None => {
-                if let Some(list) = &mut subscribers {
-                    list.audience = if args.tags.is_empty() {
-                        config.selection.audience.clone()
-                    } else {
-                        args.tags.clone()
-                    };
-                }
-                let today = args.date.unwrap_or_else(|| clock.today());
-                let articles = if !args.articles.is_empty() {
-                    articles::load_files(&args.articles)
-                } else if !config.sources.is_empty() && !config.paths.articles.exists() {
-                    // Feeds alone: the Markdown folder is optional then.
-                    Ok(Vec::new())
-                } else {
-                    articles::load_dir(&config.paths.articles)
-                }
+        let (edition, templates, resumed) = if let Some((id, frozen)) = unfinished {
+            let templates = Templates::from_frozen(&frozen.templates)
                 .map_err(|p| problems.extend(p))
-                .ok()
-                .map(|mut markdown| {
-                    if args.articles.is_empty() && !config.sources.is_empty() {
-                        let (items, r) = read_sources(&config, today);
-                        markdown.extend(items);
-                        reports = r;
-                    }
-                    markdown
-                });
-                let templates = Templates::load(config.paths.templates.as_deref())
-                    .map_err(|p| problems.extend(p))
-                    .ok();
-                let edition = match articles {
-                    Some(all) => {
-                        let chosen = if args.articles.is_empty() {
-                            let (sent, history) = match journal {
-                                Some(j) => (j.sent_articles()?, j.source_history()?),
-                                None => Default::default(),
-                            };
-                            let rules = Rules::new(
-                                &config.selection,
-                                today,
-                                history,
-                                args.since,
-                                args.until,
-                            );
-                            let (chosen, why) = selection::select(all, &sent, &rules);
-                            explained = why;
-                            chosen
-                        } else {
-                            all
-                        };
-                        Some((!chosen.is_empty()).then(|| Edition::new(today, chosen)))
-                    }
-                    None => None,
-                };
-                (edition, templates, false)
+                .ok();
+            let edition = Edition {
+                id,
+                date: frozen.date,
+                articles: frozen.articles,
+            };
+            if let Some(list) = &mut subscribers {
+                list.audience = frozen.audience;
             }
+            (Some(Some(edition)), templates, true)
+        } else {
+            if let Some(list) = &mut subscribers {
+                list.audience = if args.tags.is_empty() {
+                    config.selection.audience.clone()
+                } else {
+                    args.tags.clone()
+                };
+            }
+            let today = args.date.unwrap_or_else(|| clock.today());
+            let articles = if !args.articles.is_empty() {
+                articles::load_files(&args.articles)
+            } else if !config.sources.is_empty() && !config.paths.articles.exists() {
+                // Feeds alone: the Markdown folder is optional then.
+                Ok(Vec::new())
+            } else {
+                articles::load_dir(&config.paths.articles)
+            }
+            .map_err(|p| problems.extend(p))
+            .ok()
+            .map(|mut markdown| {
+                if args.articles.is_empty() && !config.sources.is_empty() {
+                    let (items, r) = read_sources(&config, today);
+                    markdown.extend(items);
+                    reports = r;
+                }
+                markdown
+            });
+            let templates = Templates::load(config.paths.templates.as_deref())
+                .map_err(|p| problems.extend(p))
+                .ok();
+            let edition = match articles {
+                Some(all) => {
+                    let chosen = if args.articles.is_empty() {
+                        let (sent, history) = match journal {
+                            Some(j) => (j.sent_articles()?, j.source_history()?),
+                            None => Default::default(),
+                        };
+                        let rules =
+                            Rules::new(&config.selection, today, history, args.since, args.until);
+                        let (chosen, why) = selection::select(all, &sent, &rules);
+                        explained = why;
+                        chosen
+                    } else {
+                        all
+                    };
+                    Some((!chosen.is_empty()).then(|| Edition::new(today, chosen)))
+                }
+                None => None,
+            };
+            (edition, templates, false)
         };
 
         let mut notes = Vec::new();
         let dkim = match &config.dkim {
             Some(d) => crate::mail::dkim::load(d, config.newsletter.from.address.domain())
                 .map_err(|e| {
-                    problems.push(Problem::new(&config.path, format!("{e:#}")).field("dkim"))
+                    problems.push(Problem::new(&config.path, format!("{e:#}")).field("dkim"));
                 })
                 .ok()
                 .map(|(key, warnings)| {

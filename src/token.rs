@@ -22,9 +22,8 @@ pub struct Signer {
 
 fn keyed(key: &Secret, parts: &[&str]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = match HmacSha256::new_from_slice(key.expose().as_bytes()) {
-        Ok(m) => m,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
+    let Ok(mut mac) = HmacSha256::new_from_slice(key.expose().as_bytes()) else {
+        unreachable!("HMAC takes keys of any length")
     };
     for part in parts {
         mac.update(part.as_bytes());
@@ -107,7 +106,7 @@ impl Signer {
 }
 
 /// Lower-case hexadecimal, for ids and keys.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()

@@ -9,7 +9,7 @@ use crate::exit::Exit;
 use crate::project::{Project, render_all};
 use crate::state::journal::Journal;
 
-pub fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
+pub(crate) fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     let project = {
         let config = crate::config::Config::load(&cli.config)?;
         let journal = Journal::open_read_only(&config.paths.state)?;
@@ -42,6 +42,6 @@ pub fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     Ok(Exit::Done)
 }
 
-pub fn plural(n: usize) -> &'static str {
+pub(crate) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }

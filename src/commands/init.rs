@@ -73,7 +73,7 @@ status = "subscribed"
 
 const GITIGNORE: &str = "newsletter.key\nnewsletter.db*\noutbox/\npreview/\n";
 
-pub fn run(args: &InitArgs) -> Result<Exit> {
+pub(crate) fn run(args: &InitArgs) -> Result<Exit> {
     let dir = &args.dir;
     let today = crate::clock::Clock::from_env()?.today();
     let article = format!(

@@ -12,7 +12,7 @@ use crate::input::address::{DisplayName, EmailAddress};
 use crate::state::journal::Journal;
 use crate::state::listfile;
 
-pub fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
+pub(crate) fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
     let config = Config::load(&cli.config)?;
     let email = if args.target.contains('@') {
         match EmailAddress::parse(&args.target) {
@@ -40,7 +40,7 @@ pub fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
     )
 }
 
-pub fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
+pub(crate) fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
     let config = Config::load(&cli.config)?;
     let email = match EmailAddress::parse(&args.address) {
         Ok(e) => e,
@@ -74,12 +74,14 @@ pub fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
 }
 
 fn report(config: &Config, journal: &mut Journal, done: &str, clock: &Clock) -> Result<Exit> {
-    match listfile::apply_pending_if_free(config, journal, "newsletter (list edit)", clock)? {
-        Some(_) => crate::say!("{done}; {} updated", config.paths.subscribers.display()),
-        None => crate::say!(
+    if listfile::apply_pending_if_free(config, journal, "newsletter (list edit)", clock)?.is_some()
+    {
+        crate::say!("{done}; {} updated", config.paths.subscribers.display());
+    } else {
+        crate::say!(
             "{done} (recorded; a send is running and will write it into {} when it ends)",
             config.paths.subscribers.display()
-        ),
+        );
     }
     Ok(Exit::Done)
 }

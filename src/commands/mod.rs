@@ -1,13 +1,13 @@
 //! One module per subcommand; each returns the exit status of its outcome.
 
-pub mod check;
-pub mod init;
-pub mod list;
-pub mod preview;
-pub mod send;
-pub mod serve;
-pub mod status;
-pub mod suppressions;
+pub(crate) mod check;
+pub(crate) mod init;
+pub(crate) mod list;
+pub(crate) mod preview;
+pub(crate) mod send;
+pub(crate) mod serve;
+pub(crate) mod status;
+pub(crate) mod suppressions;
 
 use anyhow::{Result, bail};
 
@@ -15,11 +15,11 @@ use crate::input::address::EmailAddress;
 use crate::input::subscribers::{Status, Subscriber, SubscriberList};
 
 /// What `check`, `preview` and `send` say when no article is waiting (exit 6).
-pub const NOTHING_TO_DO: &str = "nothing to do: no new article (none marked `selected = true`, no feed item since the last edition, or all already sent; see `preview --explain`)";
+pub(crate) const NOTHING_TO_DO: &str = "nothing to do: no new article (none marked `selected = true`, no feed item since the last edition, or all already sent; see `preview --explain`)";
 
 /// Each feed source's outcome and every candidate article with why it is in or out, on
 /// stdout (this is what was asked for).
-pub fn print_selection(project: &crate::project::Project) {
+pub(crate) fn print_selection(project: &crate::project::Project) {
     if let (true, Some(edition)) = (project.resumed, &project.edition) {
         crate::say!(
             "edition {} is unfinished: it is resumed with the {} articles chosen when it was first sent",
@@ -42,24 +42,26 @@ pub fn print_selection(project: &crate::project::Project) {
 }
 
 /// Informational lines go to stderr, and not at all with `--quiet`; data goes to stdout.
-pub struct Log {
+pub(crate) struct Log {
     pub quiet: bool,
 }
 
 impl Log {
-    pub fn info(&self, message: impl std::fmt::Display) {
+    pub(crate) fn info(&self, message: impl std::fmt::Display) {
         if !self.quiet {
             eprintln!("{message}");
         }
     }
 
-    pub fn warn(&self, message: impl std::fmt::Display) {
+    /// Warnings print even under `--quiet`; a method all the same, so callers hold one `Log`.
+    #[allow(clippy::unused_self)]
+    pub(crate) fn warn(&self, message: impl std::fmt::Display) {
         eprintln!("warning: {message}");
     }
 }
 
 /// The subscriber entry for `address`, or a bare recipient for an address not on the list.
-pub fn recipient_for(
+pub(crate) fn recipient_for(
     address: &str,
     list: &SubscriberList,
     must_be_listed: bool,

@@ -12,7 +12,7 @@ use crate::input::subscribers::{Status, Subscriber};
 use crate::project::{Project, outgoing, render_one};
 use crate::state::journal::Journal;
 
-pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
+pub(crate) fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
     let project = {
         let config = crate::config::Config::load(&cli.config)?;
@@ -31,13 +31,14 @@ pub fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     };
     let recipient = match &args.to {
         Some(address) => recipient_for(address, &project.subscribers, true)?,
-        None => match project.subscribers.active().next() {
-            Some(s) => s.clone(),
-            None => {
+        None => {
+            if let Some(s) = project.subscribers.active().next() {
+                s.clone()
+            } else {
                 log.info("no subscribed address in the list: previewing for reader@example.org");
                 sample_reader()
             }
-        },
+        }
     };
     let composer = project.composer(edition);
     let rendered = render_one(&composer, &recipient)?;

@@ -3,6 +3,7 @@
 //! report. Every recipient's outcome is journaled; one failure never stops the others.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
@@ -28,7 +29,7 @@ use crate::state::writer::{Recorder, Writer};
 /// Problem rows printed at the end of a run; the rest are in `status`.
 const LIST_AT_MOST: usize = 20;
 
-pub fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
+pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
     let config = Config::load(&cli.config)?;
     if args.to.is_some() || args.dry_run || args.no_journal() {
@@ -287,7 +288,7 @@ fn report(
     }
     let mut line = format!("edition {}: sent {} of {total}", edition.id, n(State::Sent));
     if !destination.is_empty() {
-        line.push_str(&format!(" to {destination}"));
+        let _ = write!(line, " to {destination}");
     }
     for (state, label) in [
         (State::Deferred, "deferred"),
@@ -297,19 +298,18 @@ fn report(
         (State::Skipped, "skipped"),
     ] {
         if n(state) > 0 {
-            line.push_str(&format!(", {} {label}", n(state)));
+            let _ = write!(line, ", {} {label}", n(state));
         }
     }
     if let Some(reason) = stop {
-        line.push_str(&format!("; stopped: {reason}"));
+        let _ = write!(line, "; stopped: {reason}");
     }
     crate::say!("{line}");
     Ok(match stop {
         Some(StopReason::Fatal(_) | StopReason::Journal(_)) => Exit::Failed,
         Some(StopReason::SenderRefused(_)) => Exit::SenderRefused,
-        Some(_) => Exit::Partial,
         None if complete => Exit::Done,
-        None => Exit::Partial,
+        Some(_) | None => Exit::Partial,
     })
 }
 
@@ -320,7 +320,7 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
     };
     let excluded = match journal {
         Some(j) => j.excluded()?,
-        None => Default::default(),
+        None => std::collections::HashSet::default(),
     };
     let done: std::collections::HashSet<String> = match journal {
         Some(j) if project.resumed => j
@@ -331,7 +331,7 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
             .into_iter()
             .map(|r| r.email)
             .collect(),
-        _ => Default::default(),
+        _ => std::collections::HashSet::default(),
     };
     let recipients: Vec<&Subscriber> = project
         .subscribers
@@ -402,16 +402,17 @@ fn unrecorded(
         return Err(anyhow!("stopped after {sent} of {total}: {reason}"));
     }
     if sent == total {
-        match (&args.to, work.first()) {
-            (Some(_), Some(w)) => crate::say!(
+        if let (Some(_), Some(w)) = (&args.to, work.first()) {
+            crate::say!(
                 "test copy of edition {} sent to {}",
                 edition.id,
                 w.subscriber.email
-            ),
-            _ => crate::say!(
+            );
+        } else {
+            crate::say!(
                 "edition {}: sent {sent} of {total} without a journal",
                 edition.id
-            ),
+            );
         }
         return Ok(Exit::Done);
     }

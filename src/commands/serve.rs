@@ -21,7 +21,7 @@ use crate::token::Signer;
 /// Bodies larger than this are refused: a one-click body is 26 bytes.
 const MAX_BODY: usize = 4096;
 
-pub fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
+pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
     let config = Config::load(&cli.config)?;
     let signer = crate::token::Signer::for_list(&config.unsubscribe)?;

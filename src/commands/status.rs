@@ -19,7 +19,7 @@ struct Report {
     attention: Vec<Row>,
 }
 
-pub fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
+pub(crate) fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
     let config = Config::load(&cli.config)?;
     let Some(journal) = Journal::open_read_only(&config.paths.state)? else {
         crate::say!(
@@ -36,13 +36,14 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
                 config.paths.state.display()
             ),
         },
-        None => match journal.latest_edition()? {
-            Some(e) => e,
-            None => {
+        None => {
+            if let Some(e) = journal.latest_edition()? {
+                e
+            } else {
                 crate::say!("no edition has been sent yet");
                 return Ok(Exit::NothingToDo);
             }
-        },
+        }
     };
     let (edition, date, complete) = (row.id, row.date.to_string(), row.completed);
     let counts = journal.counts(&edition)?;

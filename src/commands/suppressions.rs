@@ -11,7 +11,7 @@ use crate::state::journal::Journal;
 use crate::state::lock::RunLock;
 use crate::state::suppressions::{self, Suppression};
 
-pub fn run(cli: &Cli, args: &SuppressionsArgs) -> Result<Exit> {
+pub(crate) fn run(cli: &Cli, args: &SuppressionsArgs) -> Result<Exit> {
     let config = Config::load(&cli.config)?;
     match &args.action {
         None | Some(SuppressionsAction::List) => list(&config, args.json),

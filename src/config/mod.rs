@@ -1,7 +1,7 @@
 //! `newsletter.toml`: parsed strictly (unknown keys are errors) by a pure function into one
 //! resolved, typed value that every command receives.
 
-pub mod secret;
+pub(crate) mod secret;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -863,7 +863,7 @@ fn resolve_smtp(
 
 /// True for `localhost` and loopback IP addresses: the only hosts an unencrypted
 /// connection may go to.
-pub fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost")
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -1098,7 +1098,7 @@ kind = "outbox"
     /// SMTP commands in it: each is refused with its field and line.
     #[test]
     fn every_string_that_reaches_the_wire_refuses_injected_commands() {
-        let evil = r#"x\r\nRSET\r\nMAIL FROM:<evil@evil.example>"#;
+        let evil = r"x\r\nRSET\r\nMAIL FROM:<evil@evil.example>";
         let smtp = GOOD.replace("kind = \"outbox\"", "kind = \"smtp\"")
             + "[smtp]\nhost = \"127.0.0.1\"\nsecurity = \"none\"\n";
         let with_dkim = GOOD.to_string()

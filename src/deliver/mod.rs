@@ -4,10 +4,10 @@
 //! error, circuit breaker, quota, journal failure) lets in-flight messages finish and
 //! starts no new one.
 
-pub mod outbox;
-pub mod progress;
-pub mod smtp;
-pub mod tls;
+pub(crate) mod outbox;
+pub(crate) mod progress;
+pub(crate) mod smtp;
+pub(crate) mod tls;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,14 +30,14 @@ use crate::state::writer::Recorder;
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
 
 /// Where messages go.
-pub enum Via {
+pub(crate) enum Via {
     Outbox(Outbox),
     Smtp(Box<Connector>),
 }
 
 /// Why a run stopped before its work was done.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     /// SIGINT or SIGTERM.
     Interrupted,
     /// Retrying cannot help: credentials or TLS refused.
@@ -84,7 +84,7 @@ impl std::fmt::Display for StopReason {
 
 /// Live counts, read by the progress display.
 #[derive(Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub sent: AtomicUsize,
     pub deferred: AtomicUsize,
     pub failed: AtomicUsize,
@@ -94,7 +94,7 @@ pub struct Counters {
 }
 
 /// One recipient to attempt, with the attempts it has had in earlier runs.
-pub struct Work {
+pub(crate) struct Work {
     pub subscriber: Subscriber,
     pub attempts: u32,
 }
@@ -338,12 +338,12 @@ impl Shared {
 }
 
 /// What a run did: its stop reason if it stopped early.
-pub struct RunEnd {
+pub(crate) struct RunEnd {
     pub stop: Option<StopReason>,
 }
 
 /// How one run delivers.
-pub struct Plan {
+pub(crate) struct Plan {
     pub via: Via,
     pub pacing: Pacing,
     pub connections: usize,
@@ -356,7 +356,7 @@ pub struct Plan {
 
 /// Delivers `work` as `plan` says, building each message with `build` when a worker is
 /// ready for it.
-pub fn run(
+pub(crate) fn run(
     plan: Plan,
     work: &[Work],
     build: &dyn Fn(&Subscriber) -> Result<Outgoing>,
@@ -754,15 +754,15 @@ mod tests {
         assert_eq!(end.stop, None);
         assert_eq!(counters.sent.load(Ordering::Relaxed), 2);
         assert_eq!(counters.failed.load(Ordering::Relaxed), 1);
-        let last = counters
+        let problem = counters
             .last_problem
             .lock()
             .expect("lock")
             .clone()
             .unwrap_or_default();
         assert!(
-            last.contains("cannot build the message: invalid envelope"),
-            "{last}"
+            problem.contains("cannot build the message: invalid envelope"),
+            "{problem}"
         );
         let mut files: Vec<String> = std::fs::read_dir(dir.path().join("e1"))
             .expect("outbox dir")

@@ -8,30 +8,30 @@ use anyhow::{Context, Result};
 
 use crate::input::address::EmailAddress;
 
-pub struct Outbox {
+pub(crate) struct Outbox {
     dir: PathBuf,
 }
 
 impl Outbox {
-    pub fn new(root: &Path, edition_id: &str) -> Result<Outbox> {
+    pub(crate) fn new(root: &Path, edition_id: &str) -> Result<Outbox> {
         let dir = root.join(edition_id);
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the outbox folder {}", dir.display()))?;
         Ok(Outbox { dir })
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Writes the message whole or not at all.
-    pub fn deliver(&self, to: &EmailAddress, bytes: &[u8]) -> Result<PathBuf> {
+    pub(crate) fn deliver(&self, to: &EmailAddress, bytes: &[u8]) -> Result<PathBuf> {
         crate::atomic_file::write(&self.dir.join(format!("{}.eml", file_name_for(to))), bytes)
     }
 }
 
 /// An address as a file name: anything but letters, digits and `@._+-` becomes `_`.
-pub fn file_name_for(to: &EmailAddress) -> String {
+pub(crate) fn file_name_for(to: &EmailAddress) -> String {
     to.as_str()
         .chars()
         .map(|c| {

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use crate::deliver::Counters;
 
-pub struct Progress {
+pub(crate) struct Progress {
     stop: Option<mpsc::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Progress {
-    pub fn start(total: usize, counters: Arc<Counters>, quiet: bool) -> Progress {
+    pub(crate) fn start(total: usize, counters: Arc<Counters>, quiet: bool) -> Progress {
         let terminal = std::io::stderr().is_terminal();
         if quiet || total == 0 {
             return Progress {
@@ -52,7 +52,7 @@ impl Progress {
         }
     }
 
-    pub fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         self.stop.take();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
@@ -60,6 +60,8 @@ impl Progress {
     }
 }
 
+// A rate for people to read: precision past 2^52 messages does not matter.
+#[allow(clippy::cast_precision_loss)]
 fn describe(total: usize, c: &Counters, elapsed: Duration) -> String {
     let sent = c.sent.load(Ordering::Relaxed);
     let done = sent + c.failed.load(Ordering::Relaxed) + c.in_doubt.load(Ordering::Relaxed);

@@ -21,10 +21,10 @@ use super::tls::{self, ImplicitTls};
 use crate::config::secret::Secret;
 use crate::config::{Security, Smtp};
 use crate::mail::reply;
-pub use crate::mail::reply::{Stage, Verdict};
+pub(crate) use crate::mail::reply::{Stage, Verdict};
 
 /// Everything needed to open an authenticated connection, resolved once per run.
-pub struct Connector {
+pub(crate) struct Connector {
     cfg: Smtp,
     password: Option<Secret>,
     hello: ClientId,
@@ -34,7 +34,7 @@ pub struct Connector {
 /// A failure that makes every further attempt pointless (bad credentials, TLS refused):
 /// the run stops at once instead of hammering the relay.
 #[derive(Debug)]
-pub struct Fatal(pub String);
+pub(crate) struct Fatal(pub String);
 
 impl std::fmt::Display for Fatal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,7 +45,7 @@ impl std::fmt::Display for Fatal {
 impl std::error::Error for Fatal {}
 
 impl Connector {
-    pub fn new(cfg: &Smtp, hello_domain: &str) -> Result<Connector> {
+    pub(crate) fn new(cfg: &Smtp, hello_domain: &str) -> Result<Connector> {
         let password = cfg
             .password
             .as_ref()
@@ -72,13 +72,13 @@ impl Connector {
         })
     }
 
-    pub fn server(&self) -> String {
+    pub(crate) fn server(&self) -> String {
         format!("{}:{}", self.cfg.host, self.cfg.port)
     }
 
     /// Opens, secures and authenticates one connection. `Err(Fatal)` inside the anyhow
     /// error marks failures that retrying cannot fix.
-    pub async fn connect(&self) -> Result<Session> {
+    pub(crate) async fn connect(&self) -> Result<Session> {
         let cfg = &self.cfg;
         let server = self.server();
         let tcp = timeout(
@@ -226,7 +226,7 @@ impl Offered {
 
 /// Why a message did not go through, and what that says about it and the connection.
 #[derive(Debug, Clone)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The server's reply code, when there was a reply.
     pub code: Option<u16>,
     pub reply: String,
@@ -250,7 +250,7 @@ impl Refusal {
 
     /// What this refusal means for the recipient and the run. No reply at all (a timeout,
     /// a lost connection) before the content is the relay's trouble, not the recipient's.
-    pub fn verdict(&self) -> Verdict {
+    pub(crate) fn verdict(&self) -> Verdict {
         match self.code {
             Some(code) => reply::classify(self.stage, code, &self.reply),
             None => Verdict::Throttled,
@@ -258,7 +258,7 @@ impl Refusal {
     }
 
     /// The server will not say whether it accepted the message.
-    pub fn outcome_unknown(&self) -> bool {
+    pub(crate) fn outcome_unknown(&self) -> bool {
         self.stage == Stage::Content && self.code.is_none()
     }
 }
@@ -272,7 +272,7 @@ impl std::fmt::Display for Refusal {
 /// One open SMTP session. A message goes in two steps, so the caller can record
 /// "attempting" durably before any content leaves: `begin` (MAIL, RCPT, DATA up to the
 /// 354), then `content`.
-pub struct Session {
+pub(crate) struct Session {
     conn: AsyncSmtpConnection,
     limit: Duration,
     eight_bit: bool,
@@ -340,7 +340,7 @@ impl Session {
         }
     }
 
-    pub fn pipelining(&self) -> bool {
+    pub(crate) fn pipelining(&self) -> bool {
         self.pipelining
     }
 
@@ -410,7 +410,11 @@ impl Session {
 
     /// MAIL FROM and RCPT TO, one round trip each; for servers without PIPELINING. On a
     /// refusal the transaction is reset when the connection allows it.
-    pub async fn envelope(&mut self, envelope: &Envelope, bytes: &[u8]) -> Result<(), Refusal> {
+    pub(crate) async fn envelope(
+        &mut self,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> Result<(), Refusal> {
         let commands = self.envelope_commands(envelope, bytes)?;
         for (stage, command) in commands {
             if let Err(refusal) = self.command(stage, &command).await {
@@ -424,7 +428,7 @@ impl Session {
     }
 
     /// The DATA command, up to the server's 354, after `envelope`.
-    pub async fn start_data(&mut self) -> Result<(), Refusal> {
+    pub(crate) async fn start_data(&mut self) -> Result<(), Refusal> {
         if let Err(refusal) = self.command(Stage::Data, &Data.to_string()).await {
             if !refusal.connection_lost {
                 self.reset().await;
@@ -437,7 +441,7 @@ impl Session {
     /// MAIL, RCPT and DATA in one write, then their replies (RFC 2920): one round trip
     /// instead of three. Every reply is read, so a refused command leaves the connection
     /// in step; the first refusal is the one reported.
-    pub async fn begin_pipelined(
+    pub(crate) async fn begin_pipelined(
         &mut self,
         envelope: &Envelope,
         bytes: &[u8],
@@ -483,7 +487,7 @@ impl Session {
 
     /// The content and its final dot, after `begin`; `Ok` carries the server's acceptance
     /// reply.
-    pub async fn content(&mut self, bytes: &[u8]) -> Result<String, Refusal> {
+    pub(crate) async fn content(&mut self, bytes: &[u8]) -> Result<String, Refusal> {
         let limit = self.limit;
         let result = match std::str::from_utf8(bytes) {
             // The whole stuffed message and its final dot in one write: lettre's own
@@ -503,7 +507,7 @@ impl Session {
     }
 
     /// RSET after a refused transaction, so the next message starts clean.
-    pub async fn reset(&mut self) {
+    pub(crate) async fn reset(&mut self) {
         let _ = timeout(
             self.limit,
             self.conn.command(lettre::transport::smtp::commands::Rset),
@@ -511,11 +515,11 @@ impl Session {
         .await;
     }
 
-    pub async fn quit(mut self) {
+    pub(crate) async fn quit(mut self) {
         let _ = timeout(self.limit, self.conn.quit()).await;
     }
 
-    pub async fn abort(mut self) {
+    pub(crate) async fn abort(mut self) {
         let _ = timeout(self.limit, self.conn.abort()).await;
     }
 }

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 /// Certificates from a PEM file, for relays signed by a private CA.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .with_context(|| format!("cannot read the CA file {}", path.display()))?
         .collect::<Result<_, _>>()
@@ -29,7 +29,9 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-pub fn client_config(extra_roots: &[CertificateDer<'static>]) -> Result<Arc<rustls::ClientConfig>> {
+pub(crate) fn client_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in extra_roots {
@@ -48,7 +50,7 @@ pub fn client_config(extra_roots: &[CertificateDer<'static>]) -> Result<Arc<rust
 
 /// A TLS stream opened by us, handed to lettre as its transport.
 #[derive(Debug)]
-pub struct ImplicitTls(pub TlsStream<TcpStream>);
+pub(crate) struct ImplicitTls(pub TlsStream<TcpStream>);
 
 impl AsyncRead for ImplicitTls {
     fn poll_read(

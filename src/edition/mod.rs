@@ -1,7 +1,7 @@
 //! Which articles make an edition, in which order, and the edition's id: all deterministic,
 //! so the same inputs give the same edition on any machine.
 
-pub mod selection;
+pub(crate) mod selection;
 
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};

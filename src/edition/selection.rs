@@ -2,6 +2,7 @@
 //! in a fixed order, so the explanation names the first rule that decided.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 
 use chrono::NaiveDate;
 
@@ -19,7 +20,7 @@ pub struct SourceHistory {
 
 /// The rules for one edition, resolved from the config, the command line and the journal.
 #[derive(Debug, Clone)]
-pub struct Rules {
+pub(crate) struct Rules {
     today: NaiveDate,
     history: SourceHistory,
     /// `--since`: one window start for every article.
@@ -30,7 +31,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn new(
+    pub(crate) fn new(
         selection: &Selection,
         today: NaiveDate,
         history: SourceHistory,
@@ -99,7 +100,7 @@ pub struct Explained {
 
 /// Applies the rules; returns the chosen articles and an explanation for every candidate,
 /// in the order the candidates came (Markdown folder first, then the sources in order).
-pub fn select(
+pub(crate) fn select(
     all: Vec<Article>,
     already_sent: &HashSet<String>,
     rules: &Rules,
@@ -220,17 +221,18 @@ fn normalize_link(link: &str) -> String {
 }
 
 /// The explanation as lines for a terminal or a log.
-pub fn render(explained: &[Explained]) -> String {
+pub(crate) fn render(explained: &[Explained]) -> String {
     let mut out = String::new();
     for e in explained {
         let (word, why) = match &e.verdict {
             Verdict::In(w) => ("in ", w),
             Verdict::Out(w) => ("out", w),
         };
-        out.push_str(&format!(
-            "{word}  {}  {:<16} {:?}: {why}\n",
+        let _ = writeln!(
+            out,
+            "{word}  {}  {:<16} {:?}: {why}",
             e.date, e.source, e.title
-        ));
+        );
     }
     out
 }
@@ -250,7 +252,7 @@ mod tests {
             summary: "s".into(),
             selected: true,
             author: None,
-            tags: tags.iter().map(|t| t.to_string()).collect(),
+            tags: tags.iter().map(std::string::ToString::to_string).collect(),
             image: None,
             body_markdown: String::new(),
             body_html: String::new(),

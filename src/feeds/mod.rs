@@ -1,5 +1,5 @@
 //! Feed sources: RSS 2.0, Atom and JSON Feed, by URL or file. A fetch has connect and read
-//! timeouts and a size limit, and asks only for what changed (ETag, Last-Modified, kept in
+//! timeouts and a size limit, and asks only for what changed (`ETag`, Last-Modified, kept in
 //! the state database). Items become articles whose HTML is sanitized before any template
 //! sees it. A source that fails is reported; the others still build the edition.
 
@@ -26,7 +26,7 @@ pub struct Report {
 }
 
 /// The conditional-GET memory: validators and the body they stand for, per URL.
-pub struct Cache {
+pub(crate) struct Cache {
     conn: Connection,
 }
 
@@ -38,7 +38,7 @@ struct Cached {
 
 impl Cache {
     /// Opens the cache table in the state database, creating both if needed.
-    pub fn open(state: &Path) -> Result<Cache> {
+    pub(crate) fn open(state: &Path) -> Result<Cache> {
         // The table is part of the state schema (see `state::journal`).
         let conn = crate::state::journal::Journal::open(state)?.into_connection();
         Ok(Cache { conn })
@@ -78,7 +78,7 @@ impl Cache {
 /// time, not the sum); returns the articles of those that worked and a report for each.
 /// The cache is read before and written after, on this thread: the fetches touch no
 /// database.
-pub fn load_all(
+pub(crate) fn load_all(
     sources: &[Source],
     cache: Option<&Cache>,
     today: NaiveDate,
@@ -398,10 +398,10 @@ fn image_of(entry: &feed_rs::model::Entry, title: &str) -> Option<Image> {
 /// A JSON Feed item's `image` (or `banner_image`) by item id: feed-rs does not keep them.
 fn json_feed_images(bytes: &[u8]) -> std::collections::HashMap<String, String> {
     let Ok(serde_json::Value::Object(feed)) = serde_json::from_slice(bytes) else {
-        return Default::default();
+        return std::collections::HashMap::default();
     };
     let Some(serde_json::Value::Array(items)) = feed.get("items") else {
-        return Default::default();
+        return std::collections::HashMap::default();
     };
     items
         .iter()
@@ -433,7 +433,7 @@ fn looks_like_image(url: &str) -> bool {
 
 /// Feed HTML made safe for a template: no scripts, styles, event handlers, forms or frames;
 /// links get `rel="noopener noreferrer"`.
-pub fn sanitize(html: &str) -> String {
+pub(crate) fn sanitize(html: &str) -> String {
     ammonia::Builder::default()
         .rm_tags(["img"])
         .clean(html)
@@ -541,7 +541,7 @@ mod tests {
         );
     }
 
-    /// Descriptions as WordPress, Ghost, Substack and Medium write them.
+    /// Descriptions as `WordPress`, Ghost, Substack and Medium write them.
     #[test]
     fn real_world_descriptions_become_clean_text() {
         let cases = [

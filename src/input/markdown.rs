@@ -55,16 +55,18 @@ pub fn to_html(markdown: &str) -> Result<Body, TooDeep> {
             .into_offset_iter()
             .filter_map(|(event, range)| match event {
                 Event::Html(raw) | Event::InlineHtml(raw) => Some(Event::Text(raw)),
-                Event::Start(Tag::Link {
-                    ref dest_url,
-                    link_type,
-                    ..
-                })
-                | Event::Start(Tag::Image {
-                    ref dest_url,
-                    link_type,
-                    ..
-                }) => {
+                Event::Start(
+                    Tag::Link {
+                        ref dest_url,
+                        link_type,
+                        ..
+                    }
+                    | Tag::Image {
+                        ref dest_url,
+                        link_type,
+                        ..
+                    },
+                ) => {
                     let keep = allowed(dest_url, link_type);
                     if !keep {
                         dropped.push((range.start, dest_url.to_string()));

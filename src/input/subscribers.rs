@@ -84,7 +84,7 @@ pub fn parse(source: &str, path: &Path) -> Result<SubscriberList, Problems> {
                 continue;
             }
         };
-        for (key, value) in doc.get_ref().iter() {
+        for (key, value) in doc.get_ref() {
             if key.get_ref() != "subscriber" {
                 problems.push(
                     Problem::new(
@@ -167,7 +167,7 @@ fn parse_entry(
     let mut since = None;
     let mut tags = Vec::new();
 
-    for (key, value) in table.iter() {
+    for (key, value) in table {
         let field = key.get_ref().as_ref();
         let span = value.span();
         match (field, value.get_ref()) {
@@ -285,29 +285,26 @@ fn merge_duplicates(
     let mut first_seen: HashMap<EmailAddress, (usize, usize)> =
         HashMap::with_capacity(entries.len());
     for (sub, offset) in entries {
-        match first_seen.get(&sub.email) {
-            Some(&(index, first_offset)) => {
-                let kept = &mut list.entries[index];
-                if sub.status == Status::Unsubscribed && kept.status == Status::Subscribed {
-                    kept.status = Status::Unsubscribed;
-                    kept.since = sub.since;
-                }
-                if kept.name.is_none() {
-                    kept.name = sub.name;
-                }
-                list.notes.push(format!(
-                    "{}:{}: `email`: {} already appears at line {}; merged into one entry ({})",
-                    path.display(),
-                    line_of(source, offset),
-                    sub.email,
-                    line_of(source, first_offset),
-                    kept.status,
-                ));
+        if let Some(&(index, first_offset)) = first_seen.get(&sub.email) {
+            let kept = &mut list.entries[index];
+            if sub.status == Status::Unsubscribed && kept.status == Status::Subscribed {
+                kept.status = Status::Unsubscribed;
+                kept.since = sub.since;
             }
-            None => {
-                first_seen.insert(sub.email.clone(), (list.entries.len(), offset));
-                list.entries.push(sub);
+            if kept.name.is_none() {
+                kept.name = sub.name;
             }
+            list.notes.push(format!(
+                "{}:{}: `email`: {} already appears at line {}; merged into one entry ({})",
+                path.display(),
+                line_of(source, offset),
+                sub.email,
+                line_of(source, first_offset),
+                kept.status,
+            ));
+        } else {
+            first_seen.insert(sub.email.clone(), (list.entries.len(), offset));
+            list.entries.push(sub);
         }
     }
     list

@@ -33,7 +33,7 @@ const RSA_GOOD_BITS: usize = 2048;
 
 /// The signing configuration, and warnings worth telling the operator (a short key, a
 /// signing domain that does not align with From).
-pub fn load(dkim: &Dkim, from_domain: &str) -> Result<(DkimConfig, Vec<String>)> {
+pub(crate) fn load(dkim: &Dkim, from_domain: &str) -> Result<(DkimConfig, Vec<String>)> {
     let path = &dkim.private_key_file;
     let pem = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the DKIM key {}", path.display()))?;

@@ -47,7 +47,10 @@ impl<'a> Mailer<'a> {
         };
         Mailer {
             from: n.from.mailbox(),
-            reply_to: n.reply_to.as_ref().map(|r| r.mailbox()),
+            reply_to: n
+                .reply_to
+                .as_ref()
+                .map(super::super::input::address::NamedAddress::mailbox),
             list_id,
             unsubscribe_mailto: config
                 .unsubscribe
@@ -80,7 +83,7 @@ impl<'a> Mailer<'a> {
             .message_id(&self.edition_id, &to.email, &self.domain);
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(mailto) = &self.unsubscribe_mailto {
-            list_unsubscribe.push_str(&format!(", <{mailto}>"));
+            list_unsubscribe = format!("{list_unsubscribe}, <{mailto}>");
         }
         let builder = Message::builder().from(self.from.clone()).to(recipient);
         let mut builder = match folded_subject(&encoded.subject) {

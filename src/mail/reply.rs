@@ -7,7 +7,7 @@
 
 /// The stage of a transaction a reply answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
+pub(crate) enum Stage {
     /// MAIL FROM: nothing was delivered.
     Mail,
     /// RCPT TO: nothing was delivered; the one stage whose reply can be about a mailbox.
@@ -21,7 +21,7 @@ pub enum Stage {
 
 /// What to do with the recipient whose transaction got the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The mailbox does not exist or is disabled (5.1.x, 5.2.1): fail the recipient and
     /// suppress the address for every later edition.
     BadMailbox,
@@ -42,7 +42,7 @@ pub enum Verdict {
 
 /// An enhanced status code (RFC 3463): class.subject.detail, e.g. 5.7.26.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status {
+pub(crate) struct Status {
     pub class: u16,
     pub subject: u16,
     pub detail: u16,
@@ -55,7 +55,7 @@ impl std::fmt::Display for Status {
 }
 
 /// The first enhanced status code in a reply's text, if it has one.
-pub fn enhanced_status(text: &str) -> Option<Status> {
+pub(crate) fn enhanced_status(text: &str) -> Option<Status> {
     text.split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
         .find_map(|word| {
             let mut parts = word.trim_end_matches([',', ';']).split('.');
@@ -100,7 +100,7 @@ fn mentions_sender(text: &str) -> bool {
 }
 
 /// The verdict on a negative reply `code` (400–599) with `text`, given at `stage`.
-pub fn classify(stage: Stage, code: u16, text: &str) -> Verdict {
+pub(crate) fn classify(stage: Stage, code: u16, text: &str) -> Verdict {
     let permanent = code >= 500;
     if code == 421 {
         return Verdict::Throttled;
@@ -131,16 +131,15 @@ fn by_status(s: Status, permanent: bool) -> Verdict {
             }
         }
         (1, _, true) | (2, 1, true) => Verdict::BadMailbox,
-        // A full mailbox (5.2.2 is "persistent transient" in RFC 3463 terms).
-        (2, 2, _) => Verdict::RecipientLater,
+        // A full mailbox (5.2.2 is "persistent transient" in RFC 3463 terms), and any
+        // temporary trouble with the mailbox, its system or its routing.
+        (2, 2, _) | (1 | 2 | 4, _, false) => Verdict::RecipientLater,
         // The message is too long for this mailbox: the content is the problem.
         (2, 3, true) => Verdict::SenderRefused,
         // Routing to this recipient's domain, a mailing-list expansion problem: about
-        // the recipient, not proof that the mailbox is gone.
-        (2 | 4, _, true) => Verdict::RecipientRefused,
-        // 5.6.7: a non-ASCII address to a relay that cannot carry it (RFC 6531).
-        (6, 7, true) => Verdict::RecipientRefused,
-        (1 | 2 | 4, _, false) => Verdict::RecipientLater,
+        // the recipient, not proof that the mailbox is gone; 5.6.7, a non-ASCII address
+        // to a relay that cannot carry it (RFC 6531).
+        (2 | 4, _, true) | (6, 7, true) => Verdict::RecipientRefused,
         // 3: the relay's own system; 5: protocol; 6: content; 7: security and policy.
         (_, _, true) => Verdict::SenderRefused,
         (_, _, false) => Verdict::Throttled,

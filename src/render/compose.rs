@@ -110,7 +110,7 @@ pub struct Encoded {
 }
 
 /// Quoted-printable of `text` with its line ends made CRLF (RFC 2045).
-pub fn quoted_printable(text: &str) -> Vec<u8> {
+pub(crate) fn quoted_printable(text: &str) -> Vec<u8> {
     let crlf = if text.contains('\n') {
         let mut s = String::with_capacity(text.len() + text.len() / 32);
         for (i, line) in text.split('\n').enumerate() {
@@ -381,7 +381,10 @@ impl<'a> Composer<'a> {
 
     /// The recipient's message parts, encoded for MIME. The same content as `render`.
     pub fn encode(&self, subscriber: &Subscriber) -> Result<Encoded, Problem> {
-        let name = subscriber.name.as_ref().map(|n| n.as_str());
+        let name = subscriber
+            .name
+            .as_ref()
+            .map(super::super::input::address::DisplayName::as_str);
         let Some(p) = &self.prepared[usize::from(name.is_some())] else {
             let r = self.render(subscriber)?;
             return Ok(Encoded {
@@ -419,7 +422,10 @@ impl<'a> Composer<'a> {
 
     /// The values a recipient's message differs by.
     fn values<'s>(&'s self, subscriber: &'s Subscriber) -> Values<'s> {
-        let name = subscriber.name.as_ref().map(|n| n.as_str());
+        let name = subscriber
+            .name
+            .as_ref()
+            .map(super::super::input::address::DisplayName::as_str);
         Values {
             email: subscriber.email.as_str(),
             name,
@@ -432,19 +438,16 @@ impl<'a> Composer<'a> {
         let values = self.values(subscriber);
         let (name, greeting, unsubscribe) =
             (values.name, values.greeting, values.unsubscribe.as_str());
-        let rendered = match &self.prepared[usize::from(name.is_some())] {
-            Some(p) => {
-                let raw = |f: Field| values.get(f).to_string();
-                Rendered {
-                    subject: assemble(&p.subject, raw, 128),
-                    html: assemble(&p.html, |f| templates::escape_html(&raw(f)), 48 * 1024),
-                    text: assemble(&p.text, raw, 24 * 1024),
-                }
+        let rendered = if let Some(p) = &self.prepared[usize::from(name.is_some())] {
+            let raw = |f: Field| values.get(f).to_string();
+            Rendered {
+                subject: assemble(&p.subject, raw, 128),
+                html: assemble(&p.html, |f| templates::escape_html(&raw(f)), 48 * 1024),
+                text: assemble(&p.text, raw, 24 * 1024),
             }
-            None => {
-                let ctx = self.context(subscriber.email.as_str(), name, greeting, unsubscribe);
-                self.render_context(&ctx)?
-            }
+        } else {
+            let ctx = self.context(subscriber.email.as_str(), name, greeting, unsubscribe);
+            self.render_context(&ctx)?
         };
         Ok(Rendered {
             subject: checked_subject(&rendered.subject)?,

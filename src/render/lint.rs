@@ -5,17 +5,17 @@
 use crate::render::compose::Rendered;
 
 /// Gmail clips the HTML part beyond this many bytes.
-pub const HTML_CLIP: usize = 102 * 1024;
+pub(crate) const HTML_CLIP: usize = 102 * 1024;
 /// Past this, warn: the next edition may well be clipped.
-pub const HTML_WARN: usize = 90 * 1024;
+pub(crate) const HTML_WARN: usize = 90 * 1024;
 
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Findings {
+pub(crate) struct Findings {
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
 }
 
-pub fn lint(rendered: &Rendered, unsubscribe_url: &str) -> Findings {
+pub(crate) fn lint(rendered: &Rendered, unsubscribe_url: &str) -> Findings {
     let mut f = Findings::default();
     let size = rendered.html.len();
     if size > HTML_CLIP {

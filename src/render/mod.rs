@@ -2,7 +2,7 @@
 //! project overrides, checked for endless recursion), composition per recipient, and the
 //! checks inbox providers care about.
 
-pub mod compose;
-pub mod lint;
-pub mod template_cycles;
-pub mod templates;
+pub(crate) mod compose;
+pub(crate) mod lint;
+pub(crate) mod template_cycles;
+pub(crate) mod templates;

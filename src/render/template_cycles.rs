@@ -29,7 +29,7 @@ impl Node {
 
 /// A cycle found: the template it starts in, the line of its first step, and a message.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Cycle {
+pub(crate) struct Cycle {
     pub template: String,
     pub line: usize,
     pub message: String,
@@ -147,7 +147,7 @@ fn edges(name: &str, text: &str) -> BTreeMap<Node, Vec<Edge>> {
 }
 
 /// Every cycle among `templates` (name → text), each reported once, at its first step.
-pub fn find(templates: &BTreeMap<String, String>) -> Vec<Cycle> {
+pub(crate) fn find(templates: &BTreeMap<String, String>) -> Vec<Cycle> {
     let mut graph: BTreeMap<Node, Vec<Edge>> = BTreeMap::new();
     for (name, text) in templates {
         for (node, out) in edges(name, text) {

@@ -9,11 +9,11 @@ use tera::{Context, Tera};
 
 use crate::problems::{Problem, Problems};
 
-pub const HTML: &str = "digest.html";
-pub const TEXT: &str = "digest.txt";
-pub const SUBJECT: &str = "subject.txt";
+pub(crate) const HTML: &str = "digest.html";
+pub(crate) const TEXT: &str = "digest.txt";
+pub(crate) const SUBJECT: &str = "subject.txt";
 
-pub const EMBEDDED: [(&str, &str); 3] = [
+pub(crate) const EMBEDDED: [(&str, &str); 3] = [
     (HTML, include_str!("../../templates/digest.html")),
     (TEXT, include_str!("../../templates/digest.txt")),
     (SUBJECT, include_str!("../../templates/subject.txt")),
@@ -149,7 +149,7 @@ fn read_overrides(
 
 /// HTML escaping for text and attribute values. Unlike Tera's default it leaves `/` alone,
 /// so links stay readable (and recognisable to spam filters) in the HTML source.
-pub fn escape_html(input: &str) -> String {
+pub(crate) fn escape_html(input: &str) -> String {
     let mut out = String::with_capacity(input.len() + input.len() / 8);
     for c in input.chars() {
         match c {
@@ -166,7 +166,7 @@ pub fn escape_html(input: &str) -> String {
 
 /// Tera's `Display` shows only the outermost error (Keats/tera#575); the cause, such as the
 /// parser's line and column, is in the `source()` chain.
-pub fn chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {

@@ -1,4 +1,4 @@
-//! The state database (SQLite, WAL, `synchronous=FULL`): frozen editions and the delivery
+//! The state database (`SQLite`, WAL, `synchronous=FULL`): frozen editions and the delivery
 //! journal, one row per (edition, recipient), plus the suppression list and the daily count.
 //!
 //! The promise it carries: a recipient is durably `attempting` before its DATA and durably
@@ -19,7 +19,7 @@ use crate::edition::Edition;
 use crate::input::articles::Article;
 
 /// The schema version this binary reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: usize = 1;
+pub(crate) const SCHEMA_VERSION: usize = 1;
 
 /// Forward migrations: `MIGRATIONS[n]` brings a database from version n to n + 1, in one
 /// transaction. Version 0 is every database made before the schema had a version: the
@@ -194,7 +194,7 @@ pub struct Row {
 
 /// A change to one recipient's row. Applied in order by the journal writer.
 #[derive(Debug, Clone)]
-pub enum Change {
+pub(crate) enum Change {
     Attempting {
         message_id: String,
     },
@@ -226,7 +226,7 @@ pub struct Journal {
     conn: Connection,
 }
 
-pub fn unix(t: SystemTime) -> i64 {
+pub(crate) fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
@@ -692,7 +692,11 @@ fn insert_pending(
 }
 
 /// Adds `sent` messages to today's count (UTC), for the daily quota: once per batch.
-pub fn count_sent(tx: &Transaction<'_>, sent: usize, now: SystemTime) -> rusqlite::Result<()> {
+pub(crate) fn count_sent(
+    tx: &Transaction<'_>,
+    sent: usize,
+    now: SystemTime,
+) -> rusqlite::Result<()> {
     if sent == 0 {
         return Ok(());
     }
@@ -742,7 +746,7 @@ const TO_IN_DOUBT: &str = "
 /// connection and cached: this runs for every message). Returns whether it applied; an
 /// `Attempting` that does not apply (unsubscribed meanwhile, or not waiting) means the
 /// message must not be sent.
-pub fn apply(
+pub(crate) fn apply(
     tx: &Transaction<'_>,
     edition_id: &str,
     email: &str,

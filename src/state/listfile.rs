@@ -1,4 +1,4 @@
-//! Edits `subscribers.toml` in place: statuses changed and entries added with toml_edit, so
+//! Edits `subscribers.toml` in place: statuses changed and entries added with `toml_edit`, so
 //! every comment, the order and the formatting stay as the operator wrote them; written
 //! atomically (temporary file, fsync, rename, fsync of the folder).
 
@@ -15,7 +15,7 @@ use crate::state::journal::{Journal, ListChange};
 use crate::state::lock::RunLock;
 
 /// Applies `changes` to the text of a subscriber file; returns the new text.
-pub fn edit(text: &str, changes: &[ListChange], today: NaiveDate) -> Result<String> {
+pub(crate) fn edit(text: &str, changes: &[ListChange], today: NaiveDate) -> Result<String> {
     let mut doc: DocumentMut = text
         .parse()
         .context("the subscriber list is not valid TOML")?;
@@ -37,24 +37,21 @@ pub fn edit(text: &str, changes: &[ListChange], today: NaiveDate) -> Result<Stri
                 .and_then(|e| EmailAddress::parse(e).ok())
                 .is_some_and(|e| e.as_str() == change.email)
         });
-        match found {
-            Some(entry) => {
-                set_keeping_decor(entry, "status", status.into());
-                set_keeping_decor(entry, "since", date(today));
-                if let Some(name) = &change.name {
-                    set_keeping_decor(entry, "name", name.as_str().into());
-                }
+        if let Some(entry) = found {
+            set_keeping_decor(entry, "status", status.into());
+            set_keeping_decor(entry, "since", date(today));
+            if let Some(name) = &change.name {
+                set_keeping_decor(entry, "name", name.as_str().into());
             }
-            None => {
-                let mut entry = Table::new();
-                entry.insert("email", value(change.email.as_str()));
-                if let Some(name) = &change.name {
-                    entry.insert("name", value(name.as_str()));
-                }
-                entry.insert("status", value(status));
-                entry.insert("since", Item::Value(date(today)));
-                list.push(entry);
+        } else {
+            let mut entry = Table::new();
+            entry.insert("email", value(change.email.as_str()));
+            if let Some(name) = &change.name {
+                entry.insert("name", value(name.as_str()));
             }
+            entry.insert("status", value(status));
+            entry.insert("since", Item::Value(date(today)));
+            list.push(entry);
         }
     }
     Ok(doc.to_string())
@@ -88,7 +85,11 @@ fn date(d: NaiveDate) -> Value {
 
 /// Writes every recorded but unwritten list change into the subscriber file. The caller
 /// holds the run lock. Returns how many changes were written.
-pub fn apply_pending(config: &Config, journal: &mut Journal, clock: &Clock) -> Result<usize> {
+pub(crate) fn apply_pending(
+    config: &Config,
+    journal: &mut Journal,
+    clock: &Clock,
+) -> Result<usize> {
     let today = clock.today();
     let changes = journal.pending_list_changes()?;
     if changes.is_empty() {
@@ -110,7 +111,7 @@ pub fn apply_pending(config: &Config, journal: &mut Journal, clock: &Clock) -> R
 
 /// Applies pending changes if the run lock is free; `Ok(None)` when another run holds it
 /// (that run writes them when it ends).
-pub fn apply_pending_if_free(
+pub(crate) fn apply_pending_if_free(
     config: &Config,
     journal: &mut Journal,
     what: &str,

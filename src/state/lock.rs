@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-pub struct RunLock {
+pub(crate) struct RunLock {
     _file: File,
 }
 
 /// Another live process holds the lock.
 #[derive(Debug)]
-pub struct Locked {
+pub(crate) struct Locked {
     pub path: PathBuf,
     pub holder: String,
 }
@@ -32,10 +32,10 @@ impl std::fmt::Display for Locked {
 
 impl std::error::Error for Locked {}
 
-pub fn lock_path(state: &Path) -> PathBuf {
+pub(crate) fn lock_path(state: &Path) -> PathBuf {
     let mut name = state
         .file_name()
-        .map(|n| n.to_os_string())
+        .map(std::ffi::OsStr::to_os_string)
         .unwrap_or_default();
     name.push(".lock");
     state.with_file_name(name)
@@ -43,7 +43,7 @@ pub fn lock_path(state: &Path) -> PathBuf {
 
 impl RunLock {
     /// Takes the lock or fails at once with `Locked`, naming the holder.
-    pub fn acquire(state: &Path, what: &str) -> Result<RunLock> {
+    pub(crate) fn acquire(state: &Path, what: &str) -> Result<RunLock> {
         let path = lock_path(state);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)

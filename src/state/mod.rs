@@ -1,8 +1,8 @@
 //! The state database and the files it keeps in step: editions and the delivery journal,
 //! its single writer thread, suppressions, the run lock, and the subscriber list edits.
 
-pub mod journal;
-pub mod listfile;
-pub mod lock;
-pub mod suppressions;
-pub mod writer;
+pub(crate) mod journal;
+pub(crate) mod listfile;
+pub(crate) mod lock;
+pub(crate) mod suppressions;
+pub(crate) mod writer;

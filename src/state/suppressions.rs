@@ -13,7 +13,7 @@ use crate::state::journal::{Journal, unix};
 
 /// One suppressed address.
 #[derive(Debug, Clone, Serialize)]
-pub struct Suppression {
+pub(crate) struct Suppression {
     pub email: String,
     pub reason: String,
     /// When it was suppressed (seconds since 1970, UTC).
@@ -22,7 +22,7 @@ pub struct Suppression {
 
 impl Suppression {
     /// The day it was suppressed, e.g. 2026-11-27.
-    pub fn day(&self) -> String {
+    pub(crate) fn day(&self) -> String {
         chrono::DateTime::from_timestamp(self.at, 0)
             .map(|t| t.date_naive().to_string())
             .unwrap_or_default()
@@ -31,7 +31,7 @@ impl Suppression {
 
 /// What `lift_sender_side` gave back.
 #[derive(Debug, Default, Serialize)]
-pub struct Restored {
+pub(crate) struct Restored {
     /// Suppressions removed.
     pub suppressions: Vec<Suppression>,
     /// (edition, address, reply) of failed deliveries made pending again.
@@ -40,7 +40,7 @@ pub struct Restored {
     pub editions: Vec<String>,
 }
 
-pub fn list(journal: &mut Journal) -> Result<Vec<Suppression>> {
+pub(crate) fn list(journal: &mut Journal) -> Result<Vec<Suppression>> {
     let conn = journal.connection();
     let mut stmt = conn.prepare("SELECT email, reason, at FROM suppression ORDER BY at, email")?;
     let rows = stmt.query_map([], |r| {
@@ -53,7 +53,7 @@ pub fn list(journal: &mut Journal) -> Result<Vec<Suppression>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn find(journal: &mut Journal, email: &str) -> Result<Option<Suppression>> {
+pub(crate) fn find(journal: &mut Journal, email: &str) -> Result<Option<Suppression>> {
     Ok(journal
         .connection()
         .query_row(
@@ -71,7 +71,7 @@ pub fn find(journal: &mut Journal, email: &str) -> Result<Option<Suppression>> {
 }
 
 /// Lifts the suppression of each address; returns those that were suppressed.
-pub fn lift(journal: &mut Journal, emails: &[String]) -> Result<Vec<String>> {
+pub(crate) fn lift(journal: &mut Journal, emails: &[String]) -> Result<Vec<String>> {
     let tx = journal.connection().transaction()?;
     let mut lifted = Vec::new();
     for email in emails {
@@ -83,7 +83,7 @@ pub fn lift(journal: &mut Journal, emails: &[String]) -> Result<Vec<String>> {
     Ok(lifted)
 }
 
-pub fn lift_all(journal: &mut Journal) -> Result<Vec<String>> {
+pub(crate) fn lift_all(journal: &mut Journal) -> Result<Vec<String>> {
     let all: Vec<String> = list(journal)?.into_iter().map(|s| s.email).collect();
     lift(journal, &all)
 }
@@ -118,7 +118,7 @@ fn about_the_sender(code: Option<u16>, reply: &str) -> bool {
 /// 5.3.x system, rate limits, refusals of MAIL FROM, DATA or the content): their
 /// suppressions are lifted, their failed deliveries become pending again (attempts reset)
 /// and their editions are reopened, so the next send delivers them.
-pub fn lift_sender_side(journal: &mut Journal, now: SystemTime) -> Result<Restored> {
+pub(crate) fn lift_sender_side(journal: &mut Journal, now: SystemTime) -> Result<Restored> {
     let mut restored = Restored::default();
     let tx = journal.connection().transaction()?;
     {

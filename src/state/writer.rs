@@ -20,25 +20,25 @@ struct Request {
     done: Option<oneshot::Sender<Result<bool, String>>>,
 }
 
-pub struct Writer {
+pub(crate) struct Writer {
     tx: mpsc::Sender<Request>,
     handle: JoinHandle<(Journal, Option<String>)>,
 }
 
 /// A cheap handle for workers. A disabled recorder (for test copies) records nothing.
 #[derive(Clone)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     tx: Option<mpsc::Sender<Request>>,
 }
 
 impl Writer {
-    pub fn start(journal: Journal, edition_id: String, clock: Clock) -> Writer {
+    pub(crate) fn start(journal: Journal, edition_id: String, clock: Clock) -> Writer {
         let (tx, rx) = mpsc::channel::<Request>();
         let handle = std::thread::spawn(move || run(journal, &edition_id, &rx, clock));
         Writer { tx, handle }
     }
 
-    pub fn recorder(&self) -> Recorder {
+    pub(crate) fn recorder(&self) -> Recorder {
         Recorder {
             tx: Some(self.tx.clone()),
         }
@@ -46,7 +46,7 @@ impl Writer {
 
     /// Waits until every change sent so far is committed; returns the journal and the first
     /// write error, if any.
-    pub fn finish(self) -> (Option<Journal>, Option<String>) {
+    pub(crate) fn finish(self) -> (Option<Journal>, Option<String>) {
         drop(self.tx);
         match self.handle.join() {
             Ok((journal, error)) => (Some(journal), error),
@@ -56,13 +56,13 @@ impl Writer {
 }
 
 impl Recorder {
-    pub fn disabled() -> Recorder {
+    pub(crate) fn disabled() -> Recorder {
         Recorder { tx: None }
     }
 
     /// Records a change and returns once it is on disk; `false` when an `Attempting` was
     /// refused because the address unsubscribed meanwhile.
-    pub async fn commit(&self, email: &str, change: Change) -> Result<bool> {
+    pub(crate) async fn commit(&self, email: &str, change: Change) -> Result<bool> {
         let Some(tx) = &self.tx else {
             return Ok(true);
         };
@@ -82,7 +82,7 @@ impl Recorder {
 
     /// Records a change without waiting. Changes are applied in the order they are sent,
     /// so a later `commit` from the same worker also makes this one durable.
-    pub fn record(&self, email: &str, change: Change) {
+    pub(crate) fn record(&self, email: &str, change: Change) {
         let Some(tx) = &self.tx else {
             return;
         };

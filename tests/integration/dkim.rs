@@ -4,14 +4,14 @@ use std::process::Command;
 
 use crate::harness::{Project, python_with};
 
-const VERIFY: &str = r#"
+const VERIFY: &str = r"
 import sys, dkim
 message = open(sys.argv[1], 'rb').read()
 record = open(sys.argv[2], 'rb').read().strip()
 ok = dkim.verify(message, dnsfunc=lambda name, timeout=5: record)
 print('verified' if ok else 'FAILED')
 sys.exit(0 if ok else 1)
-"#;
+";
 
 fn openssl(args: &[&str], dir: &std::path::Path) -> Vec<u8> {
     let out = Command::new("openssl")

@@ -145,10 +145,10 @@ fn sources(server: &FeedServer) -> String {
         ("slow", "slow.xml", "timeout_seconds = 0.5\n"),
         ("big", "big.xml", "max_bytes = 100000\n"),
     ] {
-        out.push_str(&format!(
-            "\n[[sources]]\nname = \"{name}\"\nurl = \"{}\"\n{extra}",
+        out = format!(
+            "{out}\n[[sources]]\nname = \"{name}\"\nurl = \"{}\"\n{extra}",
             server.url(path)
-        ));
+        );
     }
     out
 }

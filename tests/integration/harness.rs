@@ -13,9 +13,9 @@ use mailin_embedded::response::{self, Response};
 use mailin_embedded::{AuthMechanism, Handler, Server, SslConfig};
 
 /// 2026-11-27 09:00:00 UTC: every run in the tests sees this clock.
-pub const PINNED_EPOCH: &str = "1795770000";
+pub(crate) const PINNED_EPOCH: &str = "1795770000";
 
-pub const CONFIG: &str = r#"[newsletter]
+pub(crate) const CONFIG: &str = r#"[newsletter]
 name = "Harbour Weekly"
 from = "Harbour Weekly <weekly@harbour.example>"
 reply_to = "desk@harbour.example"
@@ -31,7 +31,7 @@ secret_file = "key"
 kind = "outbox"
 "#;
 
-pub const SUBSCRIBERS: &str = r#"# test list
+pub(crate) const SUBSCRIBERS: &str = r#"# test list
 [[subscriber]]
 email = "ada@example.org"
 name = "Ada"
@@ -52,19 +52,19 @@ name = "Gone"
 status = "unsubscribed"
 "#;
 
-pub fn article(title: &str, date: &str, selected: bool) -> String {
+pub(crate) fn article(title: &str, date: &str, selected: bool) -> String {
     format!(
         "+++\ntitle = {title:?}\ndate = {date}\nlink = \"https://harbour.example/n/{date}\"\nsummary = \"A short summary.\"\nselected = {selected}\n\n[image]\nurl = \"https://harbour.example/p.jpg\"\nalt = \"A photo\"\ncaption = \"The caption.\"\ncredit = \"A. Photographer\"\n+++\nThe body, with *emphasis*.\n"
     )
 }
 
 /// A project folder with a config, a subscriber list, a key and two selected articles.
-pub struct Project {
+pub(crate) struct Project {
     pub dir: tempfile::TempDir,
 }
 
 impl Project {
-    pub fn new() -> Project {
+    pub(crate) fn new() -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         let p = Project { dir };
         p.write("newsletter.toml", CONFIG);
@@ -81,37 +81,37 @@ impl Project {
         p
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    pub fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         let path = self.path(rel);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(path, text).expect("write fixture");
     }
 
-    pub fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).expect("read file")
     }
 
     /// Switches the config to SMTP with the given `[smtp]` body.
-    pub fn use_smtp(&self, smtp: &str) {
+    pub(crate) fn use_smtp(&self, smtp: &str) {
         let config = CONFIG.replace("kind = \"outbox\"", "kind = \"smtp\"") + "\n[smtp]\n" + smtp;
         self.write("newsletter.toml", &config);
     }
 
     /// Runs the binary in the project folder with the pinned clock.
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.run_with_env(args, &[])
     }
 
-    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub(crate) fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         Run(self.command(args, env).output().expect("run newsletter"))
     }
 
     /// The binary as a command, ready to run in the project folder.
-    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+    pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_newsletter"));
         cmd.current_dir(self.dir.path())
             .args(args)
@@ -124,7 +124,7 @@ impl Project {
     }
 
     /// Starts the binary without waiting for it.
-    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+    pub(crate) fn spawn(&self, args: &[&str]) -> std::process::Child {
         self.command(args, &[])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -133,7 +133,7 @@ impl Project {
     }
 
     /// A subscriber list of `n` subscribed addresses, reader1@example.org … readerN@.
-    pub fn subscribers(&self, n: usize) -> Vec<String> {
+    pub(crate) fn subscribers(&self, n: usize) -> Vec<String> {
         let emails: Vec<String> = (1..=n).map(|i| format!("reader{i}@example.org")).collect();
         let text: String = emails
             .iter()
@@ -144,7 +144,7 @@ impl Project {
     }
 
     /// One row of the state database per result of `sql`, its columns joined by `|`.
-    pub fn query(&self, sql: &str) -> Vec<String> {
+    pub(crate) fn query(&self, sql: &str) -> Vec<String> {
         let conn = rusqlite::Connection::open(self.path("newsletter.db")).expect("open state");
         let mut stmt = conn.prepare(sql).expect("prepare");
         let columns = stmt.column_count();
@@ -167,7 +167,7 @@ impl Project {
     }
 
     /// Editions recorded in the state database (0 when it does not exist).
-    pub fn editions(&self) -> usize {
+    pub(crate) fn editions(&self) -> usize {
         let path = self.path("newsletter.db");
         if !path.exists() {
             return 0;
@@ -180,11 +180,11 @@ impl Project {
     }
 
     /// Journal states of one edition's recipients: (email, state), by email.
-    pub fn journal(&self) -> Vec<(String, String)> {
+    pub(crate) fn journal(&self) -> Vec<(String, String)> {
         self.journal_in("newsletter.db")
     }
 
-    pub fn journal_in(&self, rel: &str) -> Vec<(String, String)> {
+    pub(crate) fn journal_in(&self, rel: &str) -> Vec<(String, String)> {
         let conn = rusqlite::Connection::open(self.path(rel)).expect("open state");
         let mut stmt = conn
             .prepare("SELECT email, state FROM delivery ORDER BY email")
@@ -196,7 +196,7 @@ impl Project {
     }
 
     /// The `.eml` files written into the outbox, by file name.
-    pub fn outbox(&self) -> Vec<(String, Vec<u8>)> {
+    pub(crate) fn outbox(&self) -> Vec<(String, Vec<u8>)> {
         let mut found = Vec::new();
         let root = self.path("outbox");
         let Ok(editions) = std::fs::read_dir(&root) else {
@@ -218,20 +218,20 @@ impl Project {
     }
 }
 
-pub struct Run(pub Output);
+pub(crate) struct Run(pub Output);
 
 impl Run {
-    pub fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         self.0.status.code().expect("exit code")
     }
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.0.stdout).into_owned()
     }
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
     /// Asserts the exit code, showing both streams when it differs.
-    pub fn expect_code(&self, code: i32) -> &Self {
+    pub(crate) fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
             self.code(),
             code,
@@ -245,14 +245,14 @@ impl Run {
 
 /// One message as the server received it.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     pub from: String,
     pub to: Vec<String>,
     pub data: Vec<u8>,
 }
 
 #[derive(Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub messages: Vec<Received>,
     pub auth_users: Vec<String>,
     pub connections: usize,
@@ -262,14 +262,14 @@ pub struct Seen {
 /// Where the server can hold a transaction while the test acts (kills the client, locks
 /// the journal): the n-th MAIL command, or the n-th message's final dot, before replying.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Point {
+pub(crate) enum Point {
     Mail(usize),
     DataEnd(usize),
 }
 
 /// A one-shot rendezvous between a server thread and the test.
 #[derive(Default)]
-pub struct Gate {
+pub(crate) struct Gate {
     state: Mutex<(bool, bool)>,
     cv: std::sync::Condvar,
 }
@@ -286,7 +286,7 @@ impl Gate {
     }
 
     /// Test side: wait (at most 20 s) until the server reaches the point.
-    pub fn wait_reached(&self) {
+    pub(crate) fn wait_reached(&self) {
         let s = self.state.lock().expect("gate");
         let (s, timeout) = self
             .cv
@@ -298,7 +298,7 @@ impl Gate {
         );
     }
 
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         self.state.lock().expect("gate").1 = true;
         self.cv.notify_all();
     }
@@ -419,7 +419,7 @@ impl Recorder {
 
 /// What the test server demands and refuses.
 #[derive(Default)]
-pub struct ServerOptions {
+pub(crate) struct ServerOptions {
     /// STARTTLS with a certificate for `localhost` signed by the CA written to `ca.pem`.
     pub tls_dir: Option<PathBuf>,
     /// Require AUTH (allowed only after STARTTLS) with this password.
@@ -438,14 +438,14 @@ pub struct ServerOptions {
     pub slow_for: std::time::Duration,
 }
 
-pub struct SmtpServer {
+pub(crate) struct SmtpServer {
     pub port: u16,
     pub seen: Arc<Mutex<Seen>>,
     pub gate: Arc<Gate>,
 }
 
 impl SmtpServer {
-    pub fn start(options: ServerOptions) -> SmtpServer {
+    pub(crate) fn start(options: ServerOptions) -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -492,7 +492,7 @@ impl SmtpServer {
     }
 
     /// How many messages each address received.
-    pub fn deliveries(&self) -> std::collections::BTreeMap<String, usize> {
+    pub(crate) fn deliveries(&self) -> std::collections::BTreeMap<String, usize> {
         let mut counts = std::collections::BTreeMap::new();
         for to in self.messages().into_iter().flat_map(|m| m.to) {
             *counts.entry(to).or_insert(0) += 1;
@@ -500,16 +500,16 @@ impl SmtpServer {
         counts
     }
 
-    pub fn sessions(&self) -> usize {
+    pub(crate) fn sessions(&self) -> usize {
         self.seen.lock().expect("lock").connections
     }
 
-    pub fn messages(&self) -> Vec<Received> {
+    pub(crate) fn messages(&self) -> Vec<Received> {
         self.seen.lock().expect("lock").messages.clone()
     }
 
     /// Recipients of every message received, sorted.
-    pub fn recipients(&self) -> Vec<String> {
+    pub(crate) fn recipients(&self) -> Vec<String> {
         let mut all: Vec<String> = self.messages().into_iter().flat_map(|m| m.to).collect();
         all.sort();
         all
@@ -518,7 +518,7 @@ impl SmtpServer {
 
 /// Implicit TLS (as on port 465) in front of a plain server: a TLS listener with the test
 /// certificate that relays each connection to `backend`. Returns the listener's port.
-pub fn tls_front(backend: u16, dir: &Path) -> u16 {
+pub(crate) fn tls_front(backend: u16, dir: &Path) -> u16 {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let (cert, key) = write_test_pki(dir);
@@ -587,16 +587,16 @@ fn write_test_pki(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-pub fn parse(data: &[u8]) -> mail_parser::Message<'_> {
+pub(crate) fn parse(data: &[u8]) -> mail_parser::Message<'_> {
     mail_parser::MessageParser::default()
         .parse(data)
         .expect("a parsable message")
 }
 
-/// A Python virtual environment with `packages` installed from PyPI, made once under the
+/// A Python virtual environment with `packages` installed from `PyPI`, made once under the
 /// target folder and shared by every test (a file lock keeps parallel test processes from
 /// building it twice). Returns its python.
-pub fn python_with(name: &str, packages: &[&str]) -> PathBuf {
+pub(crate) fn python_with(name: &str, packages: &[&str]) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let dir = root.join(format!("venv-{name}"));
     std::fs::create_dir_all(&root).expect("target tmp dir");
@@ -635,12 +635,12 @@ pub fn python_with(name: &str, packages: &[&str]) -> PathBuf {
 }
 
 /// Each address once: what a server should have counted.
-pub fn exactly_once(emails: &[String]) -> std::collections::BTreeMap<String, usize> {
+pub(crate) fn exactly_once(emails: &[String]) -> std::collections::BTreeMap<String, usize> {
     emails.iter().map(|e| (e.clone(), 1)).collect()
 }
 
 /// Postfix's smtp-sink on a free loopback port, dumping each message into a folder.
-pub struct Sink {
+pub(crate) struct Sink {
     pub port: u16,
     child: Child,
     dump: tempfile::TempDir,
@@ -669,7 +669,7 @@ fn smtp_sink_binary() -> PathBuf {
 }
 
 impl Sink {
-    pub fn start(extra: &[&str]) -> Sink {
+    pub(crate) fn start(extra: &[&str]) -> Sink {
         let dump = tempfile::tempdir().expect("tempdir");
         // smtp-sink drops root privileges to the -u user, who must be able to write here.
         std::fs::set_permissions(
@@ -700,12 +700,12 @@ impl Sink {
             assert!(Instant::now() < deadline, "smtp-sink did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Sink { child, port, dump }
+        Sink { port, child, dump }
     }
 
     /// Waits (at most 10 s) until `n` messages are in the dump folder: smtp-sink writes a
     /// dump as it answers the final dot.
-    pub fn wait_for(&self, n: usize) -> BTreeMap<String, usize> {
+    pub(crate) fn wait_for(&self, n: usize) -> BTreeMap<String, usize> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.deliveries().values().sum::<usize>() < n && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -714,7 +714,7 @@ impl Sink {
     }
 
     /// Messages received per recipient, from the envelope smtp-sink wrote into each dump.
-    pub fn deliveries(&self) -> BTreeMap<String, usize> {
+    pub(crate) fn deliveries(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for entry in std::fs::read_dir(self.dump.path()).expect("dump dir") {
             let text = std::fs::read_to_string(entry.expect("entry").path()).expect("dump");
@@ -765,14 +765,14 @@ while True:
 
 /// aiosmtpd (Python's SMTP server) on a free loopback port: offers SMTPUTF8 or not, and
 /// SIZE with the given limit. Each message's envelope is a JSON line in `received.jsonl`.
-pub struct Aiosmtpd {
+pub(crate) struct Aiosmtpd {
     child: Child,
     pub port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Aiosmtpd {
-    pub fn start(smtputf8: bool, size_limit: usize) -> Aiosmtpd {
+    pub(crate) fn start(smtputf8: bool, size_limit: usize) -> Aiosmtpd {
         let python = python_with("aiosmtpd", &["aiosmtpd==1.4.6"]);
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("server.py"), AIOSMTPD).expect("write server");
@@ -799,7 +799,7 @@ impl Aiosmtpd {
     }
 
     /// (recipients, MAIL parameters) of each message received.
-    pub fn received(&self) -> Vec<(Vec<String>, Vec<String>)> {
+    pub(crate) fn received(&self) -> Vec<(Vec<String>, Vec<String>)> {
         let Ok(text) = std::fs::read_to_string(self.dir.path().join("received.jsonl")) else {
             return Vec::new();
         };

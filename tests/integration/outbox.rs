@@ -1,4 +1,4 @@
-//! The outbox transport, previews and article selection across editions (state in SQLite).
+//! The outbox transport, previews and article selection across editions (state in `SQLite`).
 
 use crate::harness::{Project, parse};
 

@@ -18,7 +18,7 @@ fn point_at(p: &Project, port: u16, extra: &str) {
     ));
 }
 
-/// Rows per state, e.g. ["pending|100"].
+/// Rows per state, e.g. `["pending|100"]`.
 fn states(p: &Project) -> Vec<String> {
     p.query("SELECT state, COUNT(*) FROM delivery GROUP BY state ORDER BY state")
 }
