@@ -58,6 +58,98 @@ pub struct Project {
     pub notes: Vec<String>,
 }
 
+/// The edition side of a run: what to send and how it looks.
+struct Planned {
+    /// `None` when nothing is new.
+    edition: Option<Edition>,
+    templates: Templates,
+    /// Subscriber tags the edition goes to; empty: everyone.
+    audience: Vec<String>,
+    resumed: bool,
+    explained: Vec<crate::edition::selection::Explained>,
+    sources: Vec<crate::feeds::Report>,
+}
+
+/// The unfinished edition, exactly as frozen; `None` when its templates no longer parse
+/// (the problems say why).
+fn resume(id: String, frozen: Frozen, problems: &mut Problems) -> Option<Planned> {
+    let templates = Templates::from_frozen(&frozen.templates)
+        .map_err(|p| problems.extend(p))
+        .ok()?;
+    Some(Planned {
+        edition: Some(Edition {
+            id,
+            date: frozen.date,
+            articles: frozen.articles,
+        }),
+        templates,
+        audience: frozen.audience,
+        resumed: true,
+        explained: Vec::new(),
+        sources: Vec::new(),
+    })
+}
+
+/// A new edition from the article files and feeds, chosen by the selection rules (or
+/// exactly the files named); `None` when the files have problems.
+fn plan_new(
+    config: &Config,
+    args: &EditionRequest,
+    clock: Clock,
+    journal: Option<&Journal>,
+    problems: &mut Problems,
+) -> Result<Option<Planned>> {
+    let today = args.date.unwrap_or_else(|| clock.today());
+    let named = !args.articles.is_empty();
+    let markdown = if named {
+        articles::load_files(&args.articles)
+    } else if !config.sources.is_empty() && !config.paths.articles.exists() {
+        // Feeds alone: the Markdown folder is optional then.
+        Ok(Vec::new())
+    } else {
+        articles::load_dir(&config.paths.articles)
+    }
+    .map_err(|p| problems.extend(p))
+    .ok();
+    let templates = Templates::load(config.paths.templates.as_deref())
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let (Some(mut all), Some(templates)) = (markdown, templates) else {
+        return Ok(None);
+    };
+    let mut sources = Vec::new();
+    if !named && !config.sources.is_empty() {
+        let (items, reports) = read_sources(config, today);
+        all.extend(items);
+        sources = reports;
+    }
+    let mut explained = Vec::new();
+    let chosen = if named {
+        all
+    } else {
+        let (sent, history) = match journal {
+            Some(j) => (j.sent_articles()?, j.source_history()?),
+            None => Default::default(),
+        };
+        let rules = Rules::new(&config.selection, today, history, args.since, args.until);
+        let (chosen, why) = selection::select(all, &sent, &rules);
+        explained = why;
+        chosen
+    };
+    Ok(Some(Planned {
+        edition: (!chosen.is_empty()).then(|| Edition::new(today, chosen)),
+        templates,
+        audience: if args.tags.is_empty() {
+            config.selection.audience.clone()
+        } else {
+            args.tags.clone()
+        },
+        resumed: false,
+        explained,
+        sources,
+    }))
+}
+
 impl Project {
     /// `journal` is the state database when it exists; it tells which articles went out
     /// before and which edition is still being sent.
@@ -76,77 +168,18 @@ impl Project {
         let mut subscribers = subscribers::load(&config.paths.subscribers)
             .map_err(|p| problems.extend(p))
             .ok();
-        let mut explained = Vec::new();
-        let mut reports = Vec::new();
         let signer = crate::token::Signer::for_list(&config.unsubscribe)
             .map_err(|e| {
                 problems.push(Problem::new(&config.path, format!("{e:#}")).field("unsubscribe"));
             })
             .ok();
-        let (edition, templates, resumed) = if let Some((id, frozen)) = unfinished {
-            let templates = Templates::from_frozen(&frozen.templates)
-                .map_err(|p| problems.extend(p))
-                .ok();
-            let edition = Edition {
-                id,
-                date: frozen.date,
-                articles: frozen.articles,
-            };
-            if let Some(list) = &mut subscribers {
-                list.audience = frozen.audience;
-            }
-            (Some(Some(edition)), templates, true)
-        } else {
-            if let Some(list) = &mut subscribers {
-                list.audience = if args.tags.is_empty() {
-                    config.selection.audience.clone()
-                } else {
-                    args.tags.clone()
-                };
-            }
-            let today = args.date.unwrap_or_else(|| clock.today());
-            let articles = if !args.articles.is_empty() {
-                articles::load_files(&args.articles)
-            } else if !config.sources.is_empty() && !config.paths.articles.exists() {
-                // Feeds alone: the Markdown folder is optional then.
-                Ok(Vec::new())
-            } else {
-                articles::load_dir(&config.paths.articles)
-            }
-            .map_err(|p| problems.extend(p))
-            .ok()
-            .map(|mut markdown| {
-                if args.articles.is_empty() && !config.sources.is_empty() {
-                    let (items, r) = read_sources(&config, today);
-                    markdown.extend(items);
-                    reports = r;
-                }
-                markdown
-            });
-            let templates = Templates::load(config.paths.templates.as_deref())
-                .map_err(|p| problems.extend(p))
-                .ok();
-            let edition = match articles {
-                Some(all) => {
-                    let chosen = if args.articles.is_empty() {
-                        let (sent, history) = match journal {
-                            Some(j) => (j.sent_articles()?, j.source_history()?),
-                            None => Default::default(),
-                        };
-                        let rules =
-                            Rules::new(&config.selection, today, history, args.since, args.until);
-                        let (chosen, why) = selection::select(all, &sent, &rules);
-                        explained = why;
-                        chosen
-                    } else {
-                        all
-                    };
-                    Some((!chosen.is_empty()).then(|| Edition::new(today, chosen)))
-                }
-                None => None,
-            };
-            (edition, templates, false)
+        let planned = match unfinished {
+            Some((id, frozen)) => resume(id, frozen, &mut problems),
+            None => plan_new(&config, args, clock, journal, &mut problems)?,
         };
+        if let (Some(list), Some(plan)) = (&mut subscribers, &planned) {
+            list.audience.clone_from(&plan.audience);
+        }
 
         let mut notes = Vec::new();
         let dkim = match &config.dkim {
@@ -161,7 +194,7 @@ impl Project {
                 }),
             None => Some(None),
         };
-        if let Some(Some(edition)) = &edition {
+        if let Some(edition) = planned.as_ref().and_then(|p| p.edition.as_ref()) {
             notes.extend(
                 edition
                     .articles
@@ -171,33 +204,35 @@ impl Project {
         }
         // "Nothing new" cannot be told while a source is down: that is a failure, not an
         // empty week, and cron should hear of it (exit 1).
-        let failed: Vec<&str> = reports
+        let failed: Vec<&str> = planned
             .iter()
+            .flat_map(|p| &p.sources)
             .filter(|r| r.outcome.is_err())
             .map(|r| r.name.as_str())
             .collect();
-        if matches!(edition, Some(None)) && problems.is_empty() && !failed.is_empty() {
+        let nothing_new = planned.as_ref().is_some_and(|p| p.edition.is_none());
+        if nothing_new && problems.is_empty() && !failed.is_empty() {
             anyhow::bail!(
                 "no article to send, and these sources could not be read: {} (nothing was sent)",
                 failed.join(", ")
             );
         }
-        let (Some(subscribers), Some(edition), Some(templates), Some(signer), Some(dkim)) =
-            (subscribers, edition, templates, signer, dkim)
+        let (Some(subscribers), Some(planned), Some(signer), Some(dkim)) =
+            (subscribers, planned, signer, dkim)
         else {
             return Err(problems.into());
         };
         Ok(Project {
             config,
             subscribers,
-            edition,
-            resumed,
-            templates,
+            edition: planned.edition,
+            resumed: planned.resumed,
+            templates: planned.templates,
             signer,
             dkim,
             clock,
-            explained,
-            sources: reports,
+            explained: planned.explained,
+            sources: planned.sources,
             notes,
         })
     }

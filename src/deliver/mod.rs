@@ -27,7 +27,7 @@ use crate::state::journal::Change;
 use crate::state::writer::Recorder;
 
 /// The longest pause when the relay asks to slow down.
-const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
+const MAX_THROTTLE_PAUSE: Duration = Duration::from_mins(1);
 
 /// Where messages go.
 pub(crate) enum Via {
