@@ -18,7 +18,7 @@ use crate::mail::message::{Mailer, Outgoing};
 use crate::problems::{Problem, Problems};
 use crate::render::compose::{Composer, Rendered};
 use crate::render::templates::Templates;
-use crate::state::journal::{Frozen, Journal};
+use crate::state::{Frozen, Journal};
 use crate::token::Signer;
 use lettre::message::dkim::DkimConfig;
 

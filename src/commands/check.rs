@@ -7,7 +7,7 @@ use crate::cli::{CheckArgs, Cli};
 use crate::clock::Clock;
 use crate::exit::Exit;
 use crate::project::{Project, render_all};
-use crate::state::journal::Journal;
+use crate::state::Journal;
 
 pub(crate) fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     let project = {

@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::input::address::{DisplayName, EmailAddress};
-use crate::state::journal::Journal;
+use crate::state::Journal;
 use crate::state::listfile;
 
 pub(crate) fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {

@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::exit::Exit;
 use crate::input::subscribers::{Status, Subscriber};
 use crate::project::{Project, outgoing, render_one};
-use crate::state::journal::Journal;
+use crate::state::Journal;
 
 pub(crate) fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;

@@ -21,10 +21,10 @@ use crate::edition::Edition;
 use crate::exit::Exit;
 use crate::input::subscribers::Subscriber;
 use crate::project::{Project, outgoing, render_all};
-use crate::state::journal::{Journal, State};
 use crate::state::listfile;
 use crate::state::lock::RunLock;
 use crate::state::writer::{Recorder, Writer};
+use crate::state::{Journal, State};
 
 /// Problem rows printed at the end of a run; the rest are in `status`.
 const LIST_AT_MOST: usize = 20;

@@ -14,7 +14,7 @@ use crate::cli::{Cli, ServeArgs};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::state::journal::Journal;
+use crate::state::Journal;
 use crate::state::listfile;
 use crate::token::Signer;
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::cli::{Cli, StatusArgs};
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::state::journal::{Journal, Row, State};
+use crate::state::{Journal, Row, State};
 
 #[derive(Serialize)]
 struct Report {

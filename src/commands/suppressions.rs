@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::input::address::EmailAddress;
-use crate::state::journal::Journal;
+use crate::state::Journal;
 use crate::state::lock::RunLock;
 use crate::state::suppressions::{self, Suppression};
 

@@ -23,7 +23,7 @@ use crate::deliver::outbox::Outbox;
 use crate::deliver::smtp::{Connector, Fatal, Refusal, Session, Verdict};
 use crate::input::subscribers::Subscriber;
 use crate::mail::message::Outgoing;
-use crate::state::journal::Change;
+use crate::state::Change;
 use crate::state::writer::Recorder;
 
 /// The longest pause when the relay asks to slow down.

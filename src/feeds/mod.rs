@@ -39,8 +39,8 @@ struct Cached {
 impl Cache {
     /// Opens the cache table in the state database, creating both if needed.
     pub(crate) fn open(state: &Path) -> Result<Cache> {
-        // The table is part of the state schema (see `state::journal`).
-        let conn = crate::state::journal::Journal::open(state)?.into_connection();
+        // The table is part of the state schema (see `state::db`).
+        let conn = crate::state::Journal::open(state)?.into_connection();
         Ok(Cache { conn })
     }
 

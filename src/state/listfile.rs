@@ -11,8 +11,8 @@ use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value, value};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::input::address::EmailAddress;
-use crate::state::journal::{Journal, ListChange};
 use crate::state::lock::RunLock;
+use crate::state::{Journal, ListChange};
 
 /// Applies `changes` to the text of a subscriber file; returns the new text.
 pub(crate) fn edit(text: &str, changes: &[ListChange], today: NaiveDate) -> Result<String> {

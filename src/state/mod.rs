@@ -1,8 +1,17 @@
-//! The state database and the files it keeps in step: editions and the delivery journal,
-//! its single writer thread, suppressions, the run lock, and the subscriber list edits.
+//! The state database and the files it keeps in step: the database itself (`db`), the
+//! editions it froze, the delivery journal and its single writer thread, changes to the
+//! list and the suppressions, the run lock, and the subscriber file edits.
 
-pub(crate) mod journal;
+pub(crate) mod db;
+pub(crate) mod deliveries;
+pub(crate) mod editions;
+pub(crate) mod list;
 pub(crate) mod listfile;
 pub(crate) mod lock;
 pub(crate) mod suppressions;
 pub(crate) mod writer;
+
+pub(crate) use db::{Journal, unix};
+pub(crate) use deliveries::{Change, Row, State};
+pub(crate) use editions::Frozen;
+pub(crate) use list::ListChange;

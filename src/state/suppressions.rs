@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::mail::reply::{Stage, Verdict, classify};
-use crate::state::journal::{Journal, unix};
+use crate::state::{Journal, unix};
 
 /// One suppressed address.
 #[derive(Debug, Clone, Serialize)]

@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::state::journal::{self, Change, Journal};
+use crate::state::{Change, Journal, deliveries};
 
 /// Changes applied per transaction at most, so one commit never grows without bound.
 const MAX_BATCH: usize = 1024;
@@ -144,13 +144,15 @@ fn commit_batch(
     let tx = journal.connection().transaction()?;
     let mut applied = Vec::with_capacity(batch.len());
     for r in batch {
-        applied.push(journal::apply(&tx, edition_id, &r.email, &r.change, now)?);
+        applied.push(deliveries::apply(
+            &tx, edition_id, &r.email, &r.change, now,
+        )?);
     }
     let sent = batch
         .iter()
         .filter(|r| matches!(r.change, Change::Sent { .. }))
         .count();
-    journal::count_sent(&tx, sent, now)?;
+    deliveries::count_sent(&tx, sent, now)?;
     tx.commit()?;
     Ok(applied)
 }

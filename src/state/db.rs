@@ -1,0 +1,219 @@
+//! The state database file: opened with WAL and `synchronous=FULL`, its schema brought to
+//! `SCHEMA_VERSION` by forward migrations, a newer one refused, a damaged one explained.
+//! The tables themselves are read and written by the modules beside this one.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OpenFlags};
+
+/// The schema version this binary reads and writes (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: usize = 1;
+
+/// Forward migrations: `MIGRATIONS[n]` brings a database from version n to n + 1, in one
+/// transaction. Version 0 is every database made before the schema had a version: the
+/// tables below, created as needed, and the feed cache, created by the feeds module.
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1];
+
+/// Version 1: the tables of version 0, all of them here, `IF NOT EXISTS` so that a
+/// database of version 0 keeps its rows.
+const V1: &str = "
+CREATE TABLE IF NOT EXISTS edition (
+    id            TEXT PRIMARY KEY,
+    date          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    completed_at  INTEGER,
+    frozen        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS edition_article (
+    edition_id  TEXT NOT NULL REFERENCES edition(id),
+    article_id  TEXT NOT NULL,
+    PRIMARY KEY (edition_id, article_id)
+);
+CREATE TABLE IF NOT EXISTS delivery (
+    edition_id  TEXT NOT NULL REFERENCES edition(id),
+    email       TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN
+                  ('pending','attempting','sent','deferred','failed','in_doubt','skipped')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_try    INTEGER,
+    code        INTEGER,
+    reply       TEXT,
+    message_id  TEXT,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (edition_id, email)
+);
+CREATE INDEX IF NOT EXISTS delivery_state ON delivery (edition_id, state);
+CREATE TABLE IF NOT EXISTS suppression (
+    email   TEXT PRIMARY KEY,
+    reason  TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daily_count (
+    day   TEXT PRIMARY KEY,
+    sent  INTEGER NOT NULL
+);
+-- Who unsubscribed, durable the moment they asked; honoured by a send already running.
+CREATE TABLE IF NOT EXISTS unsubscribed (
+    email   TEXT PRIMARY KEY,
+    source  TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
+-- Edits of subscribers.toml not yet written to it (the file is edited under the run lock).
+CREATE TABLE IF NOT EXISTS list_change (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    email       TEXT NOT NULL,
+    action      TEXT NOT NULL CHECK (action IN ('subscribe','unsubscribe')),
+    name        TEXT,
+    at          INTEGER NOT NULL,
+    applied_at  INTEGER
+);
+-- Conditional-GET validators and bodies of feed URLs.
+CREATE TABLE IF NOT EXISTS feed_cache (
+    url            TEXT PRIMARY KEY,
+    etag           TEXT,
+    last_modified  TEXT,
+    body           BLOB NOT NULL,
+    fetched_at     INTEGER NOT NULL
+);
+";
+
+pub struct Journal {
+    pub(super) conn: Connection,
+}
+
+pub(crate) fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Journal {
+    /// Opens (creating if needed) the database for writing.
+    pub fn open(path: &Path) -> Result<Journal> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the state database {}", path.display()))?;
+        Self::setup(&conn).map_err(|e| explain(e, path))?;
+        Ok(Journal { conn })
+    }
+
+    fn setup(conn: &Connection) -> Result<()> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Checkpoints (copying the WAL into the database, with their own fsyncs) every
+        // 10,000 pages rather than 1,000: a send writes a few pages per message.
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        migrate(conn)
+    }
+
+    /// Opens an existing database read-only; `None` when there is none yet (check,
+    /// preview and dry runs do not create it, unless they fetch a feed URL: the feed cache
+    /// lives in it).
+    pub fn open_read_only(path: &Path) -> Result<Option<Journal>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open the state database {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Read-only: an older version is read as it is (each version only adds), a newer
+        // one is refused.
+        version(&conn)
+            .and_then(refuse_newer)
+            .map_err(|e| explain(e, path))?;
+        Ok(Some(Journal { conn }))
+    }
+
+    /// The connection itself, for a table kept beside the journal (the feed cache).
+    pub fn into_connection(self) -> Connection {
+        self.conn
+    }
+
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+fn version(conn: &Connection) -> Result<usize> {
+    let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok(usize::try_from(v).unwrap_or(usize::MAX))
+}
+
+fn refuse_newer(version: usize) -> Result<usize> {
+    if version > SCHEMA_VERSION {
+        bail!(
+            "its schema version is {version}, newer than this newsletter knows ({SCHEMA_VERSION}): \
+             a newer release wrote it; use that release or a later one"
+        );
+    }
+    Ok(version)
+}
+
+/// Brings the schema to `SCHEMA_VERSION`, one migration per transaction; refuses a
+/// database newer than this binary.
+fn migrate(conn: &Connection) -> Result<()> {
+    let from = refuse_newer(version(conn)?)?;
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        // Another process may have migrated meanwhile.
+        if version(&tx)? > n {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .with_context(|| format!("migrating the schema to version {}", n + 1))?;
+        tx.pragma_update(None, "user_version", n + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// An error opening the state database, with what to do about a damaged file.
+fn explain(e: anyhow::Error, path: &Path) -> anyhow::Error {
+    let damaged = e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>().is_some_and(|r| {
+            matches!(
+                r.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            )
+        })
+    });
+    if damaged {
+        return e.context(format!(
+            "the state database {} is damaged: restore it from a backup, or move it aside \
+             (with its -wal and -shm files) to start an empty one, which no longer knows \
+             which editions went out or who bounced",
+            path.display()
+        ));
+    }
+    e.context(format!("cannot use the state database {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_newer_than_the_binary_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        Connection::open(&path)
+            .and_then(|c| c.pragma_update(None, "user_version", 99))
+            .expect("newer");
+        let err = Journal::open(&path).err().expect("refused");
+        assert!(
+            format!("{err:#}").contains("schema version is 99, newer"),
+            "{err:#}"
+        );
+        let err = Journal::open_read_only(&path).err().expect("refused");
+        assert!(format!("{err:#}").contains("newer"), "{err:#}");
+    }
+
+    #[test]
+    fn a_new_database_gets_the_current_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::open(&dir.path().join("state.db")).expect("open");
+        assert_eq!(version(&j.conn).expect("version"), SCHEMA_VERSION);
+    }
+}

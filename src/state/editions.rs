@@ -1,0 +1,192 @@
+//! Editions: frozen on their first send (articles, date, templates, audience, the feeds
+//! read), resumed until done, and the history the next selection starts from.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::db::{Journal, unix};
+use super::deliveries::insert_pending;
+use crate::edition::Edition;
+use crate::input::articles::Article;
+
+/// One edition as the state database records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditionRow {
+    pub id: String,
+    pub date: NaiveDate,
+    pub completed: bool,
+}
+
+/// What an edition needs to be rendered again exactly, whatever happened to the files since.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Frozen {
+    pub date: NaiveDate,
+    pub articles: Vec<Article>,
+    /// Template name → source, as they were when the edition was first sent.
+    pub templates: BTreeMap<String, String>,
+    /// Subscriber tags the edition goes to; empty: everyone.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Feed sources read for this edition, and those that failed: a source's next window
+    /// starts at the last edition that read it, so an outage skips nothing.
+    #[serde(default)]
+    pub sources_read: Vec<String>,
+    #[serde(default)]
+    pub sources_failed: Vec<String>,
+}
+
+impl Journal {
+    /// Ids of articles that earlier editions carried.
+    pub fn sent_articles(&self) -> Result<HashSet<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT article_id FROM edition_article")?;
+        let ids = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ids)
+    }
+
+    /// The edition still being sent, if any (at most one: a new one is frozen only when the
+    /// previous one is complete).
+    pub fn unfinished_edition(&self) -> Result<Option<(String, Frozen)>> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT id, frozen FROM edition WHERE completed_at IS NULL ORDER BY created_at LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((id, json)) => {
+                let frozen: Frozen = serde_json::from_str(&json).with_context(|| {
+                    format!("the frozen edition {id} in the state database is unreadable")
+                })?;
+                Ok(Some((id, frozen)))
+            }
+        }
+    }
+
+    /// The most recent edition, complete or not.
+    pub fn latest_edition(&self) -> Result<Option<EditionRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, date, completed_at IS NOT NULL FROM edition ORDER BY created_at DESC, id DESC LIMIT 1",
+                [],
+                edition_row,
+            )
+            .optional()?)
+    }
+
+    /// Per feed source, from the editions sent in full: the date of the last one that read
+    /// it, and the date of the first one for which it failed.
+    pub fn source_history(&self) -> Result<crate::edition::selection::SourceHistory> {
+        let mut history = crate::edition::selection::SourceHistory::default();
+        for (key, target) in [
+            ("$.sources_read", &mut history.last_read),
+            ("$.sources_failed", &mut history.first_failed),
+        ] {
+            let aggregate = if key.ends_with("read") { "MAX" } else { "MIN" };
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT j.value, {aggregate}(e.date) FROM edition e, json_each(e.frozen, ?1) j WHERE e.completed_at IS NOT NULL GROUP BY j.value"
+            ))?;
+            let rows = stmt.query_map([key], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (name, date) = row?;
+                if let Ok(d) = date.parse() {
+                    target.insert(name, d);
+                }
+            }
+        }
+        Ok(history)
+    }
+
+    /// One edition by id.
+    pub fn edition(&self, id: &str) -> Result<Option<EditionRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, date, completed_at IS NOT NULL FROM edition WHERE id = ?1",
+                params![id],
+                edition_row,
+            )
+            .optional()?)
+    }
+
+    /// Records a new edition with its frozen inputs and one pending row per recipient, in
+    /// one transaction.
+    pub fn freeze(
+        &mut self,
+        edition: &Edition,
+        frozen: &Frozen,
+        recipients: &[String],
+        now: SystemTime,
+    ) -> Result<()> {
+        let json = serde_json::to_string(frozen).context("cannot serialize the edition")?;
+        let tx = self.conn.transaction()?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT 1 FROM edition WHERE id = ?1",
+                params![edition.id],
+                |_| Ok(true),
+            )
+            .optional()?
+            .unwrap_or(false);
+        if exists {
+            bail!(
+                "edition {} was sent before; choose other articles or another --date",
+                edition.id
+            );
+        }
+        tx.execute(
+            "INSERT INTO edition (id, date, created_at, frozen) VALUES (?1, ?2, ?3, ?4)",
+            params![edition.id, edition.date.to_string(), unix(now), json],
+        )?;
+        for a in &edition.articles {
+            tx.execute(
+                "INSERT INTO edition_article (edition_id, article_id) VALUES (?1, ?2)",
+                params![edition.id, a.id],
+            )?;
+        }
+        insert_pending(&tx, &edition.id, recipients, now)?;
+        tx.commit().context("cannot record the edition")
+    }
+
+    /// Marks the edition complete when no one is left to try (failed and skipped rows are
+    /// final). Returns whether it is complete.
+    pub fn complete_if_done(&mut self, edition_id: &str, now: SystemTime) -> Result<bool> {
+        let open: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM delivery WHERE edition_id = ?1 AND state IN ('pending','attempting','deferred','in_doubt')",
+            params![edition_id],
+            |r| r.get(0),
+        )?;
+        if open == 0 {
+            self.conn.execute(
+                "UPDATE edition SET completed_at = ?2 WHERE id = ?1 AND completed_at IS NULL",
+                params![edition_id, unix(now)],
+            )?;
+        }
+        Ok(open == 0)
+    }
+}
+
+fn edition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EditionRow> {
+    let date: String = r.get(1)?;
+    Ok(EditionRow {
+        id: r.get(0)?,
+        date: date.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        completed: r.get(2)?,
+    })
+}

@@ -1,0 +1,103 @@
+//! Changes to the list, durable the moment they are asked for: unsubscribes (honoured by a
+//! send already running), subscribes, and the edits still to be written into
+//! `subscribers.toml`; with the suppressions, the addresses no edition may go to.
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use rusqlite::params;
+
+use super::db::{Journal, unix};
+
+/// An edit of the subscriber list waiting to be written into the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListChange {
+    pub id: i64,
+    pub email: String,
+    pub subscribe: bool,
+    pub name: Option<String>,
+}
+
+impl Journal {
+    /// Records an unsubscribe durably (committed before this returns).
+    pub fn record_unsubscribe(&mut self, email: &str, source: &str, now: SystemTime) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO unsubscribed (email, source, at) VALUES (?1, ?2, ?3)",
+            params![email, source, unix(now)],
+        )?;
+        tx.execute(
+            "INSERT INTO list_change (email, action, at) VALUES (?1, 'unsubscribe', ?2)",
+            params![email, unix(now)],
+        )?;
+        tx.commit().context("cannot record the unsubscribe")
+    }
+
+    /// Records a (re-)subscription durably.
+    pub fn record_subscribe(
+        &mut self,
+        email: &str,
+        name: Option<&str>,
+        now: SystemTime,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM unsubscribed WHERE email = ?1", params![email])?;
+        tx.execute(
+            "INSERT INTO list_change (email, action, name, at) VALUES (?1, 'subscribe', ?2, ?3)",
+            params![email, name, unix(now)],
+        )?;
+        tx.commit().context("cannot record the subscription")
+    }
+
+    pub fn unsubscribed(&self) -> Result<HashSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT email FROM unsubscribed")?;
+        let set = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(set)
+    }
+
+    pub fn pending_list_changes(&self) -> Result<Vec<ListChange>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, email, action, name FROM list_change WHERE applied_at IS NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ListChange {
+                id: r.get(0)?,
+                email: r.get(1)?,
+                subscribe: r.get::<_, String>(2)? == "subscribe",
+                name: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn mark_applied(&mut self, ids: &[i64], now: SystemTime) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for id in ids {
+            tx.execute(
+                "UPDATE list_change SET applied_at = ?2 WHERE id = ?1",
+                params![id, unix(now)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Addresses no edition may go to: bounced (suppressed) or unsubscribed here, whether
+    /// or not the subscriber file says so yet.
+    pub fn excluded(&self) -> Result<HashSet<String>> {
+        let mut set = self.suppressed()?;
+        set.extend(self.unsubscribed()?);
+        Ok(set)
+    }
+
+    pub fn suppressed(&self) -> Result<HashSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT email FROM suppression")?;
+        let set = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(set)
+    }
+}
