@@ -33,70 +33,27 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
     let config = Config::load(&cli.config)?;
     if args.to.is_some() || args.dry_run || args.no_journal() {
-        let journal = Journal::open_read_only(&config.paths.state)?;
-        let project = Project::load(config, &args.edition.request(), clock, journal.as_ref())?;
-        for note in project.notes() {
-            log.warn(note);
-        }
-        return match &args.to {
-            Some(address) => {
-                let recipient = recipient_for(address, &project.subscribers, false)?;
-                unrecorded(&project, args, vec![recipient], log)
-            }
-            None if args.no_journal() => {
-                let all = project.subscribers.active().cloned().collect();
-                unrecorded(&project, args, all, log)
-            }
-            None => dry_run(&project, journal.as_ref(), log),
-        };
+        return without_journal(config, clock, args, log);
     }
-
     let _lock = RunLock::acquire(&config.paths.state, "newsletter send")?;
-    let mut journal = Journal::open(&config.paths.state)?;
-    let recovered = journal.recover_in_flight(clock.now())?;
-    if recovered > 0 {
-        log.warn(format!(
-            "{recovered} message{} were in flight when an earlier run stopped: their delivery is in doubt \
-             (see `newsletter status`; `send --resend-in-doubt` sends them again with the same Message-ID)",
-            plural(recovered)
-        ));
-    }
-    // Subscribes and unsubscribes recorded while no one held the lock reach the file now.
-    let written = listfile::apply_pending(&config, &mut journal, &clock)?;
-    if written > 0 {
-        log.info(format!(
-            "{written} subscription change{} written into {}",
-            plural(written),
-            config.paths.subscribers.display()
-        ));
-    }
+    let mut journal = open_journal(&config, &clock, log)?;
     let project = Project::load(config, &args.edition.request(), clock, Some(&journal))?;
     for note in project.notes() {
         log.warn(note);
     }
+    let Some(edition) = &project.edition else {
+        return nothing_new(&journal, &project);
+    };
     let excluded = journal.excluded()?;
     let active: Vec<&Subscriber> = project
         .subscribers
         .active()
         .filter(|s| !excluded.contains(s.email.as_str()))
         .collect();
-    let active_emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
-
-    let Some(edition) = &project.edition else {
-        return nothing_new(&journal, &project);
-    };
     let composer = project.composer(edition);
     let (via, pacing, connections) = open_transport(&project, edition, args)?;
     if project.resumed {
-        let (added, skipped) =
-            journal.sync_recipients(&edition.id, &active_emails, project.clock.now())?;
-        log.info(format!(
-            "resuming edition {} ({} article{}): {added} new subscriber{} added, {skipped} no longer subscribed",
-            edition.id,
-            edition.articles.len(),
-            plural(edition.articles.len()),
-            plural(added)
-        ));
+        resume(&mut journal, &project, edition, &active, log)?;
     } else {
         if active.is_empty() {
             crate::say!(
@@ -109,41 +66,13 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         // edition is frozen and the first message leaves.
         render_all(&composer, active.iter().copied())?;
         preflight(&via)?;
-        journal.freeze(
-            edition,
-            &project.freeze(edition),
-            &active_emails,
-            project.clock.now(),
-        )?;
-        log.info(format!(
-            "edition {} ({} article{}) frozen for {} recipient{}",
-            edition.id,
-            edition.articles.len(),
-            plural(edition.articles.len()),
-            active.len(),
-            plural(active.len())
-        ));
+        freeze(&mut journal, &project, edition, &active, log)?;
     }
-
-    let by_email: HashMap<&str, &Subscriber> =
-        active.iter().map(|s| (s.email.as_str(), *s)).collect();
-    let work: Vec<Work> = journal
-        .work(&edition.id, args.resend_in_doubt)?
-        .into_iter()
-        .filter_map(|(email, attempts)| {
-            by_email.get(email.as_str()).map(|s| Work {
-                subscriber: (*s).clone(),
-                attempts,
-            })
-        })
-        .collect();
+    let work = work_list(&journal, edition, &active, args.resend_in_doubt)?;
     if project.resumed && !work.is_empty() {
         render_all(&composer, work.iter().map(|w| &w.subscriber))?;
         preflight(&via)?;
     }
-
-    let mailer = project.mailer(edition);
-    let build = |r: &Subscriber| outgoing(&composer, &mailer, r);
 
     let mut stop = None;
     let mut destination = String::new();
@@ -152,44 +81,187 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             Via::Outbox(o) => o.dir().display().to_string(),
             Via::Smtp(c) => c.server(),
         };
-        let quota_left = match pacing.daily_quota {
-            Some(q) => Some(q.saturating_sub(journal.sent_on(project.clock.today())?)),
-            None => None,
-        };
         log.info(format!(
             "sending to {} recipient{} through {destination}",
             work.len(),
             plural(work.len())
         ));
-        let writer = Writer::start(journal, edition.id.clone(), project.clock);
-        let counters = Arc::new(Counters::default());
-        let progress = Progress::start(work.len(), Arc::clone(&counters), cli.quiet);
-        let plan = deliver::Plan {
+        let mailer = project.mailer(edition);
+        let build = |r: &Subscriber| outgoing(&composer, &mailer, r);
+        let quota_left = match pacing.daily_quota {
+            Some(q) => Some(q.saturating_sub(journal.sent_on(project.clock.today())?)),
+            None => None,
+        };
+        let plan = Delivery {
             via,
             pacing,
             connections,
             quota_left,
-            recorder: writer.recorder(),
-            counters,
-            clock: project.clock,
+            quiet: cli.quiet,
         };
-        let outcome = deliver::run(plan, &work, &build);
-        progress.finish();
-        let (returned, write_error) = writer.finish();
-        stop = outcome?.stop;
-        if let (None, Some(e)) = (&stop, write_error) {
-            stop = Some(StopReason::Journal(e));
-        }
-        journal = match returned {
-            Some(j) => j,
-            None => Journal::open(&project.config.paths.state)?,
-        };
+        (journal, stop) = deliver_journaled(journal, &project, edition, plan, &work, &build)?;
     }
 
     let complete = journal.complete_if_done(&edition.id, project.clock.now())?;
     // Unsubscribes that arrived during the run (serve, the command line) reach the file.
     listfile::apply_pending(&project.config, &mut journal, &project.clock)?;
     report(&journal, edition, &destination, stop.as_ref(), complete)
+}
+
+/// A test copy (`--to`), a dry run, or (with the bench feature) a run without the
+/// journal: nothing is recorded, so the state database is only read.
+fn without_journal(config: Config, clock: Clock, args: &SendArgs, log: &Log) -> Result<Exit> {
+    let journal = Journal::open_read_only(&config.paths.state)?;
+    let project = Project::load(config, &args.edition.request(), clock, journal.as_ref())?;
+    for note in project.notes() {
+        log.warn(note);
+    }
+    match &args.to {
+        Some(address) => {
+            let recipient = recipient_for(address, &project.subscribers, false)?;
+            unrecorded(&project, args, vec![recipient], log)
+        }
+        None if args.no_journal() => {
+            let all = project.subscribers.active().cloned().collect();
+            unrecorded(&project, args, all, log)
+        }
+        None => dry_run(&project, journal.as_ref(), log),
+    }
+}
+
+/// Opens the journal under the run lock: rows a dead run left `attempting` become in
+/// doubt, and list changes recorded while no one held the lock reach the file.
+fn open_journal(config: &Config, clock: &Clock, log: &Log) -> Result<Journal> {
+    let mut journal = Journal::open(&config.paths.state)?;
+    let recovered = journal.recover_in_flight(clock.now())?;
+    if recovered > 0 {
+        log.warn(format!(
+            "{recovered} message{} were in flight when an earlier run stopped: their delivery is in doubt \
+             (see `newsletter status`; `send --resend-in-doubt` sends them again with the same Message-ID)",
+            plural(recovered)
+        ));
+    }
+    let written = listfile::apply_pending(config, &mut journal, clock)?;
+    if written > 0 {
+        log.info(format!(
+            "{written} subscription change{} written into {}",
+            plural(written),
+            config.paths.subscribers.display()
+        ));
+    }
+    Ok(journal)
+}
+
+/// Brings a resumed edition's rows in line with today's list.
+fn resume(
+    journal: &mut Journal,
+    project: &Project,
+    edition: &Edition,
+    active: &[&Subscriber],
+    log: &Log,
+) -> Result<()> {
+    let emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
+    let (added, skipped) = journal.sync_recipients(&edition.id, &emails, project.clock.now())?;
+    log.info(format!(
+        "resuming edition {} ({} article{}): {added} new subscriber{} added, {skipped} no longer subscribed",
+        edition.id,
+        edition.articles.len(),
+        plural(edition.articles.len()),
+        plural(added)
+    ));
+    Ok(())
+}
+
+/// Records a new edition with one pending row per recipient.
+fn freeze(
+    journal: &mut Journal,
+    project: &Project,
+    edition: &Edition,
+    active: &[&Subscriber],
+    log: &Log,
+) -> Result<()> {
+    let emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
+    journal.freeze(
+        edition,
+        &project.freeze(edition),
+        &emails,
+        project.clock.now(),
+    )?;
+    log.info(format!(
+        "edition {} ({} article{}) frozen for {} recipient{}",
+        edition.id,
+        edition.articles.len(),
+        plural(edition.articles.len()),
+        active.len(),
+        plural(active.len())
+    ));
+    Ok(())
+}
+
+/// The recipients to attempt in this run, with their attempts so far.
+fn work_list(
+    journal: &Journal,
+    edition: &Edition,
+    active: &[&Subscriber],
+    resend_in_doubt: bool,
+) -> Result<Vec<Work>> {
+    let by_email: HashMap<&str, &Subscriber> =
+        active.iter().map(|s| (s.email.as_str(), *s)).collect();
+    Ok(journal
+        .work(&edition.id, resend_in_doubt)?
+        .into_iter()
+        .filter_map(|(email, attempts)| {
+            by_email.get(email.as_str()).map(|s| Work {
+                subscriber: (*s).clone(),
+                attempts,
+            })
+        })
+        .collect())
+}
+
+/// How this run delivers.
+struct Delivery {
+    via: Via,
+    pacing: Pacing,
+    connections: usize,
+    quota_left: Option<u64>,
+    quiet: bool,
+}
+
+/// Delivers `work` with every step journaled by the writer thread; gives the journal back
+/// with the reason the run stopped early, if it did.
+fn deliver_journaled(
+    journal: Journal,
+    project: &Project,
+    edition: &Edition,
+    delivery: Delivery,
+    work: &[Work],
+    build: &dyn Fn(&Subscriber) -> Result<crate::mail::message::Outgoing>,
+) -> Result<(Journal, Option<StopReason>)> {
+    let writer = Writer::start(journal, edition.id.clone(), project.clock);
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::start(work.len(), Arc::clone(&counters), delivery.quiet);
+    let plan = deliver::Plan {
+        via: delivery.via,
+        pacing: delivery.pacing,
+        connections: delivery.connections,
+        quota_left: delivery.quota_left,
+        recorder: writer.recorder(),
+        counters,
+        clock: project.clock,
+    };
+    let outcome = deliver::run(plan, work, build);
+    progress.finish();
+    let (returned, write_error) = writer.finish();
+    let mut stop = outcome?.stop;
+    if let (None, Some(e)) = (&stop, write_error) {
+        stop = Some(StopReason::Journal(e));
+    }
+    let journal = match returned {
+        Some(j) => j,
+        None => Journal::open(&project.config.paths.state)?,
+    };
+    Ok((journal, stop))
 }
 
 /// Opens the outbox or checks the SMTP settings; SMTP connections open in the workers.
