@@ -174,7 +174,7 @@ impl Project {
             })
             .ok();
         let planned = match unfinished {
-            Some((id, frozen)) => resume(id, frozen, &mut problems),
+            Some(u) => resume(u.id, u.frozen, &mut problems),
             None => plan_new(&config, args, clock, journal, &mut problems)?,
         };
         if let (Some(list), Some(plan)) = (&mut subscribers, &planned) {

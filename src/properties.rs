@@ -110,6 +110,45 @@ fn every_field_has_a_generator() {
     }
 }
 
+/// The front matter's fields (and the image table's), from their own "unknown field"
+/// errors; each needs a generator in `no_front_matter_panics`.
+#[test]
+fn every_front_matter_field_has_a_generator() {
+    let generated = [
+        "title", "date", "link", "summary", "selected", "author", "tags", "image",
+    ];
+    let image_generated = ["url", "alt", "caption", "credit", "width"];
+    for (probe, expected) in [
+        (
+            "zz_probe = 1\n[image]\nurl = \"https://h.example/p.jpg\"\nalt = \"a\"",
+            &generated[..],
+        ),
+        (
+            "[image]\nurl = \"https://h.example/p.jpg\"\nalt = \"a\"\nzz_probe = 1",
+            &image_generated[..],
+        ),
+    ] {
+        let text = format!(
+            "+++\ntitle = \"t\"\ndate = 2026-11-24\nlink = \"https://h.example\"\nsummary = \"s\"\n{probe}\n+++\n"
+        );
+        let Err(problems) = crate::input::articles::parse(&text, Path::new("a.md")) else {
+            panic!("an unknown front-matter field was accepted");
+        };
+        let message = problems.to_string();
+        let mut declared: Vec<String> = message
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no field list in: {message}"))
+            .split(',')
+            .filter_map(|f| f.split('`').nth(1).map(str::to_string))
+            .collect();
+        declared.sort();
+        let mut known: Vec<&str> = expected.to_vec();
+        known.sort_unstable();
+        assert_eq!(declared, known, "a front-matter field without a generator");
+    }
+}
+
 /// Numbers as a TOML file may hold them: edges, huge, tiny, negative, NaN and infinities.
 fn number() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -154,17 +193,28 @@ proptest! {
         }
     }
 
-    /// Any title, date, link, summary and image width in an article's front matter.
+    /// Any value in every front-matter field (the list checked by
+    /// `every_front_matter_field_has_a_generator`), and any body.
     #[test]
     fn no_front_matter_panics(
         title in ".{0,40}",
         date in prop_oneof![Just("2026-11-24".to_string()), "[0-9]{4}-[0-9]{2}-[0-9]{2}", ".{0,12}"],
         link in ".{0,30}",
+        summary in ".{0,30}",
+        selected in prop_oneof![Just("true".to_string()), Just("1".to_string()), Just("\"x\"".to_string())],
+        author in ".{0,20}",
+        tags in prop::collection::vec(".{0,8}", 0..4),
+        url in ".{0,30}",
+        alt in ".{0,20}",
+        caption in ".{0,20}",
+        credit in ".{0,20}",
         width in number(),
         body in ".{0,60}",
     ) {
         let text = format!(
-            "+++\ntitle = {title:?}\ndate = {date}\nlink = {link:?}\nsummary = \"s\"\n[image]\nurl = \"https://h.example/p.jpg\"\nalt = \"a\"\nwidth = {width}\n+++\n{body}\n"
+            "+++\ntitle = {title:?}\ndate = {date}\nlink = {link:?}\nsummary = {summary:?}\nselected = {selected}\n\
+             author = {author:?}\ntags = {tags:?}\n[image]\nurl = {url:?}\nalt = {alt:?}\ncaption = {caption:?}\n\
+             credit = {credit:?}\nwidth = {width}\n+++\n{body}\n"
         );
         let _ = crate::input::articles::parse(&text, Path::new("a.md"));
     }

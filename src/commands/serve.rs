@@ -60,10 +60,14 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
 
 /// The path around `{token}` in the configured unsubscribe URL.
 fn route(url: &str) -> Result<(String, String)> {
-    let rest = url.strip_prefix("https://").unwrap_or(url);
-    let path = rest.find('/').map_or("/", |i| &rest[i..]);
-    let (prefix, suffix) = path
-        .split_once("{token}")
+    use crate::config::{TOKEN_STAND_IN, parse_web_url};
+    let parsed = parse_web_url(url).map_err(|e| anyhow!("the unsubscribe URL: {e}"))?;
+    let target = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    let (prefix, suffix) = target
+        .split_once(TOKEN_STAND_IN)
         .ok_or_else(|| anyhow!("the unsubscribe URL has no {{token}} in its path"))?;
     Ok((prefix.to_string(), suffix.to_string()))
 }

@@ -1001,31 +1001,48 @@ fn check_web_url(url: &str, needs_token: bool) -> Result<String, String> {
     if url.chars().count() > MAX_URL_CHARS {
         return Err(format!("may have at most {MAX_URL_CHARS} characters"));
     }
-    let Some(rest) = url.strip_prefix("https://") else {
-        return Err(format!("{url:?} must be an https:// address"));
-    };
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("{url:?} has no host"));
-    }
     if needs_token && !url.contains("{token}") {
         return Err(format!(
             "{url:?} must contain {{token}}, where each subscriber's own token goes"
         ));
     }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
-        _ => (authority, None),
+    // The WHATWG parser forgives what a mail client may not ("https:///x" has host "x"):
+    // the text itself must start with the scheme and a host.
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err(format!("{url:?} must be an https:// address"));
     };
-    let host = check_host(host, true).map_err(|e| format!("{url:?}: {e}"))?;
-    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
-    if !path.is_ascii() {
-        return Err(format!(
-            "{url:?}: the path must be ASCII (percent-encode other characters)"
-        ));
+    if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+        return Err(format!("{url:?} has no host"));
     }
-    Ok(format!("https://{host}{port}{path}"))
+    let parsed = parse_web_url(url).map_err(|e| format!("{url:?} is not a web address ({e})"))?;
+    let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) else {
+        return Err(format!("{url:?} has no host"));
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!("{url:?} must not carry a user name or password"));
+    }
+    if !url.is_ascii() {
+        // A non-ASCII host goes out in A-labels; a non-ASCII path would be guessed at.
+        let path_start = url["https://".len()..].find(['/', '?', '#']);
+        if path_start.is_some_and(|i| !url["https://".len() + i..].is_ascii()) {
+            return Err(format!(
+                "{url:?}: the path must be ASCII (percent-encode other characters)"
+            ));
+        }
+        check_host(host, true).map_err(|e| format!("{url:?}: {e}"))?;
+        return Ok(parsed.as_str().replace(TOKEN_STAND_IN, "{token}"));
+    }
+    // An ASCII URL goes out exactly as written.
+    Ok(url.to_string())
+}
+
+/// What `{token}` stands for while a URL is parsed: letters only, unchanged by parsing.
+pub(crate) const TOKEN_STAND_IN: &str = "newslettertokenstandin";
+
+/// A URL from the config parsed as browsers do (WHATWG), with `{token}` standing in for a
+/// token.
+pub(crate) fn parse_web_url(url: &str) -> Result<url::Url, url::ParseError> {
+    url::Url::parse(&url.replace("{token}", TOKEN_STAND_IN))
 }
 
 #[cfg(test)]
@@ -1206,6 +1223,20 @@ kind = "outbox"
         ))
         .unwrap_err();
         assert!(err.to_string().contains("at most 500"), "{err}");
+        for bad in [
+            "https://u:p@harbour.example/unsubscribe/{token}",
+            "http://harbour.example/unsubscribe/{token}",
+            "https:///unsubscribe/{token}",
+            "https://harbour.example:99999/unsubscribe/{token}",
+        ] {
+            let err = parse(&GOOD.replace("https://harbour.example/unsubscribe/{token}", bad))
+                .expect_err(bad);
+            assert_eq!(
+                err.0[0].field.as_deref(),
+                Some("unsubscribe.url"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

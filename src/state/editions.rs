@@ -22,6 +22,13 @@ pub struct EditionRow {
     pub completed: bool,
 }
 
+/// The edition still being sent, as frozen.
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    pub id: String,
+    pub frozen: Frozen,
+}
+
 /// What an edition needs to be rendered again exactly, whatever happened to the files since.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Frozen {
@@ -54,7 +61,7 @@ impl Journal {
 
     /// The edition still being sent, if any (at most one: a new one is frozen only when the
     /// previous one is complete).
-    pub fn unfinished_edition(&self) -> Result<Option<(String, Frozen)>> {
+    pub fn unfinished_edition(&self) -> Result<Option<Unfinished>> {
         let row: Option<(String, String)> = self
             .conn
             .query_row(
@@ -69,7 +76,7 @@ impl Journal {
                 let frozen: Frozen = serde_json::from_str(&json).with_context(|| {
                     format!("the frozen edition {id} in the state database is unreadable")
                 })?;
-                Ok(Some((id, frozen)))
+                Ok(Some(Unfinished { id, frozen }))
             }
         }
     }
