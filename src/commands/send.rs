@@ -52,9 +52,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         .collect();
     let composer = project.composer(edition);
     let (via, pacing, connections) = open_transport(&project, edition, args)?;
-    if project.resumed {
-        resume(&mut journal, &project, edition, &active, log)?;
-    } else {
+    if !project.resumed {
         if active.is_empty() {
             crate::say!(
                 "nothing to send: no subscribed address in {}",
@@ -66,8 +64,8 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         // edition is frozen and the first message leaves.
         render_all(&composer, active.iter().copied())?;
         preflight(&via)?;
-        freeze(&mut journal, &project, edition, &active, log)?;
     }
+    record_recipients(&mut journal, &project, edition, &active, log)?;
     let work = work_list(&journal, edition, &active, args.resend_in_doubt)?;
     if project.resumed && !work.is_empty() {
         render_all(&composer, work.iter().map(|w| &w.subscriber))?;
@@ -152,8 +150,9 @@ fn open_journal(config: &Config, clock: &Clock, log: &Log) -> Result<Journal> {
     Ok(journal)
 }
 
-/// Brings a resumed edition's rows in line with today's list.
-fn resume(
+/// The edition's rows for today's list: a resumed edition gains new subscribers and skips
+/// those who left; a new one is frozen with one pending row per recipient.
+fn record_recipients(
     journal: &mut Journal,
     project: &Project,
     edition: &Edition,
@@ -161,40 +160,33 @@ fn resume(
     log: &Log,
 ) -> Result<()> {
     let emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
-    let (added, skipped) = journal.sync_recipients(&edition.id, &emails, project.clock.now())?;
-    log.info(format!(
-        "resuming edition {} ({} article{}): {added} new subscriber{} added, {skipped} no longer subscribed",
-        edition.id,
+    let articles = format!(
+        "{} article{}",
         edition.articles.len(),
-        plural(edition.articles.len()),
-        plural(added)
-    ));
-    Ok(())
-}
-
-/// Records a new edition with one pending row per recipient.
-fn freeze(
-    journal: &mut Journal,
-    project: &Project,
-    edition: &Edition,
-    active: &[&Subscriber],
-    log: &Log,
-) -> Result<()> {
-    let emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
-    journal.freeze(
-        edition,
-        &project.freeze(edition),
-        &emails,
-        project.clock.now(),
-    )?;
-    log.info(format!(
-        "edition {} ({} article{}) frozen for {} recipient{}",
-        edition.id,
-        edition.articles.len(),
-        plural(edition.articles.len()),
-        active.len(),
-        plural(active.len())
-    ));
+        plural(edition.articles.len())
+    );
+    if project.resumed {
+        let (added, skipped) =
+            journal.sync_recipients(&edition.id, &emails, project.clock.now())?;
+        log.info(format!(
+            "resuming edition {} ({articles}): {added} new subscriber{} added, {skipped} no longer subscribed",
+            edition.id,
+            plural(added)
+        ));
+    } else {
+        journal.freeze(
+            edition,
+            &project.freeze(edition),
+            &emails,
+            project.clock.now(),
+        )?;
+        log.info(format!(
+            "edition {} ({articles}) frozen for {} recipient{}",
+            edition.id,
+            active.len(),
+            plural(active.len())
+        ));
+    }
     Ok(())
 }
 
