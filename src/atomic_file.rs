@@ -1,11 +1,13 @@
 //! Writes a file whole or not at all: a temporary file beside the target, fsync, rename,
 //! fsync of the folder, so a crash leaves the old file or the new one, never half. An
 //! existing file keeps its mode and owner, and a symlink stays a symlink (its target is
-//! what gets replaced).
+//! what gets replaced); a new file is readable by its owner alone (messages and lists hold
+//! live unsubscribe tokens and addresses). Temporary files that a killed run left behind
+//! are removed by the next write beside them.
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -26,10 +28,16 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_stale(&dir, &name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let existing = fs::metadata(&target).ok();
     let result = (|| -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         if let Some(m) = &existing {
             f.set_permissions(fs::Permissions::from_mode(m.mode() & 0o7777))?;
@@ -47,6 +55,28 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     }
     result.with_context(|| format!("cannot write {}", target.display()))?;
     Ok(target)
+}
+
+/// Removes `.NAME.PID.tmp` files beside `name` whose process is gone: what a run killed
+/// mid-write left (each a full copy of the file).
+fn remove_stale(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -72,5 +102,17 @@ mod tests {
         assert_eq!(fs::metadata(&real).unwrap().mode() & 0o777, 0o640);
         let leftovers = fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 2, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_new_file_is_private_and_a_dead_runs_temporary_file_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has pid 4194304: Linux's pid_max is at most 4194304.
+        let dead = dir.path().join(".list.toml.4194304.tmp");
+        fs::write(&dead, "a whole copy").unwrap();
+        let path = dir.path().join("list.toml");
+        write(&path, b"new").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert!(!dead.exists(), "the dead run's temporary file was removed");
     }
 }

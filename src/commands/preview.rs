@@ -56,8 +56,9 @@ pub(crate) fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
         ("html", rendered.html.as_bytes()),
         ("txt", rendered.text.as_bytes()),
     ] {
-        let path = args.out.join(format!("{stem}.{ext}"));
-        fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        // Whole or not at all (a full disk leaves no truncated message), readable by the
+        // owner alone: the message holds a live unsubscribe token.
+        let path = crate::atomic_file::write(&args.out.join(format!("{stem}.{ext}")), bytes)?;
         crate::say!("{}", path.display());
     }
     log.info(format!(

@@ -91,6 +91,7 @@ pub(crate) fn unix(t: SystemTime) -> i64 {
 impl Journal {
     /// Opens (creating if needed) the database for writing.
     pub fn open(path: &Path) -> Result<Journal> {
+        create_private(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the state database {}", path.display()))?;
         Self::setup(&conn).map_err(|e| explain(e, path))?;
@@ -132,6 +133,24 @@ impl Journal {
 
     pub fn connection(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+}
+
+/// Creates the database file readable by its owner alone, before `SQLite` does (with the
+/// process umask, usually 0644): it holds every address and the delivery history. `SQLite`
+/// gives its -wal and -shm files the database file's mode.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("cannot create the state database {}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -312,3 +312,47 @@ fn the_shipped_binary_has_no_journal_off_switch() {
     run.expect_code(2);
     assert!(p.outbox().is_empty());
 }
+
+fn mode(p: &Project, rel: &str) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p.path(rel))
+        .expect(rel)
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn the_state_the_outbox_and_previews_are_readable_by_their_owner_alone() {
+    let p = Project::new();
+    p.run(&["preview", "--out", "preview"]).expect_code(0);
+    p.run(&["send"]).expect_code(0);
+    assert_eq!(mode(&p, "newsletter.db"), 0o600);
+    let edition = p.query("SELECT id FROM edition").remove(0);
+    for (name, _) in p.outbox() {
+        let rel = format!("outbox/{edition}/{name}");
+        assert_eq!(mode(&p, &rel), 0o600, "{rel}");
+    }
+    for entry in std::fs::read_dir(p.path("preview")).expect("preview dir") {
+        let path = entry.expect("entry").path();
+        let rel = path
+            .strip_prefix(p.dir.path())
+            .expect("inside")
+            .display()
+            .to_string();
+        assert_eq!(mode(&p, &rel), 0o600, "{rel}");
+    }
+}
+
+#[test]
+fn a_killed_runs_copy_of_the_list_is_removed_by_the_next_edit() {
+    let p = Project::new();
+    // Linux's pid_max is at most 4194304: no live process has this pid.
+    p.write(".subscribers.toml.4194304.tmp", "every address of the list");
+    p.run(&["unsubscribe", "ada@example.org"]).expect_code(0);
+    assert!(!p.path(".subscribers.toml.4194304.tmp").exists());
+    assert!(
+        p.read("subscribers.toml")
+            .contains("status = \"unsubscribed\"")
+    );
+}
