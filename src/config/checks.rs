@@ -13,16 +13,27 @@ use crate::problems::{Problem, Problems};
 /// its field and line, and the default stands in, so no number can panic later (a
 /// `Duration` of 1e300 seconds does; so does a date 4 billion days back).
 pub(super) struct Numbers<'a> {
-    pub(super) path: &'a Path,
-    pub(super) source: &'a str,
+    path: &'a Path,
+    source: &'a str,
+    /// The table the fields are in, e.g. `smtp`: problems name `smtp.port`.
+    section: &'static str,
+    problems: Problems,
 }
 
-impl Numbers<'_> {
-    /// The value, or `default` when it is absent or out of `range` (then a problem).
-    pub(super) fn check<T>(
-        &self,
-        problems: &mut Problems,
-        field: &str,
+impl<'a> Numbers<'a> {
+    pub(super) fn new(path: &'a Path, source: &'a str, section: &'static str) -> Self {
+        Numbers {
+            path,
+            source,
+            section,
+            problems: Problems::default(),
+        }
+    }
+
+    /// `key`'s value, or `default` when it is absent or out of `range` (then a problem).
+    pub(super) fn get<T>(
+        &mut self,
+        key: &str,
         value: Option<&Spanned<T>>,
         default: T,
         range: std::ops::RangeInclusive<T>,
@@ -35,45 +46,44 @@ impl Numbers<'_> {
         if range.contains(v.get_ref()) {
             return *v.get_ref();
         }
-        self.report(
-            problems,
-            field,
-            Some(v),
-            &format!("must be between {} and {}", range.start(), range.end()),
-        );
+        let rule = format!("must be between {} and {}", range.start(), range.end());
+        self.report(key, value, &rule);
         default
     }
 
-    /// Seconds as a duration, checked like `check`.
-    pub(super) fn seconds(
-        &self,
-        problems: &mut Problems,
-        field: &str,
+    /// Seconds as a duration, checked like `get`.
+    pub(super) fn secs(
+        &mut self,
+        key: &str,
         value: Option<&Spanned<f64>>,
         default: f64,
         range: std::ops::RangeInclusive<f64>,
     ) -> Duration {
-        Duration::from_secs_f64(self.check(problems, field, value, default, range))
+        Duration::from_secs_f64(self.get(key, value, default, range))
     }
 
-    pub(super) fn report<T: std::fmt::Display + Copy>(
-        &self,
-        problems: &mut Problems,
-        field: &str,
+    /// A problem with `key`'s value, quoted as written (1e300 rather than its 301 digits).
+    pub(super) fn report<T: std::fmt::Display>(
+        &mut self,
+        key: &str,
         value: Option<&Spanned<T>>,
         rule: &str,
     ) {
         let Some(v) = value else { return };
-        // The number as written: 1e300 rather than its 301 digits.
         let written = self
             .source
             .get(v.span())
             .map_or_else(|| v.get_ref().to_string(), str::to_string);
-        problems.push(
+        self.problems.push(
             Problem::new(self.path, format!("{} {rule}", written.trim()))
                 .at_offset(self.source, v.span().start)
-                .field(field),
+                .field(format!("{}.{key}", self.section)),
         );
+    }
+
+    /// Hands the problems found over.
+    pub(super) fn finish(self, problems: &mut Problems) {
+        problems.extend(self.problems);
     }
 }
 

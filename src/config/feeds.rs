@@ -77,7 +77,7 @@ pub(super) fn resolve_sources(
     };
     let mut names = std::collections::HashSet::new();
     let mut out = Vec::new();
-    let numbers = Numbers { path, source };
+    let mut numbers = Numbers::new(path, source, "sources");
     for entry in raw {
         let s = entry.get_ref();
         let name = s.name.get_ref().trim();
@@ -128,16 +128,14 @@ pub(super) fn resolve_sources(
             name: name.to_string(),
             location,
             tags: s.tags.clone(),
-            timeout: numbers.seconds(
-                problems,
-                "sources.timeout_seconds",
+            timeout: numbers.secs(
+                "timeout_seconds",
                 s.timeout_seconds.as_ref(),
                 DEFAULT_FEED_TIMEOUT,
                 0.1..=600.0,
             ),
-            max_bytes: numbers.check(
-                problems,
-                "sources.max_bytes",
+            max_bytes: numbers.get(
+                "max_bytes",
                 s.max_bytes.as_ref(),
                 DEFAULT_FEED_MAX_BYTES,
                 1..=1_000_000_000,
@@ -146,5 +144,6 @@ pub(super) fn resolve_sources(
             ca_file: s.ca_file.as_ref().map(|f| dir.join(f)),
         });
     }
+    numbers.finish(problems);
     out
 }

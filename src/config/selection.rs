@@ -65,11 +65,10 @@ pub(super) fn resolve_selection(
     source: &str,
     problems: &mut Problems,
 ) -> Selection {
-    let n = Numbers { path, source };
-    Selection {
-        first_days: n.check(
-            problems,
-            "selection.first_days",
+    let mut n = Numbers::new(path, source, "selection");
+    let selection = Selection {
+        first_days: n.get(
+            "first_days",
             raw.first_days.as_ref(),
             DEFAULT_FIRST_DAYS,
             0..=3650,
@@ -78,9 +77,11 @@ pub(super) fn resolve_selection(
         exclude_tags: raw.exclude_tags,
         max_articles: raw
             .max_articles
-            .as_ref()
-            .map(|m| n.check(problems, "selection.max_articles", Some(m), 10, 1..=1000)),
+            .is_some()
+            .then(|| n.get("max_articles", raw.max_articles.as_ref(), 10, 1..=1000)),
         pinned: raw.pinned,
         audience: raw.audience,
-    }
+    };
+    n.finish(problems);
+    selection
 }

@@ -197,92 +197,79 @@ pub(super) fn resolve_smtp(
         (None, Some(_)) => problems.push(Problem::new(path, "a password is set but no `username`").field("smtp")),
         _ => {}
     }
-    let n = Numbers { path, source };
-    let connections = n.check(
-        problems,
-        "smtp.connections",
+    let mut n = Numbers::new(path, source, "smtp");
+    let d = Pacing::default();
+    let connections = n.get(
+        "connections",
         s.connections.as_ref(),
         DEFAULT_CONNECTIONS,
         1..=MAX_CONNECTIONS,
     );
-    let defaults = Pacing::default();
     // 0 means no limit; a tiny rate would wait for centuries between messages.
-    let rate = n.check(
-        problems,
-        "smtp.rate_per_second",
+    let rate = n.get(
+        "rate_per_second",
         s.rate_per_second.as_ref(),
         0.0,
         0.0..=100_000.0,
     );
     if rate > 0.0 && rate < 0.001 {
-        n.report(
-            problems,
-            "smtp.rate_per_second",
-            s.rate_per_second.as_ref(),
-            "must be 0 (no limit) or at least 0.001",
-        );
+        let rule = "must be 0 (no limit) or at least 0.001";
+        n.report("rate_per_second", s.rate_per_second.as_ref(), rule);
     }
     let pacing = Pacing {
-        max_per_connection: n.check(
-            problems,
-            "smtp.max_per_connection",
+        max_per_connection: n.get(
+            "max_per_connection",
             s.max_per_connection.as_ref(),
-            defaults.max_per_connection,
+            d.max_per_connection,
             1..=1_000_000,
         ),
         rate_per_second: Some(rate.max(0.001)).filter(|_| rate > 0.0),
-        daily_quota: Some(n.check(
-            problems,
-            "smtp.daily_quota",
+        daily_quota: Some(n.get(
+            "daily_quota",
             s.daily_quota.as_ref(),
             0,
             0..=1_000_000_000_000,
         ))
         .filter(|q| *q > 0),
-        retries_per_run: n.check(
-            problems,
-            "smtp.retries_per_run",
+        retries_per_run: n.get(
+            "retries_per_run",
             s.retries_per_run.as_ref(),
-            defaults.retries_per_run,
+            d.retries_per_run,
             0..=100,
         ),
-        retry_delay: n.seconds(
-            problems,
-            "smtp.retry_delay_seconds",
+        retry_delay: n.secs(
+            "retry_delay_seconds",
             s.retry_delay_seconds.as_ref(),
-            defaults.retry_delay.as_secs_f64(),
+            d.retry_delay.as_secs_f64(),
             0.0..=86_400.0,
         ),
-        max_attempts: n.check(
-            problems,
-            "smtp.max_attempts",
+        max_attempts: n.get(
+            "max_attempts",
             s.max_attempts.as_ref(),
-            defaults.max_attempts,
+            d.max_attempts,
             1..=1000,
         ),
-        max_consecutive_failures: n.check(
-            problems,
-            "smtp.max_consecutive_failures",
+        max_consecutive_failures: n.get(
+            "max_consecutive_failures",
             s.max_consecutive_failures.as_ref(),
-            defaults.max_consecutive_failures,
+            d.max_consecutive_failures,
             1..=100_000,
         ),
     };
-    let port = n.check(problems, "smtp.port", s.port.as_ref(), 25, 1..=u16::MAX);
-    let connect_timeout = n.seconds(
-        problems,
-        "smtp.connect_timeout_seconds",
+    let port = n.get("port", s.port.as_ref(), 25, 1..=u16::MAX);
+    let connect_timeout = n.secs(
+        "connect_timeout_seconds",
         s.connect_timeout_seconds.as_ref(),
         DEFAULT_CONNECT_TIMEOUT,
         0.1..=3600.0,
     );
-    let command_timeout = n.seconds(
-        problems,
-        "smtp.command_timeout_seconds",
+    let command_timeout = n.secs(
+        "command_timeout_seconds",
         s.command_timeout_seconds.as_ref(),
         DEFAULT_COMMAND_TIMEOUT,
         0.1..=3600.0,
     );
+    n.finish(problems);
     if problems.0.len() > before {
         return None;
     }
