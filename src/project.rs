@@ -168,11 +168,19 @@ impl Project {
         let mut subscribers = subscribers::load(&config.paths.subscribers)
             .map_err(|p| problems.extend(p))
             .ok();
+        let mut notes = Vec::new();
         let signer = crate::token::Signer::for_list(&config.unsubscribe)
             .map_err(|e| {
                 problems.push(Problem::new(&config.path, format!("{e:#}")).field("unsubscribe"));
             })
-            .ok();
+            .ok()
+            .map(|(signer, warning)| {
+                // The outbox sends no mail: a readable key matters once links go out.
+                if matches!(config.transport, crate::config::Transport::Smtp(_)) {
+                    notes.extend(warning);
+                }
+                signer
+            });
         let planned = match unfinished {
             Some(u) => resume(u.id, u.frozen, &mut problems),
             None => plan_new(&config, args, clock, journal, &mut problems)?,
@@ -181,7 +189,6 @@ impl Project {
             list.audience.clone_from(&plan.audience);
         }
 
-        let mut notes = Vec::new();
         let dkim = match &config.dkim {
             Some(d) => crate::mail::dkim::load(d, config.newsletter.from.address.domain())
                 .map_err(|e| {

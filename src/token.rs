@@ -32,17 +32,32 @@ fn keyed(key: &Secret, parts: &[&str]) -> HmacSha256 {
     mac
 }
 
+/// The shortest unsubscribe key accepted: 128 bits.
+const MIN_KEY_BYTES: usize = 16;
+
 impl Signer {
     /// The signer of a list's tokens: the current key, and any previous ones for links in
     /// mail sent before a rotation.
-    pub fn for_list(unsubscribe: &crate::config::Unsubscribe) -> anyhow::Result<Signer> {
-        let key = unsubscribe.secret.load()?;
+    /// Also returns a warning when the key file can be read by other users.
+    pub fn for_list(
+        unsubscribe: &crate::config::Unsubscribe,
+    ) -> anyhow::Result<(Signer, Option<String>)> {
+        let (key, warning) = unsubscribe.secret.load_private()?;
+        if key.expose().len() < MIN_KEY_BYTES {
+            anyhow::bail!(
+                "the unsubscribe key ({:?}) is {} bytes; it needs at least {MIN_KEY_BYTES}, \
+                 as random as can be: `head -c 32 /dev/urandom | base64 > KEYFILE` (or start \
+                 a project with `newsletter init`, which makes one)",
+                unsubscribe.secret,
+                key.expose().len()
+            );
+        }
         let previous = unsubscribe
             .previous
             .iter()
             .map(crate::config::secret::SecretSource::load)
             .collect::<anyhow::Result<_>>()?;
-        Ok(Signer::new(key).with_previous(previous))
+        Ok((Signer::new(key).with_previous(previous), warning))
     }
 
     pub fn new(key: Secret) -> Self {

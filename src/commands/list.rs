@@ -20,7 +20,7 @@ pub(crate) fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
             Err(e) => bail!("the address {e}"),
         }
     } else {
-        let signer = crate::token::Signer::for_list(&config.unsubscribe)?;
+        let (signer, _) = crate::token::Signer::for_list(&config.unsubscribe)?;
         match signer.verify_unsubscribe_token(&config.newsletter.list_id, &args.target) {
             Some(e) => e,
             None => bail!(

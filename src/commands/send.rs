@@ -270,6 +270,9 @@ fn open_transport(
         ),
         Transport::Smtp(cfg) => {
             let connector = Connector::new(cfg, project.config.newsletter.from.address.domain())?;
+            if let Some(w) = connector.warning() {
+                eprintln!("warning: {w}");
+            }
             let connections = args.connections.map_or(cfg.connections, usize::from);
             (
                 Via::Smtp(Box::new(connector)),

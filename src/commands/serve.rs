@@ -24,7 +24,10 @@ const MAX_BODY: usize = 4096;
 pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
     let config = Config::load(&cli.config)?;
-    let signer = crate::token::Signer::for_list(&config.unsubscribe)?;
+    let (signer, warning) = crate::token::Signer::for_list(&config.unsubscribe)?;
+    if let Some(w) = warning {
+        log.warn(w);
+    }
     let (prefix, suffix) = route(&config.unsubscribe.url)?;
     let mut journal = Journal::open(&config.paths.state)?;
     let server =

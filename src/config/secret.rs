@@ -23,6 +23,16 @@ impl fmt::Debug for SecretSource {
 }
 
 impl SecretSource {
+    /// Reads the secret, refusing a file that others can change (as ssh does) and
+    /// returning a warning when others can read it.
+    pub fn load_private(&self) -> Result<(Secret, Option<String>)> {
+        let warning = match self {
+            SecretSource::File(path) => permission_warning(path)?,
+            SecretSource::Env(_) => None,
+        };
+        Ok((self.load()?, warning))
+    }
+
     /// Reads the secret; a trailing newline in a file is not part of it.
     pub fn load(&self) -> Result<Secret> {
         let value = match self {
@@ -38,6 +48,30 @@ impl SecretSource {
         }
         Ok(Secret(value))
     }
+}
+
+/// `Err` when users other than the owner can change the file; a warning when they can read
+/// it.
+fn permission_warning(path: &std::path::Path) -> Result<Option<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(None); // reading it reports what is wrong
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        bail!(
+            "the secret file {} can be changed by other users (mode {mode:04o}): `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok((mode & 0o044 != 0).then(|| {
+        format!(
+            "the secret file {} can be read by other users (mode {mode:04o}): `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )
+    }))
 }
 
 /// A secret value. `Debug` and `Display` print a placeholder, so a secret cannot end up in

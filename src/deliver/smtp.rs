@@ -29,6 +29,7 @@ pub(crate) struct Connector {
     password: Option<Secret>,
     hello: ClientId,
     extra_roots: Vec<CertificateDer<'static>>,
+    warning: Option<String>,
 }
 
 /// A failure that makes every further attempt pointless (bad credentials, TLS refused):
@@ -46,11 +47,19 @@ impl std::error::Error for Fatal {}
 
 impl Connector {
     pub(crate) fn new(cfg: &Smtp, hello_domain: &str) -> Result<Connector> {
-        let password = cfg
+        let loaded = cfg
             .password
             .as_ref()
-            .map(|source| source.load().context("cannot read the SMTP password"))
+            .map(|source| {
+                source
+                    .load_private()
+                    .context("cannot read the SMTP password")
+            })
             .transpose()?;
+        let (password, warning) = match loaded {
+            Some((secret, warning)) => (Some(secret), warning),
+            None => (None, None),
+        };
         let extra_roots = match &cfg.ca_file {
             Some(path) => tls::read_ca_file(path)?,
             None => Vec::new(),
@@ -69,7 +78,13 @@ impl Connector {
             password,
             hello,
             extra_roots,
+            warning,
         })
+    }
+
+    /// A warning about the password file (readable by other users), if any.
+    pub(crate) fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     pub(crate) fn server(&self) -> String {

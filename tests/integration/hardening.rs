@@ -356,3 +356,58 @@ fn a_killed_runs_copy_of_the_list_is_removed_by_the_next_edit() {
             .contains("status = \"unsubscribed\"")
     );
 }
+
+fn chmod(p: &Project, rel: &str, mode: u32) {
+    std::fs::set_permissions(
+        p.path(rel),
+        std::os::unix::fs::PermissionsExt::from_mode(mode),
+    )
+    .expect("chmod");
+}
+
+#[test]
+fn a_short_key_and_a_key_others_can_change_are_refused_a_readable_one_warned() {
+    let p = Project::new();
+    p.write("key", "x\n");
+    let run = p.run(&["check"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains("is 1 bytes; it needs at least 16"),
+        "{}",
+        run.stderr()
+    );
+
+    let p = Project::new();
+    chmod(&p, "key", 0o666);
+    let run = p.run(&["check"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr()
+            .contains("can be changed by other users (mode 0666): `chmod 600"),
+        "{}",
+        run.stderr()
+    );
+
+    // Readable by others: a warning once real mail goes out, none for the outbox (the
+    // bundled example's committed key is 0644 on a fresh clone).
+    let p = Project::new();
+    chmod(&p, "key", 0o644);
+    let run = p.run(&["check"]);
+    run.expect_code(0);
+    assert!(
+        !run.stderr().contains("can be read by other users"),
+        "{}",
+        run.stderr()
+    );
+    p.use_smtp("host = \"127.0.0.1\"\nport = 2525\nsecurity = \"none\"\n");
+    let run = p.run(&["check"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("warning: the secret file")
+            && run
+                .stderr()
+                .contains("can be read by other users (mode 0644)"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -69,7 +69,13 @@ impl Project {
         let p = Project { dir };
         p.write("newsletter.toml", CONFIG);
         p.write("subscribers.toml", SUBSCRIBERS);
-        p.write("key", "test-key\n");
+        p.write("key", "test-key-of-the-harbour-weekly\n");
+        // Private, as a real key must be: SMTP runs warn about a readable one.
+        std::fs::set_permissions(
+            p.path("key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod key");
         p.write(
             "articles/ferry.md",
             &article("Ferry timetable", "2026-11-24", true),

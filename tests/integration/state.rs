@@ -20,10 +20,8 @@ fn from_fixture(db: &str) -> Project {
         .unwrap_or_default()
         .replace("SINK_PORT", "2525");
     p.write("newsletter.toml", &config);
-    p.write(
-        "key",
-        &std::fs::read_to_string(dir.join("key")).expect("key"),
-    );
+    // The key the fixture was made with is shorter than a key may now be; no stored row
+    // depends on it, so the harness's own key stays.
     std::fs::remove_dir_all(p.path("articles")).expect("no articles");
     p.write(
         "subscribers.toml",
