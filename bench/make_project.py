@@ -37,7 +37,8 @@ def main() -> None:
 
     root = pathlib.Path(args.dir)
     (root / "articles").mkdir(parents=True, exist_ok=True)
-    (root / "key").write_text("bench-key\n")
+    (root / "key").write_text("bench-key-for-throughput-runs\n")
+    (root / "key").chmod(0o600)
     (root / "newsletter.toml").write_text(f"""[newsletter]
 name = "Harbour Weekly"
 from = "Harbour Weekly <weekly@harbour.example>"
