@@ -230,6 +230,13 @@ fn deliver_journaled(
     work: &[Work],
     build: &dyn Fn(&Subscriber) -> Result<crate::mail::message::Outgoing>,
 ) -> Result<(Journal, Option<StopReason>)> {
+    let watch = crate::state::watch::ListWatch::start(
+        &project.config.paths.subscribers,
+        &project.config.paths.state,
+        &edition.id,
+        crate::state::watch::interval(),
+        project.clock,
+    );
     let writer = Writer::start(journal, edition.id.clone(), project.clock);
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(work.len(), Arc::clone(&counters), delivery.quiet);
@@ -243,6 +250,7 @@ fn deliver_journaled(
         clock: project.clock,
     };
     let outcome = deliver::run(plan, work, build);
+    watch.stop();
     progress.finish();
     let (returned, write_error) = writer.finish();
     let mut stop = outcome?.stop;

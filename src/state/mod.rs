@@ -9,6 +9,7 @@ pub(crate) mod list;
 pub(crate) mod listfile;
 pub(crate) mod lock;
 pub(crate) mod suppressions;
+pub(crate) mod watch;
 pub(crate) mod writer;
 
 pub(crate) use db::{Journal, unix};

@@ -539,3 +539,45 @@ fn a_full_disk_stops_the_run_and_loses_nothing() {
     );
     assert!(matches!(rerun.code(), 0 | 4), "{}", rerun.stderr());
 }
+
+#[test]
+fn addresses_unsubscribed_by_hand_during_a_send_are_not_mailed() {
+    let server = SmtpServer::start(ServerOptions {
+        pause: Some(Point::Mail(2)),
+        ..ServerOptions::default()
+    });
+    let (p, emails) = project_for(&server, 6, "");
+    let child = p
+        .command(&["send"], &[("NEWSLETTER_LIST_RECHECK", "0.1")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn newsletter");
+    // The first message is delivered; the second waits at its MAIL while the editor
+    // unsubscribes three readers by hand.
+    server.gate.wait_reached();
+    let list = p.read("subscribers.toml");
+    let mut edited = list.clone();
+    for e in &emails[3..] {
+        edited = edited.replace(
+            &format!("email = \"{e}\"\nstatus = \"subscribed\""),
+            &format!("email = \"{e}\"\nstatus = \"unsubscribed\""),
+        );
+    }
+    assert_ne!(edited, list);
+    p.write("subscribers.toml", &edited);
+    // Ten times the interval: the send has looked at the file again.
+    std::thread::sleep(Duration::from_secs(1));
+    server.gate.release();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.deliveries(), exactly_once(&emails[..3]));
+    for e in &emails[3..] {
+        assert_eq!(state_of(&p, e), "skipped", "{e}");
+    }
+}
