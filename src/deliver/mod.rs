@@ -200,13 +200,7 @@ impl Shared {
     /// in a row) and halves its connections. Requests that arrive during a pause (other
     /// connections' messages in flight) do not lengthen it.
     fn throttled(&self, job: &Job, code: Option<u16>, reply: String, queue: &Queue) {
-        self.recorder.record(
-            &job.email,
-            Change::Released {
-                code,
-                reply: reply.clone(),
-            },
-        );
+        self.release(job, code, &reply);
         // The message was not sent: its share of the daily quota is given back.
         if let Some(left) = &self.quota_left {
             left.fetch_add(1, Ordering::SeqCst);
@@ -239,24 +233,31 @@ impl Shared {
         };
         t.until = now + t.pause;
         t.connections = (t.connections / 2).max(1);
-        if let Ok(mut last) = self.counters.last_problem.lock() {
-            *last = Some(reply);
-        }
     }
 
     /// The relay refused the sender: the recipient stays pending and the run stops.
     fn sender_refused(&self, job: &Job, code: Option<u16>, reply: String) {
+        self.release(job, code, &reply);
+        self.stop(StopReason::SenderRefused(reply));
+    }
+
+    /// Back to pending, not charged: the reply says nothing about this recipient.
+    fn release(&self, job: &Job, code: Option<u16>, reply: &str) {
+        self.note_problem(reply);
         self.recorder.record(
             &job.email,
             Change::Released {
                 code,
-                reply: reply.clone(),
+                reply: reply.to_string(),
             },
         );
+    }
+
+    /// The most recent problem, for a one-message run to explain itself.
+    fn note_problem(&self, problem: &str) {
         if let Ok(mut last) = self.counters.last_problem.lock() {
-            *last = Some(reply.clone());
+            *last = Some(problem.to_string());
         }
-        self.stop(StopReason::SenderRefused(reply));
     }
 
     /// Waits out a pause the relay asked for; false when this connection is one too many
@@ -279,9 +280,7 @@ impl Shared {
     }
 
     fn failure(&self, problem: &str) {
-        if let Ok(mut last) = self.counters.last_problem.lock() {
-            *last = Some(problem.to_string());
-        }
+        self.note_problem(problem);
         let n = self.failures_in_row.fetch_add(1, Ordering::SeqCst) + 1;
         if n >= self.pacing.max_consecutive_failures {
             self.stop(StopReason::CircuitBreaker(n));
@@ -436,8 +435,9 @@ pub(crate) fn run(
             // Connections that closed on a request to slow down may leave recipients put
             // back in the queue: start the allowed connections again until it is empty.
             loop {
+                // Starts at `connections` and only ever halves.
                 let allowed = shared.throttle.lock().map_or(1, |t| t.connections);
-                let workers = connections.min(allowed).clamp(1, todo.len().max(1));
+                let workers = allowed.clamp(1, todo.len().max(1));
                 futures_util::future::join_all((0..workers).map(|i| context.run(i))).await;
                 let empty = queue.lock().map_or(true, |q| q.is_empty());
                 if empty || shared.stopped() {

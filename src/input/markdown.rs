@@ -33,8 +33,10 @@ fn allowed(url: &str, kind: LinkType) -> bool {
 }
 
 pub fn to_html(markdown: &str) -> Result<Body, TooDeep> {
-    // The depth check runs over the events before anything is built from them.
+    // One parse: the events are checked for depth as they are collected, before anything
+    // is built from them.
     let mut depth = 0usize;
+    let mut parsed = Vec::new();
     for (event, range) in Parser::new(markdown).into_offset_iter() {
         match event {
             Event::Start(_) => {
@@ -46,39 +48,35 @@ pub fn to_html(markdown: &str) -> Result<Body, TooDeep> {
             Event::End(_) => depth = depth.saturating_sub(1),
             _ => {}
         }
+        parsed.push((event, range));
     }
     let mut dropped = Vec::new();
     // For each open link or image: whether it was dropped (its end is dropped too).
     let mut open: Vec<bool> = Vec::new();
-    let events =
-        Parser::new(markdown)
-            .into_offset_iter()
-            .filter_map(|(event, range)| match event {
-                Event::Html(raw) | Event::InlineHtml(raw) => Some(Event::Text(raw)),
-                Event::Start(
-                    Tag::Link {
-                        ref dest_url,
-                        link_type,
-                        ..
-                    }
-                    | Tag::Image {
-                        ref dest_url,
-                        link_type,
-                        ..
-                    },
-                ) => {
-                    let keep = allowed(dest_url, link_type);
-                    if !keep {
-                        dropped.push((range.start, dest_url.to_string()));
-                    }
-                    open.push(keep);
-                    keep.then_some(event)
-                }
-                Event::End(TagEnd::Link | TagEnd::Image) => {
-                    open.pop().unwrap_or(true).then_some(event)
-                }
-                other => Some(other),
-            });
+    let events = parsed.into_iter().filter_map(|(event, range)| match event {
+        Event::Html(raw) | Event::InlineHtml(raw) => Some(Event::Text(raw)),
+        Event::Start(
+            Tag::Link {
+                ref dest_url,
+                link_type,
+                ..
+            }
+            | Tag::Image {
+                ref dest_url,
+                link_type,
+                ..
+            },
+        ) => {
+            let keep = allowed(dest_url, link_type);
+            if !keep {
+                dropped.push((range.start, dest_url.to_string()));
+            }
+            open.push(keep);
+            keep.then_some(event)
+        }
+        Event::End(TagEnd::Link | TagEnd::Image) => open.pop().unwrap_or(true).then_some(event),
+        other => Some(other),
+    });
     let mut out = String::with_capacity(markdown.len() * 3 / 2);
     html::push_html(&mut out, events);
     Ok(Body { html: out, dropped })

@@ -51,11 +51,7 @@ impl Journal {
     }
 
     pub fn unsubscribed(&self) -> Result<HashSet<String>> {
-        let mut stmt = self.conn.prepare("SELECT email FROM unsubscribed")?;
-        let set = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(set)
+        self.emails("SELECT email FROM unsubscribed")
     }
 
     pub fn pending_list_changes(&self) -> Result<Vec<ListChange>> {
@@ -94,7 +90,12 @@ impl Journal {
     }
 
     pub fn suppressed(&self) -> Result<HashSet<String>> {
-        let mut stmt = self.conn.prepare("SELECT email FROM suppression")?;
+        self.emails("SELECT email FROM suppression")
+    }
+
+    /// The addresses a one-column query returns.
+    fn emails(&self, sql: &str) -> Result<HashSet<String>> {
+        let mut stmt = self.conn.prepare(sql)?;
         let set = stmt
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;

@@ -40,33 +40,32 @@ pub(crate) struct Restored {
     pub editions: Vec<String>,
 }
 
+const COLUMNS: &str = "SELECT email, reason, at FROM suppression";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
+    Ok(Suppression {
+        email: r.get(0)?,
+        reason: r.get(1)?,
+        at: r.get(2)?,
+    })
+}
+
+/// Every suppression, oldest first (also inside a transaction: `Transaction` derefs to
+/// `Connection`).
+fn all(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Suppression>> {
+    conn.prepare(&format!("{COLUMNS} ORDER BY at, email"))?
+        .query_map([], row)?
+        .collect()
+}
+
 pub(crate) fn list(journal: &mut Journal) -> Result<Vec<Suppression>> {
-    let conn = journal.connection();
-    let mut stmt = conn.prepare("SELECT email, reason, at FROM suppression ORDER BY at, email")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Suppression {
-            email: r.get(0)?,
-            reason: r.get(1)?,
-            at: r.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(all(journal.connection())?)
 }
 
 pub(crate) fn find(journal: &mut Journal, email: &str) -> Result<Option<Suppression>> {
     Ok(journal
         .connection()
-        .query_row(
-            "SELECT email, reason, at FROM suppression WHERE email = ?1",
-            params![email],
-            |r| {
-                Ok(Suppression {
-                    email: r.get(0)?,
-                    reason: r.get(1)?,
-                    at: r.get(2)?,
-                })
-            },
-        )
+        .query_row(&format!("{COLUMNS} WHERE email = ?1"), params![email], row)
         .optional()?)
 }
 
@@ -122,18 +121,7 @@ pub(crate) fn lift_sender_side(journal: &mut Journal, now: SystemTime) -> Result
     let mut restored = Restored::default();
     let tx = journal.connection().transaction()?;
     {
-        let mut stmt =
-            tx.prepare("SELECT email, reason, at FROM suppression ORDER BY at, email")?;
-        let all = stmt
-            .query_map([], |r| {
-                Ok(Suppression {
-                    email: r.get(0)?,
-                    reason: r.get(1)?,
-                    at: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        for s in all
+        for s in all(&tx)?
             .into_iter()
             .filter(|s| about_the_sender(None, &s.reason))
         {

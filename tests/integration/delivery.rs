@@ -13,10 +13,7 @@ use crate::harness::{Point, Project, ServerOptions, SmtpServer, exactly_once, pa
 fn project_for(server: &SmtpServer, n: usize, extra: &str) -> (Project, Vec<String>) {
     let p = Project::new();
     let emails = p.subscribers(n);
-    p.use_smtp(&format!(
-        "host = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nconnections = 1\nretry_delay_seconds = 0.1\n{extra}",
-        server.port
-    ));
+    p.use_loopback(server.port, 1, extra);
     (p, emails)
 }
 

@@ -4,6 +4,18 @@
 
 use crate::harness::{Project, parse};
 
+/// Runs `check`, which must refuse the project (exit 3) with every one of `needles` on
+/// stderr.
+#[track_caller]
+fn refused_by_check(p: &Project, needles: &[&str]) {
+    let run = p.run(&["check"]);
+    run.expect_code(3);
+    let err = run.stderr();
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
+    }
+}
+
 /// Every line of a message, with its length in octets.
 fn longest_line(message: &[u8]) -> usize {
     message
@@ -127,26 +139,14 @@ fn templates_and_articles_that_would_recurse_forever_are_problems_not_crashes() 
         "templates/digest.html",
         "<p>top</p>\n{% include \"digest.html\" %}\n",
     );
-    let run = p.run(&["check"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr().contains("digest.html:2") && run.stderr().contains("includes itself"),
-        "{}",
-        run.stderr()
-    );
+    refused_by_check(&p, &["digest.html:2", "includes itself"]);
 
     let p = Project::new();
     p.write(
         "templates/digest.txt",
         "{% macro again(n) %}{{ self::again(n=n) }}{% endmacro again %}\n{{ self::again(n=1) }}\n",
     );
-    let run = p.run(&["check"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr().contains("digest.txt:1") && run.stderr().contains("macro again calls itself"),
-        "{}",
-        run.stderr()
-    );
+    refused_by_check(&p, &["digest.txt:1", "macro again calls itself"]);
 
     let p = Project::new();
     let deep = format!("{} deep\n", ">".repeat(20_000));
@@ -154,19 +154,11 @@ fn templates_and_articles_that_would_recurse_forever_are_problems_not_crashes() 
         "articles/ferry.md",
         &(crate::harness::article("Ferry", "2026-11-24", true) + &deep),
     );
-    let run = p.run(&["check"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr().contains("articles/ferry.md:") && run.stderr().contains("nested"),
-        "{}",
-        run.stderr()
-    );
+    refused_by_check(&p, &["articles/ferry.md:", "nested"]);
 }
 
 fn through(p: &Project, port: u16) {
-    p.use_smtp(&format!(
-        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = 1\nretry_delay_seconds = 0.1\n"
-    ));
+    p.use_loopback(port, 1, "");
 }
 
 const WIDE_LIST: &str = "[[subscriber]]\nemail = \"r\u{eb}ader@example.org\"\nstatus = \"subscribed\"\n\n\
@@ -266,13 +258,7 @@ fn dangerous_links_in_articles_are_dropped_with_a_warning_naming_the_line() {
 fn smtp_commands_in_hello_name_are_refused_before_anything_is_sent() {
     let p = Project::new();
     p.use_smtp("host = \"127.0.0.1\"\nport = 2525\nsecurity = \"none\"\nhello_name = \"x\\r\\nRSET\\r\\nMAIL FROM:<evil@evil.example>\"\n");
-    let run = p.run(&["check"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr().contains("`smtp.hello_name`"),
-        "{}",
-        run.stderr()
-    );
+    refused_by_check(&p, &["`smtp.hello_name`"]);
 }
 
 #[test]
@@ -369,23 +355,13 @@ fn chmod(p: &Project, rel: &str, mode: u32) {
 fn a_short_key_and_a_key_others_can_change_are_refused_a_readable_one_warned() {
     let p = Project::new();
     p.write("key", "x\n");
-    let run = p.run(&["check"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr().contains("is 1 bytes; it needs at least 16"),
-        "{}",
-        run.stderr()
-    );
+    refused_by_check(&p, &["is 1 bytes; it needs at least 16"]);
 
     let p = Project::new();
     chmod(&p, "key", 0o666);
-    let run = p.run(&["check"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr()
-            .contains("can be changed by other users (mode 0666): `chmod 600"),
-        "{}",
-        run.stderr()
+    refused_by_check(
+        &p,
+        &["can be changed by other users (mode 0666): `chmod 600"],
     );
 
     // Readable by others: a warning once real mail goes out, none for the outbox (the

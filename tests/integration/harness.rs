@@ -107,6 +107,14 @@ impl Project {
         self.write("newsletter.toml", &config);
     }
 
+    /// Sends to a plaintext server on 127.0.0.1:`port` over `connections`, retrying after
+    /// 0.1 s; `extra` adds `[smtp]` lines.
+    pub(crate) fn use_loopback(&self, port: u16, connections: usize, extra: &str) {
+        self.use_smtp(&format!(
+            "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = {connections}\nretry_delay_seconds = 0.1\n{extra}"
+        ));
+    }
+
     /// Runs the binary in the project folder with the pinned clock.
     pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.run_with_env(args, &[])

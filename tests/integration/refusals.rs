@@ -13,9 +13,7 @@ fn project_for(sink: &Sink, n: usize, extra: &str) -> (Project, Vec<String>) {
 }
 
 fn point_at(p: &Project, port: u16, extra: &str) {
-    p.use_smtp(&format!(
-        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = 4\nretry_delay_seconds = 0.1\n{extra}"
-    ));
+    p.use_loopback(port, 4, extra);
 }
 
 /// Rows per state, e.g. `["pending|100"]`.
