@@ -13,6 +13,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    write_with(path, |out| out.write_all(bytes))
+}
+
+/// As `write`, with the content streamed by `fill` (a large file need not be built in
+/// memory first).
+pub(crate) fn write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<PathBuf> {
     // Replacing a symlink's target keeps the link, and everyone who shares it sees the change.
     let target = match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path)
@@ -32,13 +41,17 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let existing = fs::metadata(&target).ok();
     let result = (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
+        let f = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 16, f);
+        fill(&mut buffered)?;
+        let f = buffered
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         if let Some(m) = &existing {
             f.set_permissions(fs::Permissions::from_mode(m.mode() & 0o7777))?;
             // Only root may give a file away; anyone else already owns what they write.

@@ -158,6 +158,21 @@ pub struct ServeArgs {
     /// The address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8025", value_name = "ADDR:PORT")]
     pub listen: String,
+
+    /// Connections open at once; one more is answered 503 and closed at once.
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send its request head, and then its body, before the
+    /// connection is closed (a connection lives at most 60 s in all).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub read_timeout: f64,
+
+    /// Unsubscribe requests a minute from one client address, in bursts of as many; more
+    /// are answered 429. Behind a reverse proxy every reader has the proxy's address, so
+    /// set it high there. 0 turns the limit off.
+    #[arg(long, default_value_t = 600, value_name = "N")]
+    pub rate_limit: u32,
 }
 
 /// Which articles make the edition, and its date.

@@ -6,7 +6,8 @@
 //! articles, selection) → `render` (templates, per-recipient text) → `mail` (MIME bytes,
 //! DKIM, what a reply means) → `state` (the `SQLite` journal, suppressions, the list file)
 //! → `feeds` (articles from RSS/Atom/JSON, cached in the state) → `deliver` (SMTP or the
-//! outbox) → `project` (everything loaded and planned for one run) → `commands`.
+//! outbox) → `project` (everything loaded and planned for one run) → `commands`; `http`
+//! (the bounded HTTP server under `serve`) stands apart, used by `commands` alone.
 //! `.ci/module-cycles` checks that no module imports its way back.
 
 /// Prints a line of data on stdout. A closed pipe (`newsletter status | head`) ends the
@@ -28,6 +29,7 @@ pub(crate) mod deliver;
 pub(crate) mod edition;
 pub(crate) mod exit;
 pub(crate) mod feeds;
+pub(crate) mod http;
 pub mod input;
 pub(crate) mod mail;
 pub(crate) mod problems;

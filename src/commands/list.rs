@@ -1,6 +1,6 @@
 //! `newsletter subscribe` and `newsletter unsubscribe`: record the change durably in the
 //! state database (a running send honours it at once), then write it into
-//! `subscribers.toml` under the run lock, or leave that to the send holding the lock.
+//! `subscribers.toml` under the list lock, which no send holds for longer than a rewrite.
 
 use anyhow::{Result, bail};
 
@@ -74,12 +74,11 @@ pub(crate) fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
 }
 
 fn report(config: &Config, journal: &mut Journal, done: &str, clock: &Clock) -> Result<Exit> {
-    if listfile::apply_pending_if_free(config, journal, "newsletter (list edit)", clock)?.is_some()
-    {
+    if listfile::write_pending(config, journal, "newsletter (list edit)", clock)?.is_some() {
         crate::say!("{done}; {} updated", config.paths.subscribers.display());
     } else {
         crate::say!(
-            "{done} (recorded; a send is running and will write it into {} when it ends)",
+            "{done} (recorded; {} is being rewritten by another run, and the next one writes it)",
             config.paths.subscribers.display()
         );
     }

@@ -102,7 +102,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
 
     let complete = journal.complete_if_done(&edition.id, project.clock.now())?;
     // Unsubscribes that arrived during the run (serve, the command line) reach the file.
-    listfile::apply_pending(&project.config, &mut journal, &project.clock)?;
+    write_list_changes(&project.config, &mut journal, &project.clock, log);
     report(&journal, edition, &destination, stop.as_ref(), complete)
 }
 
@@ -139,15 +139,30 @@ fn open_journal(config: &Config, clock: &Clock, log: &Log) -> Result<Journal> {
             plural(recovered)
         ));
     }
-    let written = listfile::apply_pending(config, &mut journal, clock)?;
-    if written > 0 {
-        log.info(format!(
-            "{written} subscription change{} written into {}",
-            plural(written),
-            config.paths.subscribers.display()
-        ));
-    }
+    write_list_changes(config, &mut journal, clock, log);
     Ok(journal)
+}
+
+/// Writes recorded list changes into `subscribers.toml`. Never a reason for a send to fail:
+/// the changes are in the database, which every send honours, and stay there for the next
+/// writer when this one cannot write them.
+fn write_list_changes(config: &Config, journal: &mut Journal, clock: &Clock, log: &Log) {
+    let file = config.paths.subscribers.display();
+    match listfile::write_pending(config, journal, "newsletter send", clock) {
+        Ok(Some(0)) => {}
+        Ok(Some(n)) => log.info(format!(
+            "{n} subscription change{} written into {file}",
+            plural(n)
+        )),
+        Ok(None) => log.info(format!(
+            "{file} is being rewritten by another run: the subscription changes recorded since \
+             stay in the state database (and are honoured) until the next run writes them"
+        )),
+        Err(e) => log.warn(format!(
+            "subscription changes not written into {file} (they stay recorded and are \
+             honoured): {e:#}"
+        )),
+    }
 }
 
 /// The edition's rows for today's list: a resumed edition gains new subscribers and skips

@@ -1,25 +1,33 @@
 //! `newsletter serve`: the HTTP endpoint behind every unsubscribe link. GET shows a page
 //! with a button; POST `List-Unsubscribe=One-Click` (RFC 8058) unsubscribes at once, with
 //! no cookie, login or redirect. The unsubscribe is committed to the state database before
-//! the answer goes out; the subscriber file follows under the run lock.
+//! the answer goes out (`SQLite`'s own locking: no lock shared with a send); a thread of its
+//! own then writes it into the subscriber file under the list lock, so a click never waits
+//! for a rewrite and a send never waits for a click.
 
-use std::io::Read;
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
-use tiny_http::{Header, Method, Request, Response, Server};
+use anyhow::{Context, Result, anyhow};
+use hyper::Method;
 
 use super::Log;
 use crate::cli::{Cli, ServeArgs};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
+use crate::http::{self, Limits, RateLimit, Request, Response, Route};
 use crate::state::Journal;
 use crate::state::listfile;
 use crate::token::Signer;
 
 /// Bodies larger than this are refused: a one-click body is 26 bytes.
 const MAX_BODY: usize = 4096;
+
+/// How often list changes that could not be written (the list lock was busy, the file
+/// could not be read) are tried again.
+const LIST_RETRY: Duration = Duration::from_secs(5);
 
 pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
@@ -29,36 +37,42 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
         log.warn(w);
     }
     let (prefix, suffix) = route(&config.unsubscribe.url)?;
-    let mut journal = Journal::open(&config.paths.state)?;
-    let server =
-        Server::http(&args.listen).map_err(|e| anyhow!("cannot listen on {}: {e}", args.listen))?;
-    crate::say!("listening on http://{}", server.server_addr());
+    let journal = Journal::open(&config.paths.state)?;
+    let list_writer = ListWriter::start(config.clone(), clock)?;
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    crate::say!("listening on http://{local}");
     log.info(format!("unsubscribe links: {prefix}TOKEN{suffix}"));
-    let site = Site {
-        config: &config,
-        signer: &signer,
-        prefix: &prefix,
-        suffix: &suffix,
-        clock,
+    let limits = Limits {
+        max_connections: args.max_connections.max(1),
+        read_deadline: Duration::from_secs_f64(args.read_timeout.clamp(0.1, 3600.0)),
+        ..Limits::default()
     };
-    loop {
-        match server.recv_timeout(Duration::from_secs(5)) {
-            Ok(Some(request)) => {
-                let outcome = site.handle(request, &mut journal);
-                if let Err(e) = outcome {
-                    log.warn(format!("{e:#}"));
-                }
-            }
-            Ok(None) => {}
-            Err(e) => return Err(anyhow!("the HTTP listener failed: {e}")),
-        }
-        // Unsubscribes wait here when a send held the lock; write them once it is free.
-        if let Err(e) =
-            listfile::apply_pending_if_free(&config, &mut journal, "newsletter serve", &clock)
-        {
-            log.warn(format!("{e:#}"));
-        }
-    }
+    let page = std::sync::Arc::new(UnsubscribePage {
+        config,
+        signer,
+        prefix,
+        suffix,
+        clock,
+        journal: Mutex::new(journal),
+        list_writer,
+    });
+    let matcher = std::sync::Arc::clone(&page);
+    let routes = vec![Route {
+        name: "unsubscribe",
+        matches: Box::new(move |target| matcher.token_in(target).is_some()),
+        body_limit: MAX_BODY,
+        rate: (args.rate_limit > 0).then_some(RateLimit {
+            per_minute: args.rate_limit,
+            burst: args.rate_limit,
+        }),
+        handler: Box::new(move |request| page.answer(&request)),
+    }];
+    http::serve(listener, limits, routes)?;
+    Ok(Exit::Done)
 }
 
 /// The path around `{token}` in the configured unsubscribe URL.
@@ -75,61 +89,56 @@ fn route(url: &str) -> Result<(String, String)> {
     Ok((prefix.to_string(), suffix.to_string()))
 }
 
-struct Site<'a> {
-    config: &'a Config,
-    signer: &'a Signer,
-    prefix: &'a str,
-    suffix: &'a str,
+/// The unsubscribe route: the page a link opens and the one-click POST.
+struct UnsubscribePage {
+    config: Config,
+    signer: Signer,
+    prefix: String,
+    suffix: String,
     clock: Clock,
+    journal: Mutex<Journal>,
+    list_writer: ListWriter,
 }
 
-struct Page {
-    status: u16,
-    title: &'static str,
-    body: String,
-}
+impl UnsubscribePage {
+    /// The token in a request target, when the target is an unsubscribe link.
+    fn token_in<'t>(&self, target: &'t str) -> Option<&'t str> {
+        // The token sits in the path, or in the query when the configured URL puts it there.
+        let path = if self.prefix.contains('?') {
+            target
+        } else {
+            target.split('?').next().unwrap_or("")
+        };
+        path.strip_prefix(self.prefix.as_str())
+            .and_then(|t| t.strip_suffix(self.suffix.as_str()))
+            .filter(|t| !t.is_empty() && !t.contains('/'))
+    }
 
-impl Site<'_> {
-    fn handle(&self, mut request: Request, journal: &mut Journal) -> Result<()> {
-        let page = self.answer(&mut request, journal);
+    fn answer(&self, request: &Request) -> Response {
+        let page = self.page(request);
         let html = format!(
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{}</title></head>\
              <body style=\"font-family:Arial,sans-serif;max-width:36em;margin:3em auto;padding:0 1em;\"><h1>{}</h1>{}</body></html>\n",
             page.title, page.title, page.body
         );
-        let mut response = Response::from_string(html).with_status_code(page.status);
-        for (name, value) in [
-            ("Content-Type", "text/html; charset=utf-8"),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "no-referrer"),
-        ] {
-            if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-                response.add_header(h);
-            }
+        let mut headers = vec![
+            ("Content-Type", "text/html; charset=utf-8".to_string()),
+            ("Cache-Control", "no-store".to_string()),
+            ("X-Content-Type-Options", "nosniff".to_string()),
+            ("Referrer-Policy", "no-referrer".to_string()),
+        ];
+        if page.status == 405 {
+            headers.push(("Allow", "GET, POST".to_string()));
         }
-        if page.status == 405
-            && let Ok(h) = Header::from_bytes(&b"Allow"[..], &b"GET, POST"[..])
-        {
-            response.add_header(h);
+        Response {
+            status: page.status,
+            headers,
+            body: html,
         }
-        request
-            .respond(response)
-            .map_err(|e| anyhow!("cannot answer a request: {e}"))
     }
 
-    fn answer(&self, request: &mut Request, journal: &mut Journal) -> Page {
-        // The token sits in the path, or in the query when the configured URL puts it there.
-        let path = if self.prefix.contains('?') {
-            request.url().to_string()
-        } else {
-            request.url().split('?').next().unwrap_or("").to_string()
-        };
-        let Some(token) = path
-            .strip_prefix(self.prefix)
-            .and_then(|t| t.strip_suffix(self.suffix))
-            .filter(|t| !t.is_empty() && !t.contains('/'))
-        else {
+    fn page(&self, request: &Request) -> Page {
+        let Some(token) = self.token_in(&request.target) else {
             return page(404, "Not found", "There is nothing here.".into());
         };
         let Some(email) = self
@@ -144,8 +153,8 @@ impl Site<'_> {
         };
         let name = crate::render::templates::escape_html(&self.config.newsletter.name);
         let shown = crate::render::templates::escape_html(email.as_str());
-        match request.method() {
-            Method::Get | Method::Head => page(
+        match request.method {
+            Method::GET | Method::HEAD => page(
                 200,
                 "Unsubscribe",
                 format!(
@@ -154,12 +163,15 @@ impl Site<'_> {
                      <button type=\"submit\" style=\"font-size:1.1em;padding:.5em 1.2em;\">Unsubscribe</button></form>"
                 ),
             ),
-            Method::Post => {
-                let body = match read_body(request) {
-                    Ok(b) => b,
-                    Err(p) => return p,
+            Method::POST => {
+                let Ok(body) = std::str::from_utf8(&request.body) else {
+                    return page(
+                        400,
+                        "Not understood",
+                        "The request body is not text.".into(),
+                    );
                 };
-                if !is_one_click(&body) {
+                if !is_one_click(body) {
                     return page(
                         400,
                         "Not understood",
@@ -167,9 +179,14 @@ impl Site<'_> {
                     );
                 }
                 // Durable before the answer: the commit returns only once it is on disk.
-                if let Err(e) =
-                    journal.record_unsubscribe(email.as_str(), "one-click", self.clock.now())
-                {
+                let recorded = self
+                    .journal
+                    .lock()
+                    .map_err(|_| anyhow!("the state database connection was lost"))
+                    .and_then(|mut j| {
+                        j.record_unsubscribe(email.as_str(), "one-click", self.clock.now())
+                    });
+                if let Err(e) = recorded {
                     eprintln!("error: {e:#}");
                     return page(
                         503,
@@ -178,16 +195,7 @@ impl Site<'_> {
                     );
                 }
                 eprintln!("unsubscribed {email} (one-click)");
-                // Into the subscriber file too, unless a send holds the lock (it writes the
-                // change when it ends, and this loop retries meanwhile).
-                if let Err(e) = listfile::apply_pending_if_free(
-                    self.config,
-                    journal,
-                    "newsletter serve",
-                    &self.clock,
-                ) {
-                    eprintln!("warning: {e:#}");
-                }
+                self.list_writer.poke();
                 page(
                     200,
                     "You are unsubscribed",
@@ -203,40 +211,51 @@ impl Site<'_> {
     }
 }
 
-fn read_body(request: &mut Request) -> Result<String, Page> {
-    if request.body_length().is_some_and(|n| n > MAX_BODY) {
-        return Err(page(
-            413,
-            "Too large",
-            "The request body is too large.".into(),
-        ));
+struct Page {
+    status: u16,
+    title: &'static str,
+    body: String,
+}
+
+/// Writes recorded list changes into the subscriber file, on a thread of its own: woken by
+/// each unsubscribe (several clicks in a row make one rewrite), and every `LIST_RETRY` for
+/// changes the list lock kept back.
+struct ListWriter {
+    wake: SyncSender<()>,
+}
+
+impl ListWriter {
+    fn start(config: Config, clock: Clock) -> Result<ListWriter> {
+        let mut journal = Journal::open(&config.paths.state)?;
+        let (wake, woken) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("list-writer".into())
+            .spawn(move || write_changes(&config, &mut journal, &clock, &woken))
+            .context("cannot start the list writer")?;
+        Ok(ListWriter { wake })
     }
-    let mut body = Vec::new();
-    let read = request
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body);
-    if read.is_err() {
-        return Err(page(
-            400,
-            "Not understood",
-            "The request body could not be read.".into(),
-        ));
+
+    fn poke(&self) {
+        // A wake-up already waiting covers this change too.
+        let _ = self.wake.try_send(());
     }
-    if body.len() > MAX_BODY {
-        return Err(page(
-            413,
-            "Too large",
-            "The request body is too large.".into(),
-        ));
+}
+
+fn write_changes(config: &Config, journal: &mut Journal, clock: &Clock, woken: &Receiver<()>) {
+    loop {
+        if let Err(RecvTimeoutError::Disconnected) = woken.recv_timeout(LIST_RETRY) {
+            return;
+        }
+        match listfile::write_pending(config, journal, "newsletter serve", clock) {
+            Ok(Some(0) | None) => {}
+            Ok(Some(n)) => eprintln!(
+                "{n} subscription change{} written into {}",
+                if n == 1 { "" } else { "s" },
+                config.paths.subscribers.display()
+            ),
+            Err(e) => eprintln!("warning: {e:#}"),
+        }
     }
-    String::from_utf8(body).map_err(|_| {
-        page(
-            400,
-            "Not understood",
-            "The request body is not text.".into(),
-        )
-    })
 }
 
 /// RFC 8058: `List-Unsubscribe=One-Click`, sent form-urlencoded or as multipart/form-data.

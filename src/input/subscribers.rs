@@ -130,7 +130,7 @@ pub fn parse(source: &str, path: &Path) -> Result<SubscriberList, Problems> {
 
 /// Splits the file before each `[[subscriber]]` header line: (byte offset, text). What
 /// precedes the first header (comments, stray keys) is a chunk of its own.
-fn chunks(source: &str) -> Vec<(usize, &str)> {
+pub(crate) fn chunks(source: &str) -> Vec<(usize, &str)> {
     let mut starts = vec![0];
     let mut offset = 0;
     for line in source.split_inclusive('\n') {

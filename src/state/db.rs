@@ -92,8 +92,12 @@ impl Journal {
     /// Opens (creating if needed) the database for writing.
     pub fn open(path: &Path) -> Result<Journal> {
         create_private(path)?;
-        let conn = Connection::open(path)
+        let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the state database {}", path.display()))?;
+        // Every write transaction takes the write lock when it begins, where the busy
+        // timeout applies: a deferred one that read first and then wants to write fails at
+        // once with "database is locked" when another process (serve, a send) wrote meanwhile.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         Self::setup(&conn).map_err(|e| explain(e, path))?;
         Ok(Journal { conn })
     }

@@ -1,8 +1,10 @@
 //! Edits `subscribers.toml` in place: statuses changed and entries added with `toml_edit`, so
 //! every comment, the order and the formatting stay as the operator wrote them; written
-//! atomically (temporary file, fsync, rename, fsync of the folder).
+//! atomically (temporary file, fsync, rename, fsync of the folder) under the list lock.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use chrono::{Datelike, NaiveDate};
@@ -11,7 +13,7 @@ use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value, value};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::input::address::EmailAddress;
-use crate::state::lock::RunLock;
+use crate::state::lock::{LIST_LOCK_WAIT, ListLock};
 use crate::state::{Journal, ListChange};
 
 /// Applies `changes` to the text of a subscriber file; returns the new text.
@@ -83,48 +85,175 @@ fn date(d: NaiveDate) -> Value {
     })
 }
 
-/// Writes every recorded but unwritten list change into the subscriber file. The caller
-/// holds the run lock. Returns how many changes were written.
-pub(crate) fn apply_pending(
-    config: &Config,
-    journal: &mut Journal,
-    clock: &Clock,
-) -> Result<usize> {
-    let today = clock.today();
-    let changes = journal.pending_list_changes()?;
-    if changes.is_empty() {
-        return Ok(0);
-    }
-    let path = &config.paths.subscribers;
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let edited =
-        edit(&text, &changes, today).with_context(|| format!("cannot edit {}", path.display()))?;
-    crate::atomic_file::write(path, edited.as_bytes())?;
-    let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
-    journal.mark_applied(&ids, clock.now())?;
-    Ok(changes.len())
-}
-
-/// Applies pending changes if the run lock is free; `Ok(None)` when another run holds it
-/// (that run writes them when it ends).
-pub(crate) fn apply_pending_if_free(
+/// Writes every recorded but unwritten list change into the subscriber file, under the
+/// list lock, waiting for another writer at most `LIST_LOCK_WAIT`. `Ok(None)` when the lock
+/// stayed busy: the changes stay recorded (and honoured by every send), and the next
+/// writer puts them in the file.
+pub(crate) fn write_pending(
     config: &Config,
     journal: &mut Journal,
     what: &str,
     clock: &Clock,
 ) -> Result<Option<usize>> {
-    let lock = match RunLock::acquire(&config.paths.state, what) {
-        Ok(lock) => lock,
-        Err(e) if e.downcast_ref::<crate::state::lock::Locked>().is_some() => return Ok(None),
-        Err(e) => return Err(e),
+    if journal.pending_list_changes()?.is_empty() {
+        return Ok(Some(0));
+    }
+    let Some(lock) = ListLock::acquire_within(&config.paths.state, what, LIST_LOCK_WAIT)? else {
+        return Ok(None);
     };
-    let n = apply_pending(config, journal, clock)?;
+    // Read again under the lock: another writer may have written some meanwhile.
+    let changes = journal.pending_list_changes()?;
+    if changes.is_empty() {
+        return Ok(Some(0));
+    }
+    let path = &config.paths.subscribers;
+    rewrite(path, &changes, clock.today())?;
+    let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
+    journal.mark_applied(&ids, clock.now())?;
     drop(lock);
-    Ok(Some(n))
+    Ok(Some(changes.len()))
+}
+
+/// Rewrites the file with `changes` applied, one entry at a time: only the entries a
+/// change names are parsed and edited, everything else is copied as it is, and the result
+/// is streamed to disk. The memory it takes is the file's text and little more, where a
+/// document tree of the whole list would take about 25 times the file's size.
+fn rewrite(path: &Path, changes: &[ListChange], today: NaiveDate) -> Result<()> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let edited = edit_entries(&text, changes, today)
+        .with_context(|| format!("cannot edit {}", path.display()))?;
+    crate::atomic_file::write_with(path, |out| {
+        for piece in edited.pieces(&text) {
+            std::io::Write::write_all(out, piece.as_bytes())?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The edits of one file: replaced entries by position, and new entries for the end.
+struct Edited {
+    chunks: Vec<(usize, usize)>,
+    replaced: HashMap<usize, String>,
+    appended: String,
+}
+
+impl Edited {
+    /// The new file, piece by piece.
+    fn pieces<'a>(&'a self, text: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let separator = if self.appended.is_empty() || text.is_empty() || text.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        self.chunks
+            .iter()
+            .enumerate()
+            .map(move |(i, (from, to))| match self.replaced.get(&i) {
+                Some(new) => new.as_str(),
+                None => &text[*from..*to],
+            })
+            .chain([separator, self.appended.as_str()])
+    }
+}
+
+/// Finds the entry each change names (the first one with that address) and edits it with
+/// `edit`, which keeps its comments and layout; addresses not in the file get new entries.
+fn edit_entries(text: &str, changes: &[ListChange], today: NaiveDate) -> Result<Edited> {
+    // The changes of one address, in the order they were made.
+    let mut by_email: Vec<(&str, Vec<ListChange>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for change in changes {
+        let i = *index.entry(change.email.as_str()).or_insert_with(|| {
+            by_email.push((change.email.as_str(), Vec::new()));
+            by_email.len() - 1
+        });
+        by_email[i].1.push(change.clone());
+    }
+    // Only an entry whose local part is one of these is worth parsing.
+    let locals: HashSet<String> = by_email
+        .iter()
+        .map(|(e, _)| local_part(e).to_lowercase())
+        .collect();
+    let mut chunks = Vec::new();
+    let mut replaced = HashMap::new();
+    let mut done = vec![false; by_email.len()];
+    for (n, (base, chunk)) in crate::input::subscribers::chunks(text)
+        .into_iter()
+        .enumerate()
+    {
+        chunks.push((base, base + chunk.len()));
+        let Some(email) = entry_email(chunk, &locals) else {
+            continue;
+        };
+        if let Some(&i) = index.get(email.as_str())
+            && !done[i]
+        {
+            done[i] = true;
+            replaced.insert(n, edit(chunk, &by_email[i].1, today)?);
+        }
+    }
+    let mut appended = String::new();
+    for (i, (_, changes)) in by_email.iter().enumerate() {
+        if !done[i] {
+            appended = edit(&appended, changes, today)?;
+        }
+    }
+    if !appended.is_empty() && !text.is_empty() {
+        appended.insert(0, '\n');
+    }
+    Ok(Edited {
+        chunks,
+        replaced,
+        appended,
+    })
+}
+
+fn local_part(email: &str) -> &str {
+    email.rsplit_once('@').map_or(email, |(l, _)| l)
+}
+
+/// The normalized address of the entry in `chunk`, when its local part is among `locals`
+/// (lower-cased). Most entries are told apart by a look at their `email = "..."` line; an
+/// entry written another way is parsed.
+fn entry_email(chunk: &str, locals: &HashSet<String>) -> Option<String> {
+    let raw = if let Some(raw) = simple_email_line(chunk) {
+        if raw.is_ascii() && !locals.contains(&local_part(raw.trim()).to_ascii_lowercase()) {
+            return None;
+        }
+        raw.to_string()
+    } else {
+        let doc = toml::de::DeTable::parse(chunk).ok()?;
+        let toml::de::DeValue::Array(items) = doc.get_ref().get("subscriber")?.get_ref() else {
+            return None;
+        };
+        let toml::de::DeValue::Table(entry) = items.first()?.get_ref() else {
+            return None;
+        };
+        let toml::de::DeValue::String(s) = entry.get("email")?.get_ref() else {
+            return None;
+        };
+        s.to_string()
+    };
+    EmailAddress::parse(&raw)
+        .ok()
+        .map(|a| a.as_str().to_string())
+}
+
+/// The value of a line `email = "..."` (a basic string without escapes), if the chunk has
+/// one; `None` sends the chunk to the parser.
+fn simple_email_line(chunk: &str) -> Option<&str> {
+    chunk.lines().find_map(|line| {
+        let rest = line.trim_start().strip_prefix("email")?;
+        let rest = rest.trim_start().strip_prefix('=')?;
+        let rest = rest.trim_start().strip_prefix('"')?;
+        let (value, _) = rest.split_once('"')?;
+        (!value.contains('\\')).then_some(value)
+    })
 }
 
 #[cfg(test)]
@@ -162,5 +291,51 @@ mod tests {
         let parsed =
             crate::input::subscribers::parse(&out, std::path::Path::new("s.toml")).unwrap();
         assert_eq!(parsed.active().count(), 3);
+    }
+
+    fn streamed(text: &str, changes: &[ListChange]) -> String {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        edit_entries(text, changes, today)
+            .unwrap()
+            .pieces(text)
+            .collect()
+    }
+
+    #[test]
+    fn the_entry_by_entry_edit_writes_what_the_whole_document_edit_writes() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        let odd = "# preamble\n\n[[subscriber]] # first\nname = \"Zoe\"\nemail = \"Zoe@Example.ORG\"  # upper case\n\n[[subscriber]]\n\"email\" = 'quoted@example.org'\n[[subscriber]]\nemail = \"esc\\u0061pe@example.org\"\nstatus = \"subscribed\"\n";
+        let cases: Vec<(&str, Vec<ListChange>)> = vec![
+            (LIST, vec![change("ada@example.org", false, None)]),
+            (LIST, vec![change("bob@example.net", false, None)]),
+            (LIST, vec![change("cy@example.com", true, Some("Cy"))]),
+            (
+                LIST,
+                vec![
+                    change("ada@example.org", false, None),
+                    change("cy@example.com", true, None),
+                    change("ada@example.org", true, Some("Ada B")),
+                    change("dee@example.com", false, None),
+                ],
+            ),
+            ("", vec![change("cy@example.com", true, Some("Cy"))]),
+            (odd, vec![change("Zoe@example.org", false, None)]),
+            (odd, vec![change("quoted@example.org", false, None)]),
+            (odd, vec![change("escape@example.org", false, None)]),
+            (odd, vec![change("new@example.org", true, None)]),
+        ];
+        for (text, changes) in cases {
+            assert_eq!(
+                streamed(text, &changes),
+                edit(text, &changes, today).unwrap(),
+                "{text:?} {changes:?}"
+            );
+        }
+        // Where the two differ, the whole-document edit put a new entry above a file's
+        // closing comment; the entry-by-entry one appends it below.
+        assert_eq!(
+            streamed("# only a comment", &[change("cy@example.com", true, None)]),
+            "# only a comment\n\n[[subscriber]]\nemail = \"cy@example.com\"\nstatus = \"subscribed\"\nsince = 2026-11-27\n"
+        );
     }
 }

@@ -44,6 +44,19 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     (code, body)
 }
 
+/// The subscriber file once `ready` holds for it (serve writes it just after its answer),
+/// within a generous bound.
+fn wait_for_list(p: &Project, ready: impl Fn(&str) -> bool) -> String {
+    for _ in 0..200 {
+        let list = p.read("subscribers.toml");
+        if ready(&list) {
+            return list;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the list never changed: {}", p.read("subscribers.toml"));
+}
+
 fn unsubscribe_path(data: &[u8]) -> String {
     let msg = parse(data);
     let header = msg
@@ -91,10 +104,15 @@ fn one_click_unsubscribe_stops_the_next_edition_and_keeps_the_list_comments() {
     let (code, page) = http(&addr, "POST", &path, "List-Unsubscribe=One-Click");
     assert_eq!(code, 200, "{page}");
     assert!(page.contains("You are unsubscribed"), "{page}");
+    // Committed before the answer; the file follows from serve's list writer.
+    let unsubscribed = p.query("SELECT email FROM unsubscribed");
+    assert_eq!(unsubscribed, ["bob@example.net"]);
+    let after = wait_for_list(&p, |list| {
+        list.contains("email = \"bob@example.net\"\nstatus = \"unsubscribed\"")
+    });
     child.kill().expect("stop serve");
     child.wait().expect("wait");
 
-    let after = p.read("subscribers.toml");
     let expected = before.replace(
         "email = \"bob@example.net\"\nstatus = \"subscribed\"\n",
         "email = \"bob@example.net\"\nstatus = \"unsubscribed\"\nsince = 2026-11-27\n",
@@ -175,10 +193,15 @@ fn an_unsubscribe_during_a_send_is_honoured_at_once() {
     server.gate.wait_reached();
     let unsub = p.run(&["unsubscribe", &emails[2]]);
     unsub.expect_code(0);
+    // No lock is shared with the send: the file is written at once.
     assert!(
-        unsub.stdout().contains("a send is running"),
+        unsub.stdout().contains("subscribers.toml updated"),
         "{}",
         unsub.stdout()
+    );
+    assert!(
+        p.read("subscribers.toml")
+            .contains("email = \"reader3@example.org\"\nstatus = \"unsubscribed\""),
     );
     server.gate.release();
     let out = send.wait_with_output().expect("wait");
@@ -191,12 +214,6 @@ fn an_unsubscribe_during_a_send_is_honoured_at_once() {
     let deliveries = server.deliveries();
     assert!(!deliveries.contains_key(&emails[2]), "{deliveries:?}");
     assert_eq!(deliveries.len(), 3);
-    // The send wrote the change into the list when it ended.
-    let list = crate::harness::Project::read(&p, "subscribers.toml");
-    assert!(
-        list.contains("email = \"reader3@example.org\"\nstatus = \"unsubscribed\""),
-        "{list}"
-    );
 }
 
 #[test]
