@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS unsubscribed (
     source  TEXT NOT NULL,
     at      INTEGER NOT NULL
 );
--- Edits of subscribers.toml not yet written to it (the file is edited under the run lock).
+-- Edits of subscribers.toml not yet written to it (the file is edited under the list lock).
 CREATE TABLE IF NOT EXISTS list_change (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     email       TEXT NOT NULL,

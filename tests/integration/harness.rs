@@ -2,6 +2,7 @@
 //! would, and a real SMTP server (mailin-embedded) on loopback that records what it gets.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -727,6 +728,15 @@ impl Sink {
         self.deliveries()
     }
 
+    /// Every message received, as dumped: smtp-sink's envelope lines (X-Rcpt-Args, ...)
+    /// then the message.
+    pub(crate) fn dumps(&self) -> Vec<Vec<u8>> {
+        std::fs::read_dir(self.dump.path())
+            .expect("dump dir")
+            .map(|e| std::fs::read(e.expect("entry").path()).expect("dump"))
+            .collect()
+    }
+
     /// Messages received per recipient, from the envelope smtp-sink wrote into each dump.
     pub(crate) fn deliveries(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
@@ -840,3 +850,70 @@ impl Drop for Aiosmtpd {
         let _ = self.child.wait();
     }
 }
+
+/// `serve` on a free loopback port; returns the process and its address.
+pub(crate) fn serve(p: &Project) -> (Child, String) {
+    serve_with(p, &[])
+}
+
+/// `serve` with more options.
+pub(crate) fn serve_with(p: &Project, extra: &[&str]) -> (Child, String) {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = p.spawn(&args);
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+/// One HTTP/1.1 request; returns the status code and the body.
+pub(crate) fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to serve");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: harbour.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read");
+    let code = response
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The path of the https unsubscribe link in a message's List-Unsubscribe header.
+pub(crate) fn unsubscribe_path(data: &[u8]) -> String {
+    let msg = parse(data);
+    let header = msg
+        .header_raw("List-Unsubscribe")
+        .expect("List-Unsubscribe")
+        .to_string();
+    let url = header
+        .split(['<', '>'])
+        .find(|s| s.starts_with("https://"))
+        .expect("https link")
+        .to_string();
+    assert_eq!(
+        msg.header_raw("List-Unsubscribe-Post").map(str::trim),
+        Some("List-Unsubscribe=One-Click")
+    );
+    url.strip_prefix("https://harbour.example")
+        .expect("our host")
+        .to_string()
+}
+

@@ -13,6 +13,7 @@ mod harness;
 
 mod delivery;
 mod dkim;
+mod endpoint;
 mod feeds;
 mod hardening;
 mod input;

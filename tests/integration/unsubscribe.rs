@@ -1,48 +1,6 @@
 //! Unsubscribing: one-click through `serve`, the command line, and during a running send.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::Child;
-
-use crate::harness::{Point, Project, ServerOptions, SmtpServer, parse};
-
-/// `serve` on a free loopback port; returns the process and its address.
-fn serve(p: &Project) -> (Child, String) {
-    let mut child = p.spawn(&["serve", "--listen", "127.0.0.1:0"]);
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (child, addr)
-}
-
-/// One HTTP/1.1 request; returns the status code and the body.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to serve");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: harbour.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("read");
-    let code = response
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
+use crate::harness::{Point, Project, ServerOptions, SmtpServer, http, serve, unsubscribe_path};
 
 /// The subscriber file once `ready` holds for it (serve writes it just after its answer),
 /// within a generous bound.
@@ -55,26 +13,6 @@ fn wait_for_list(p: &Project, ready: impl Fn(&str) -> bool) -> String {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     panic!("the list never changed: {}", p.read("subscribers.toml"));
-}
-
-fn unsubscribe_path(data: &[u8]) -> String {
-    let msg = parse(data);
-    let header = msg
-        .header_raw("List-Unsubscribe")
-        .expect("List-Unsubscribe")
-        .to_string();
-    let url = header
-        .split(['<', '>'])
-        .find(|s| s.starts_with("https://"))
-        .expect("https link")
-        .to_string();
-    assert_eq!(
-        msg.header_raw("List-Unsubscribe-Post").map(str::trim),
-        Some("List-Unsubscribe=One-Click")
-    );
-    url.strip_prefix("https://harbour.example")
-        .expect("our host")
-        .to_string()
 }
 
 #[test]
