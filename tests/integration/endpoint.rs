@@ -83,8 +83,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 fn slow_clients_are_closed_by_the_read_deadline_while_a_click_goes_through() {
     let p = Project::new();
     let path = path_for(&p, "ada@example.org");
-    let (mut child, addr) =
-        serve_with(&p, &["--max-connections", "210", "--read-timeout", "8"]);
+    let (mut child, addr) = serve_with(&p, &["--max-connections", "210", "--read-timeout", "8"]);
 
     // 100 clients stall in their headers, 100 in a body they announced.
     let mut slow = Vec::new();
@@ -105,16 +104,23 @@ fn slow_clients_are_closed_by_the_read_deadline_while_a_click_goes_through() {
     // A reader's one-click POST is answered meanwhile, committed before its 200.
     let (code, page) = http(&addr, "POST", &path, "List-Unsubscribe=One-Click");
     assert_eq!(code, 200, "{page}");
-    assert_eq!(p.query("SELECT email FROM unsubscribed"), ["ada@example.org"]);
+    assert_eq!(
+        p.query("SELECT email FROM unsubscribed"),
+        ["ada@example.org"]
+    );
     let held = slow.iter().filter(|s| still_open(s)).count();
-    assert_eq!(held, 200, "every slow client was still held during the click");
+    assert_eq!(
+        held, 200,
+        "every slow client was still held during the click"
+    );
 
     // Over the limit (210): refused at once with a 503, not queued.
     let extra: Vec<_> = (0..20)
         .map(|_| TcpStream::connect(&addr).expect("connect"))
         .map(|mut s| std::thread::spawn(move || closed_within(&mut s, Duration::from_secs(3))))
         .collect();
-    let outcomes: Vec<Option<String>> = extra.into_iter().map(|t| t.join().expect("join")).collect();
+    let outcomes: Vec<Option<String>> =
+        extra.into_iter().map(|t| t.join().expect("join")).collect();
     let refused: Vec<&String> = outcomes.iter().flatten().collect();
     assert!(
         (10..=11).contains(&refused.len()),
@@ -126,7 +132,7 @@ fn slow_clients_are_closed_by_the_read_deadline_while_a_click_goes_through() {
 
     // Each slow client is closed by the read deadline; a stalled body is answered 408.
     for (i, mut s) in slow.into_iter().enumerate() {
-        let answer = closed_within(&mut s, Duration::from_secs(60))
+        let answer = closed_within(&mut s, Duration::from_mins(1))
             .unwrap_or_else(|| panic!("slow client {i} still open after 60 s"));
         if i % 2 == 1 {
             assert!(answer.starts_with("HTTP/1.1 408"), "{i}: {answer:?}");
@@ -215,7 +221,10 @@ fn a_client_over_its_rate_is_answered_429() {
     .expect("write");
     let answer = closed_within(&mut s, Duration::from_secs(30)).expect("answered");
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("retry-after: "), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: "),
+        "{answer}"
+    );
     child.kill().expect("stop serve");
     child.wait().expect("wait");
 }
@@ -254,18 +263,18 @@ fn thirty_sends_run_while_readers_click_and_none_fails() {
     let (mut child, addr) = serve(&p);
     let stop = Arc::new(AtomicBool::new(false));
     // When each address first got its 200.
-    let clicked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let first_clicks: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let clicker = {
         let (stop, clicked, addr, db) = (
             Arc::clone(&stop),
-            Arc::clone(&clicked),
+            Arc::clone(&first_clicks),
             addr.clone(),
             p.path("newsletter.db"),
         );
         let order: Vec<(String, String)> = paths.into_iter().take(40).collect();
         std::thread::spawn(move || {
             let mut n = 0usize;
-            let until = Instant::now() + Duration::from_secs(300);
+            let until = Instant::now() + Duration::from_mins(5);
             while !stop.load(Ordering::SeqCst) && Instant::now() < until {
                 // A new reader every 40 clicks; the others click again meanwhile.
                 let known = (n / 40 + 1).min(order.len());
@@ -297,7 +306,7 @@ fn thirty_sends_run_while_readers_click_and_none_fails() {
     let mut delivered = sink.deliveries().values().sum::<usize>();
     for round in 0..ROUNDS {
         let started = Instant::now();
-        let before: Vec<String> = clicked
+        let before: Vec<String> = first_clicks
             .lock()
             .expect("lock")
             .iter()
@@ -339,10 +348,13 @@ fn thirty_sends_run_while_readers_click_and_none_fails() {
     stop.store(true, Ordering::SeqCst);
     let clicks = clicker.join().expect("the clicks all succeeded");
     assert!(clicks >= ROUNDS, "{clicks} clicks");
-    let unsubscribed = clicked.lock().expect("lock").len();
-    assert!(unsubscribed >= 2, "{unsubscribed} readers clicked during the sends");
+    let unsubscribed = first_clicks.lock().expect("lock").len();
+    assert!(
+        unsubscribed >= 2,
+        "{unsubscribed} readers clicked during the sends"
+    );
     // Every click reaches the file too, written by serve or by a send.
-    let entries: Vec<String> = clicked
+    let entries: Vec<String> = first_clicks
         .lock()
         .expect("lock")
         .iter()

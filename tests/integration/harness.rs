@@ -916,4 +916,3 @@ pub(crate) fn unsubscribe_path(data: &[u8]) -> String {
         .expect("our host")
         .to_string()
 }
-
