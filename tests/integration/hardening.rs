@@ -343,6 +343,65 @@ fn a_killed_runs_copy_of_the_list_is_removed_by_the_next_edit() {
     );
 }
 
+/// The peak resident memory (KiB) of the binary run with `args` in `p`, from the kernel's
+/// accounting of the finished process (wait4), read through Python.
+fn peak_rss_kib(p: &Project, args: &[&str]) -> u64 {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import os,subprocess,sys\n\
+             c=subprocess.Popen(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\n\
+             _,s,u=os.wait4(c.pid,0)\n\
+             assert os.waitstatus_to_exitcode(s)==0, s\n\
+             print(u.ru_maxrss)",
+        )
+        .arg(env!("CARGO_BIN_EXE_newsletter"))
+        .args(["--config", "newsletter.toml"])
+        .args(args)
+        .current_dir(p.dir.path())
+        .env("SOURCE_DATE_EPOCH", crate::harness::PINNED_EPOCH)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("KiB")
+}
+
+#[test]
+fn an_edit_of_a_large_list_takes_about_the_files_size_in_memory() {
+    let idle = Project::new();
+    let idle_kib = peak_rss_kib(&idle, &["unsubscribe", "ada@example.org"]);
+    let p = Project::new();
+    let list: String = (0..100_000)
+        .map(|i| {
+            format!(
+                "[[subscriber]]\nemail = \"reader{i}@example.org\"\nname = \"Reader Number {i}\"\nstatus = \"subscribed\"\n\n"
+            )
+        })
+        .collect();
+    p.write("subscribers.toml", &list);
+    let file_kib = u64::try_from(list.len() / 1024).expect("size");
+    let kib = peak_rss_kib(&p, &["unsubscribe", "reader50000@example.org"]);
+    let edited = p.read("subscribers.toml");
+    assert!(edited.contains(
+        "email = \"reader50000@example.org\"\nname = \"Reader Number 50000\"\nstatus = \"unsubscribed\"\nsince = 2026-11-27\n"
+    ));
+    assert_eq!(
+        edited.len(),
+        list.len() + "unsubscribed".len() - "subscribed".len() + "since = 2026-11-27\n".len()
+    );
+    assert!(
+        kib.saturating_sub(idle_kib) <= 3 * file_kib,
+        "{kib} KiB at peak, {idle_kib} KiB idle, for a {file_kib} KiB list"
+    );
+}
+
 fn chmod(p: &Project, rel: &str, mode: u32) {
     std::fs::set_permissions(
         p.path(rel),
