@@ -30,7 +30,7 @@ die() { echo "error: $*" >&2; exit 2; }
 [[ "$PORT" =~ ^[0-9]+$ && "$PORT" -ge 1024 ]] || die "PORT must be a high port"
 
 install_tools() {
-  "$ROOT/.ci/install-postfix"
+  "$ROOT/.ci/install" postfix
   command -v smtp-sink >/dev/null || PATH="$PATH:/usr/sbin"
   if [[ " $MODES " == *" mailmerge "* && ! -x "$WORK/venv/bin/mailmerge" ]]; then
     python3 -m venv "$WORK/venv"

@@ -661,7 +661,7 @@ pub(crate) struct Sink {
     dump: tempfile::TempDir,
 }
 
-/// smtp-sink, installed first by `.ci/install-postfix` when missing (as root, from
+/// smtp-sink, installed first by `.ci/install postfix` when missing (as root, from
 /// Debian's packages), so that `cargo test` works on a fresh machine.
 fn smtp_sink_binary() -> PathBuf {
     static INSTALL: std::sync::Once = std::sync::Once::new();
@@ -673,10 +673,11 @@ fn smtp_sink_binary() -> PathBuf {
     };
     INSTALL.call_once(|| {
         if find().is_none() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install-postfix");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install");
             let status = Command::new(&script)
+                .arg("postfix")
                 .status()
-                .expect("run .ci/install-postfix");
+                .expect("run .ci/install postfix");
             assert!(status.success(), "{} failed", script.display());
         }
     });
@@ -874,9 +875,12 @@ pub(crate) fn serve_with(p: &Project, extra: &[&str]) -> (Child, String) {
     (child, addr)
 }
 
-/// One HTTP/1.1 request; returns the status code and the body.
+/// One HTTP/1.1 request; returns the status code and the body. An answer that has not come
+/// within a minute fails the test rather than hanging it.
 pub(crate) fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect to serve");
+    s.set_read_timeout(Some(Duration::from_mins(1)))
+        .expect("read timeout");
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: harbour.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
