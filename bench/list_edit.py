@@ -37,7 +37,7 @@ contact = "desk@bench.example"
 list_id = "weekly.bench.example"
 
 [unsubscribe]
-url = "http://127.0.0.1/unsubscribe/{token}"
+url = "https://bench.example/unsubscribe/{token}"
 secret_file = "key"
 
 [transport]
@@ -66,6 +66,12 @@ def project(work: pathlib.Path, name: str, n: int) -> pathlib.Path:
     key.write_text("bench-key-for-list-edit-runs\n")
     os.chmod(key, 0o600)
     write_list(d / "subscribers.toml", n)
+    # One article, for the preview that gives a reader's unsubscribe link.
+    (d / "articles").mkdir()
+    (d / "articles" / "one.md").write_text(
+        '+++\ntitle = "The week"\ndate = 2026-11-27\nlink = "https://bench.example/n/1"\n'
+        'summary = "A short summary."\nselected = true\n+++\nThe body.\n'
+    )
     return d
 
 
@@ -95,9 +101,9 @@ def token_path(binary, d: pathlib.Path, email: str) -> str:
         cwd=d, check=True, capture_output=True, text=True, timeout=600,
     ).stdout.split()[0]
     text = (d / out).read_text()
-    start = text.index("http://127.0.0.1/unsubscribe/")
+    start = text.index("https://bench.example/unsubscribe/")
     end = text.index(">", start)
-    return text[start + len("http://127.0.0.1"):end]
+    return text[start + len("https://bench.example"):end]
 
 
 def click(binary, d: pathlib.Path, email: str) -> tuple[float, float]:
