@@ -201,6 +201,9 @@ impl Project {
                 }),
             None => Some(None),
         };
+        if let Some(planned) = &planned {
+            notes.extend(planned.templates.layout_warnings());
+        }
         if let Some(edition) = planned.as_ref().and_then(|p| p.edition.as_ref()) {
             notes.extend(
                 edition

@@ -82,6 +82,12 @@ pub struct Newsletter {
     pub website: Option<String>,
     pub list_id: String,
     pub greeting_fallback: String,
+    /// The sender's postal address, shown in the footer (CAN-SPAM and CASL ask for one).
+    pub postal_address: Option<String>,
+    /// Why the reader receives this, shown in the footer.
+    pub reason: Option<String>,
+    /// The inbox preview text; the first article's summary when unset.
+    pub preheader: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +138,9 @@ struct RawNewsletter {
     website: Option<Spanned<String>>,
     list_id: Spanned<String>,
     greeting_fallback: Option<Spanned<String>>,
+    postal_address: Option<Spanned<String>>,
+    reason: Option<Spanned<String>>,
+    preheader: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +226,9 @@ impl Config {
             ("newsletter.name", Some(&n.name)),
             ("newsletter.list_id", Some(&n.list_id)),
             ("newsletter.greeting_fallback", n.greeting_fallback.as_ref()),
+            ("newsletter.postal_address", n.postal_address.as_ref()),
+            ("newsletter.reason", n.reason.as_ref()),
+            ("newsletter.preheader", n.preheader.as_ref()),
         ] {
             let Some(value) = value else { continue };
             if value.get_ref().trim().is_empty() || value.get_ref().chars().any(char::is_control) {
@@ -358,6 +370,9 @@ impl Config {
                             .greeting_fallback
                             .as_ref()
                             .map_or_else(|| "reader".to_string(), |g| g.get_ref().clone()),
+                        postal_address: line(n.postal_address.as_ref()),
+                        reason: line(n.reason.as_ref()),
+                        preheader: line(n.preheader.as_ref()),
                     },
                     unsubscribe: Unsubscribe {
                         url: unsubscribe_url,
@@ -384,6 +399,11 @@ impl Config {
             _ => Err(problems),
         }
     }
+}
+
+/// An optional one-line setting, trimmed.
+fn line(value: Option<&Spanned<String>>) -> Option<String> {
+    value.map(|v| v.get_ref().trim().to_string())
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Article bodies from Markdown to HTML, safe to put in every reader's mail: raw HTML is
 //! shown as text, only web and mail links survive (`javascript:`, `data:`, `vbscript:`,
 //! `file:` and relative links are dropped, their text kept), and nesting is bounded so
-//! that no later stage can run out of stack on a pathological body.
+//! that no later stage can run out of stack on a pathological body. Headings move two
+//! levels down: the article's own headline is the `h2` of the message, so a `#` in a body
+//! is an `h3` beneath it.
 
-use pulldown_cmark::{Event, LinkType, Parser, Tag, TagEnd, html};
+use pulldown_cmark::{Event, HeadingLevel, LinkType, Options, Parser, Tag, TagEnd, html};
 
 /// Deeper nesting (quotes in quotes in lists …) than any article needs; past it the body
 /// is refused rather than risk a stack overflow in the HTML stages after this one.
@@ -21,6 +23,22 @@ pub struct Body {
 #[derive(Debug, PartialEq, Eq)]
 pub struct TooDeep(pub usize);
 
+/// The Markdown extensions articles are written with (tables, ~~strikethrough~~), in the
+/// HTML part and the text part alike.
+pub fn options() -> Options {
+    Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH
+}
+
+/// Two levels down, and no lower than `h6`.
+fn shifted(level: HeadingLevel) -> HeadingLevel {
+    match level {
+        HeadingLevel::H1 => HeadingLevel::H3,
+        HeadingLevel::H2 => HeadingLevel::H4,
+        HeadingLevel::H3 => HeadingLevel::H5,
+        _ => HeadingLevel::H6,
+    }
+}
+
 /// Targets a reader's mail may link to.
 fn allowed(url: &str, kind: LinkType) -> bool {
     if kind == LinkType::Email {
@@ -37,7 +55,7 @@ pub fn to_html(markdown: &str) -> Result<Body, TooDeep> {
     // is built from them.
     let mut depth = 0usize;
     let mut parsed = Vec::new();
-    for (event, range) in Parser::new(markdown).into_offset_iter() {
+    for (event, range) in Parser::new_ext(markdown, options()).into_offset_iter() {
         match event {
             Event::Start(_) => {
                 depth += 1;
@@ -75,6 +93,18 @@ pub fn to_html(markdown: &str) -> Result<Body, TooDeep> {
             keep.then_some(event)
         }
         Event::End(TagEnd::Link | TagEnd::Image) => open.pop().unwrap_or(true).then_some(event),
+        Event::Start(Tag::Heading {
+            level,
+            id,
+            classes,
+            attrs,
+        }) => Some(Event::Start(Tag::Heading {
+            level: shifted(level),
+            id,
+            classes,
+            attrs,
+        })),
+        Event::End(TagEnd::Heading(level)) => Some(Event::End(TagEnd::Heading(shifted(level)))),
         other => Some(other),
     });
     let mut out = String::with_capacity(markdown.len() * 3 / 2);
@@ -129,5 +159,19 @@ mod tests {
             to_html(&format!("{} x", ">".repeat(20_000))),
             Err(TooDeep(_))
         ));
+    }
+
+    #[test]
+    fn headings_sit_below_the_headline_and_tables_are_tables() {
+        let body =
+            to_html("# One\n\n## Two\n\n#### Four\n\n| a | b |\n| - | - |\n| 1 | 2 |\n").unwrap();
+        assert!(body.html.contains("<h3>One</h3>"), "{}", body.html);
+        assert!(body.html.contains("<h4>Two</h4>"), "{}", body.html);
+        assert!(body.html.contains("<h6>Four</h6>"), "{}", body.html);
+        assert!(
+            body.html.contains("<table>") && body.html.contains("<td>1</td>"),
+            "{}",
+            body.html
+        );
     }
 }

@@ -198,6 +198,8 @@ struct NewsletterView<'a> {
     contact: &'a str,
     website: Option<&'a str>,
     list_id: &'a str,
+    postal_address: Option<&'a str>,
+    reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -219,7 +221,8 @@ struct ArticleView<'a> {
     tags: &'a [String],
     image: Option<&'a crate::input::articles::Image>,
     body_html: &'a str,
-    body_text: &'a str,
+    /// The body for the plain part: Markdown rendered to wrapped text, links listed.
+    body_text: String,
 }
 
 #[derive(Serialize)]
@@ -250,8 +253,17 @@ impl<'a> Composer<'a> {
                 contact: n.contact.as_str(),
                 website: n.website.as_deref(),
                 list_id: &n.list_id,
+                postal_address: n.postal_address.as_deref(),
+                reason: n.reason.as_deref(),
             },
         );
+        // The inbox's preview line: the configured one, or the lead article's summary.
+        let preheader = n
+            .preheader
+            .as_deref()
+            .or_else(|| edition.articles.first().map(|a| a.summary.as_str()))
+            .unwrap_or("");
+        base.insert("preheader", preheader);
         base.insert(
             "edition",
             &EditionView {
@@ -274,7 +286,7 @@ impl<'a> Composer<'a> {
                 tags: &a.tags,
                 image: a.image.as_ref(),
                 body_html: &a.body_html,
-                body_text: &a.body_markdown,
+                body_text: crate::render::plain::markdown_to_text(&a.body_markdown),
             })
             .collect();
         base.insert("articles", &articles);
@@ -286,7 +298,12 @@ impl<'a> Composer<'a> {
             unsubscribe_url: config.unsubscribe.url.clone(),
             greeting_fallback: n.greeting_fallback.clone(),
             prepared: [None, None],
-            inliner: CSSInliner::options().load_remote_stylesheets(false).build(),
+            inliner: CSSInliner::options()
+                .load_remote_stylesheets(false)
+                // @media rules (narrow screens, dark mode) cannot be inlined: they stay in a
+                // <style> block for the clients that read one.
+                .keep_at_rules(true)
+                .build(),
         };
         composer.prepared = [composer.prepare(false), composer.prepare(true)];
         composer

@@ -88,9 +88,30 @@ impl Templates {
         }
         let mut tera = Tera::default();
         tera.set_escape_fn(escape_html);
+        tera.register_filter("wrap", wrap_filter);
         tera.add_raw_templates(sources.iter().map(|(n, (_, t))| (n.as_str(), t.as_str())))
             .map_err(|e| Problem::new(Path::new("templates"), chain(&e)))?;
         Ok(Templates { tera, sources })
+    }
+
+    /// Fixed widths in the HTML templates that a phone cannot show, each with its file and
+    /// line (see `lint::fixed_widths`).
+    pub fn layout_warnings(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter(|(name, _)| Path::new(name).extension().is_some_and(|x| x == "html"))
+            .flat_map(|(_, (path, text))| {
+                crate::render::widths::fixed_widths(text)
+                    .into_iter()
+                    .map(move |(line, what)| {
+                        format!(
+                            "{}:{line}: {what} is wider than a {} px phone screen; use width:100% with a max-width (or keep it for Outlook inside <!--[if mso]>)",
+                            path.display(),
+                            crate::render::widths::NARROWEST
+                        )
+                    })
+            })
+            .collect()
     }
 
     /// Renders one template; an error names the template file and, where it can be found,
@@ -108,6 +129,29 @@ impl Templates {
             }
         })
     }
+}
+
+/// `{{ text | wrap }}` (or `wrap(width=60)`): the text's lines wrapped for the plain part,
+/// at 72 display columns unless told otherwise.
+#[allow(clippy::unnecessary_wraps)] // the signature Tera asks of a filter
+fn wrap_filter(
+    value: &tera::Value,
+    args: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let width = args
+        .get("width")
+        .and_then(tera::Value::as_u64)
+        .map_or(crate::render::plain::WIDTH, |w| {
+            usize::try_from(w.clamp(20, 998)).unwrap_or(crate::render::plain::WIDTH)
+        });
+    let text = match value {
+        tera::Value::String(s) => s.clone(),
+        tera::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    Ok(tera::Value::String(crate::render::plain::wrap_text(
+        &text, width,
+    )))
 }
 
 fn read_overrides(

@@ -17,6 +17,7 @@ mod endpoint;
 mod feeds;
 mod hardening;
 mod input;
+mod layout;
 mod outbox;
 mod pipelining;
 mod refusals;
