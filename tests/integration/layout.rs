@@ -37,8 +37,10 @@ fn chromium() -> PathBuf {
 
 /// Measures the page once it has loaded and posts the findings to the frame around it:
 /// elements whose box passes the viewport's edges, elements whose content is wider than
-/// they are (clipped, or spilling over), images wider than their column, and a page that
-/// scrolls sideways. Elements with no box (`display:none`, the preheader) are not laid out.
+/// they are (clipped, or spilling over), images wider than their column, a page that
+/// scrolls sideways, and text whose colour contrasts with its background less than WCAG's
+/// AA asks (4.5:1, or 3:1 for large text), in whichever colour scheme the browser prefers.
+/// Elements with no box (`display:none`, the preheader) are not laid out.
 const PROBE: &str = r#"<script>
 window.addEventListener('load', () => {
   const vw = document.documentElement.clientWidth;
@@ -61,6 +63,30 @@ window.addEventListener('load', () => {
       if (r.width > column.width + 0.5 || !e.complete || e.naturalWidth === 0) {
         problems.push(`image ${Math.round(r.width)} px in a column of ${Math.round(column.width)} (loaded: ${e.naturalWidth > 0}): ${e.getAttribute('src')}`);
       }
+    }
+  }
+  const rgba = c => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = e => {
+    for (let n = e; n; n = n.parentElement) {
+      const c = rgba(getComputedStyle(n).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c;
+    }
+    return matchMedia('(prefers-color-scheme: dark)').matches ? [18, 18, 18] : [255, 255, 255];
+  };
+  for (const e of document.body.querySelectorAll('*')) {
+    if (e.getClientRects().length === 0) continue;
+    const own = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const s = getComputedStyle(e);
+    const [a, b] = [lum(rgba(s.color)), lum(background(e))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const large = parseFloat(s.fontSize) >= 24 || (parseFloat(s.fontSize) >= 18.66 && parseInt(s.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) {
+      problems.push(`contrast ${ratio.toFixed(2)}:1 (${s.color} on ${background(e)}): ${name(e)}`);
     }
   }
   const page = document.documentElement.scrollWidth;
@@ -127,21 +153,29 @@ fn run_chromium(args: &[String]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Lays `page` out at `width` px: the probe's findings, and a screenshot beside it.
-fn lay_out(page: &Path, width: u32, shot: &Path) -> Laid {
+/// Lays `page` out at `width` px, in the dark colour scheme when `dark`: the probe's
+/// findings, and a screenshot beside it.
+fn lay_out(page: &Path, width: u32, dark: bool, shot: &Path) -> Laid {
     let name = page.file_name().expect("name").to_string_lossy();
     let framed = page.with_file_name(format!("frame-{width}-{name}"));
     std::fs::write(&framed, frame(&name, width)).expect("frame");
     let url = format!("file://{}", framed.display());
     let window = width.max(500);
+    let scheme = if dark {
+        "--force-dark-mode"
+    } else {
+        "--no-default-browser-check"
+    };
     let dom = run_chromium(&[
         format!("--window-size={window},1600"),
+        scheme.into(),
         "--virtual-time-budget=5000".into(),
         "--dump-dom".into(),
         url.clone(),
     ]);
     run_chromium(&[
         format!("--window-size={window},4000"),
+        scheme.into(),
         format!("--screenshot={}", shot.display()),
         url,
     ]);
@@ -202,12 +236,21 @@ fn check_edition(p: &Project, name: &str) {
         .replace("</body>", &format!("{PROBE}</body>"));
     std::fs::write(&page, local).expect("page");
     let mut failures = Vec::new();
-    for width in WIDTHS {
-        let shot = dir.join(format!("{name}-{width}.png"));
-        let laid = lay_out(&page, width, &shot);
+    let runs = WIDTHS
+        .iter()
+        .map(|w| (*w, false))
+        .chain([(375, true), (800, true)]);
+    for (width, dark) in runs {
+        let scheme = if dark { "-dark" } else { "" };
+        let shot = dir.join(format!("{name}-{width}{scheme}.png"));
+        let laid = lay_out(&page, width, dark, &shot);
         assert_eq!(laid.viewport, width, "the browser's viewport is {width} px");
         assert!(shot.exists(), "screenshot {}", shot.display());
-        failures.extend(laid.problems.iter().map(|p| format!("{width} px: {p}")));
+        failures.extend(
+            laid.problems
+                .iter()
+                .map(|p| format!("{width} px{scheme}: {p}")),
+        );
     }
     assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
     check_text(name, &text);
@@ -302,9 +345,9 @@ fn a_ten_article_edition_with_tables_long_words_and_cjk_fits_every_width() {
     check_edition(&p, "ten-articles");
 }
 
-/// The trap the built-in template avoids, as a user's own template: a 600 px card. The
-/// browser finds it at phone widths (so the checks above can fail), and `check` warns with
-/// the file and line.
+/// The traps the built-in template avoids, as a user's own template: a 600 px card and
+/// pale grey dates. The browser finds both (so the checks above can fail), and `check`
+/// warns of the width with the file and line.
 #[test]
 fn a_fixed_width_template_is_caught_by_the_browser_and_by_check() {
     let p = Project::new();
@@ -317,6 +360,10 @@ fn a_fixed_width_template_is_caught_by_the_browser_and_by_check() {
         "style=\"width:600px; max-width:100%; background-color:#ffffff;",
     );
     assert!(fixed.contains("width:600px"), "the card's style changed");
+    let fixed = fixed.replace(
+        "color:#595959; text-transform:uppercase;",
+        "color:#cccccc; text-transform:uppercase;",
+    );
     p.write("templates/digest.html", &fixed);
     let line = fixed
         .lines()
@@ -337,8 +384,19 @@ fn a_fixed_width_template_is_caught_by_the_browser_and_by_check() {
     std::fs::create_dir_all(&dir).expect("layout dir");
     let page = dir.join("fixed-width.html");
     std::fs::write(&page, html.replace("</body>", &format!("{PROBE}</body>"))).expect("page");
+    let laid = lay_out(&page, 800, false, &dir.join("fixed-width-800.png"));
+    assert!(
+        laid.problems.iter().any(|p| p.contains("contrast")),
+        "{:?}",
+        laid.problems
+    );
     for width in [320, 375] {
-        let laid = lay_out(&page, width, &dir.join(format!("fixed-width-{width}.png")));
+        let laid = lay_out(
+            &page,
+            width,
+            false,
+            &dir.join(format!("fixed-width-{width}.png")),
+        );
         assert!(
             laid.problems
                 .iter()
