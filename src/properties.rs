@@ -115,7 +115,15 @@ fn every_field_has_a_generator() {
 #[test]
 fn every_front_matter_field_has_a_generator() {
     let generated = [
-        "title", "date", "link", "summary", "selected", "author", "tags", "image",
+        "title",
+        "date",
+        "link",
+        "summary",
+        "selected",
+        "author",
+        "tags",
+        "image",
+        "preheader",
     ];
     let image_generated = ["url", "alt", "caption", "credit", "width"];
     for (probe, expected) in [
@@ -204,6 +212,7 @@ proptest! {
         selected in prop_oneof![Just("true".to_string()), Just("1".to_string()), Just("\"x\"".to_string())],
         author in ".{0,20}",
         tags in prop::collection::vec(".{0,8}", 0..4),
+        preheader in ".{0,240}",
         url in ".{0,30}",
         alt in ".{0,20}",
         caption in ".{0,20}",
@@ -213,7 +222,7 @@ proptest! {
     ) {
         let text = format!(
             "+++\ntitle = {title:?}\ndate = {date}\nlink = {link:?}\nsummary = {summary:?}\nselected = {selected}\n\
-             author = {author:?}\ntags = {tags:?}\n[image]\nurl = {url:?}\nalt = {alt:?}\ncaption = {caption:?}\n\
+             author = {author:?}\ntags = {tags:?}\npreheader = {preheader:?}\n[image]\nurl = {url:?}\nalt = {alt:?}\ncaption = {caption:?}\n\
              credit = {credit:?}\nwidth = {width}\n+++\n{body}\n"
         );
         let _ = crate::input::articles::parse(&text, Path::new("a.md"));

@@ -52,6 +52,7 @@ mod tests {
             author: None,
             tags: vec![],
             image: None,
+            preheader: None,
             body_markdown: String::new(),
             body_html: String::new(),
             source: "articles".into(),

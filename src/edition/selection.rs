@@ -254,6 +254,7 @@ mod tests {
             author: None,
             tags: tags.iter().map(std::string::ToString::to_string).collect(),
             image: None,
+            preheader: None,
             body_markdown: String::new(),
             body_html: String::new(),
             source: source.into(),

@@ -319,6 +319,7 @@ fn parse(source: &Source, bytes: &[u8], today: NaiveDate) -> Result<Vec<Article>
                 .map(single_line)
                 .filter(|a| !a.is_empty()),
             tags: tags.into_iter().filter(|t| !t.is_empty()).collect(),
+            preheader: None,
             image: image_of(&entry, &title).or_else(|| {
                 let url = json_images.get(&entry.id).cloned().or_else(|| {
                     // JSON Feed attachments arrive as links with their media type.

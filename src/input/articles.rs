@@ -23,6 +23,9 @@ pub struct Article {
     pub author: Option<String>,
     pub tags: Vec<String>,
     pub image: Option<Image>,
+    /// The inbox preview line of an edition this article is in (the first one set wins).
+    #[serde(default)]
+    pub preheader: Option<String>,
     /// The Markdown body, which is also the plain-text rendering.
     pub body_markdown: String,
     /// The body as HTML; raw HTML in the Markdown is escaped, not passed through.
@@ -75,6 +78,7 @@ struct FrontMatter {
     #[serde(default)]
     tags: Vec<String>,
     image: Option<Spanned<Image>>,
+    preheader: Option<Spanned<String>>,
 }
 
 const FENCE: &str = "+++";
@@ -148,6 +152,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Article, Problems> {
     if fm.summary.get_ref().trim().is_empty() {
         problems.push(at("summary", fm.summary.span(), "must not be empty".into()));
     }
+    if let Some(p) = &fm.preheader
+        && (p.get_ref().chars().any(char::is_control) || p.get_ref().chars().count() > 200)
+    {
+        problems.push(at(
+            "preheader",
+            p.span(),
+            "must be one line of at most 200 characters".into(),
+        ));
+    }
     if let Some(image) = &fm.image {
         if let Err(e) = check_link(&image.get_ref().url) {
             problems.push(at("image.url", image.span(), e));
@@ -211,6 +224,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Article, Problems> {
         author: fm.author,
         tags: fm.tags,
         image: fm.image.map(Spanned::into_inner),
+        preheader: fm
+            .preheader
+            .map(|p| p.into_inner().trim().to_string())
+            .filter(|p| !p.is_empty()),
         body_html: rendered.html,
         body_markdown: body.trim().to_string(),
         source: MARKDOWN_SOURCE.to_string(),

@@ -257,10 +257,13 @@ impl<'a> Composer<'a> {
                 reason: n.reason.as_deref(),
             },
         );
-        // The inbox's preview line: the configured one, or the lead article's summary.
-        let preheader = n
-            .preheader
-            .as_deref()
+        // The inbox's preview line: the edition's own (an article's `preheader`), else the
+        // configured one, else the lead article's summary.
+        let preheader = edition
+            .articles
+            .iter()
+            .find_map(|a| a.preheader.as_deref())
+            .or(n.preheader.as_deref())
             .or_else(|| edition.articles.first().map(|a| a.summary.as_str()))
             .unwrap_or("");
         base.insert("preheader", preheader);

@@ -60,3 +60,38 @@ fn the_rendered_message_matches_its_snapshots() {
     insta::assert_snapshot!("digest.txt", p.read(txt));
     insta::assert_snapshot!("message.eml", p.read(eml));
 }
+
+/// The inbox preview line: an article's `preheader`, else the config's, else the lead
+/// article's summary; hidden in the HTML part.
+#[test]
+fn the_preheader_comes_from_the_edition_the_config_or_the_lead_summary() {
+    let hidden = |p: &Project| -> String {
+        let run = p.run(&["preview", "--to", "ada@example.org", "--out", "pv"]);
+        run.expect_code(0);
+        let html = p.read(run.stdout().lines().nth(1).expect("html"));
+        let start = html
+            .find("<div style=\"display:none;")
+            .expect("a hidden preheader");
+        let text = &html[start..];
+        text[text.find('>').expect("tag") + 1..]
+            .split('\u{34f}')
+            .next()
+            .expect("text")
+            .to_string()
+    };
+    let p = Project::new();
+    assert_eq!(hidden(&p), "A short summary.");
+    let config = p.read("newsletter.toml").replace(
+        "list_id = \"weekly.harbour.example\"",
+        "list_id = \"weekly.harbour.example\"\npreheader = \"From the config\"",
+    );
+    p.write("newsletter.toml", &config);
+    assert_eq!(hidden(&p), "From the config");
+    let article = p.read("articles/library.md").replacen(
+        "+++\n",
+        "+++\npreheader = \"The library is back\"\n",
+        1,
+    );
+    p.write("articles/library.md", &article);
+    assert_eq!(hidden(&p), "The library is back");
+}
