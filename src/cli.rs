@@ -248,6 +248,13 @@ pub struct SendArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Follow `[schedule]`, for a cron line every few minutes: send nothing outside the
+    /// sending window; inside it resume the unfinished edition (deferred recipients when
+    /// their backoff is over), or start a new edition on its day once its time has come,
+    /// never when stale; exit quietly when the previous run is still sending.
+    #[arg(long, conflicts_with_all = ["to", "dry_run"])]
+    pub scheduled: bool,
+
     /// Send one test copy to this address only (any address); the edition is not recorded
     /// as sent.
     #[arg(long, value_name = "ADDRESS", conflicts_with = "resend_in_doubt")]

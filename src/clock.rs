@@ -33,6 +33,11 @@ impl Clock {
         }
     }
 
+    /// When `SOURCE_DATE_EPOCH` pins the clock, the moment it is pinned at.
+    pub fn pinned(&self) -> Option<String> {
+        self.pinned.map(|_| self.stamp())
+    }
+
     #[allow(clippy::disallowed_methods)] // the one read of the wall clock
     pub fn now(&self) -> SystemTime {
         self.pinned.unwrap_or_else(SystemTime::now)

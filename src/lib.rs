@@ -37,6 +37,7 @@ pub mod project;
 #[cfg(test)]
 mod properties;
 pub(crate) mod render;
+pub(crate) mod schedule;
 pub(crate) mod state;
 pub(crate) mod token;
 

@@ -12,7 +12,7 @@ use super::check::plural;
 use super::{Log, recipient_for};
 use crate::cli::{Cli, SendArgs};
 use crate::clock::Clock;
-use crate::config::{Config, Pacing, Transport};
+use crate::config::{Backoff, Config, Pacing, Transport};
 use crate::deliver::outbox::Outbox;
 use crate::deliver::progress::Progress;
 use crate::deliver::smtp::Connector;
@@ -21,8 +21,9 @@ use crate::edition::Edition;
 use crate::exit::Exit;
 use crate::input::subscribers::Subscriber;
 use crate::project::{Project, outgoing, render_all};
+use crate::schedule::{self, Decision};
 use crate::state::listfile;
-use crate::state::lock::RunLock;
+use crate::state::lock::{Locked, RunLock};
 use crate::state::writer::{Recorder, Writer};
 use crate::state::{Journal, State};
 
@@ -31,18 +32,63 @@ const LIST_AT_MOST: usize = 20;
 
 pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
+    if let Some(at) = clock.pinned() {
+        // Said even under --quiet: a pinned clock left in a cron job's environment would
+        // stamp every message with the same date and keep the schedule from moving.
+        eprintln!(
+            "warning: SOURCE_DATE_EPOCH is set: the clock is pinned at {at}, and every date \
+             this run writes is that one"
+        );
+    }
     let config = Config::load(&cli.config)?;
     if args.to.is_some() || args.dry_run || args.no_journal() {
         return without_journal(config, clock, args, log);
     }
-    let _lock = RunLock::acquire(&config.paths.state, "newsletter send")?;
+    let schedule = match (args.scheduled, &config.schedule) {
+        (false, _) => None,
+        (true, Some(s)) => Some(s.clone()),
+        (true, None) => {
+            return Err(anyhow!(
+                "`send --scheduled` follows the [schedule] table, and {} has none",
+                config.path.display()
+            ));
+        }
+    };
+    // The window does not depend on the state: outside it, answer before the lock.
+    if let Some(s) = &schedule
+        && schedule::decide(s, clock.now(), true, None) == Decision::Outside
+    {
+        if !cli.quiet {
+            crate::say!(
+                "outside the sending window ({}): nothing sent",
+                schedule::window(s)
+            );
+        }
+        return Ok(Exit::NothingToDo);
+    }
+    let _lock = match RunLock::acquire(&config.paths.state, "newsletter send") {
+        Ok(lock) => lock,
+        Err(e) if schedule.is_some() && e.downcast_ref::<Locked>().is_some() => {
+            // The previous scheduled run is still sending: it carries on, this one stops.
+            if !cli.quiet {
+                crate::say!("{e}: this scheduled run leaves it be");
+            }
+            return Ok(Exit::Locked);
+        }
+        Err(e) => return Err(e),
+    };
     let mut journal = open_journal(&config, &clock, log)?;
+    if let Some(s) = &schedule
+        && let Some(exit) = not_due(s, &mut journal, &clock, cli.quiet)?
+    {
+        return Ok(exit);
+    }
     let project = Project::load(config, &args.edition.request(), clock, Some(&journal))?;
     for note in project.notes() {
         log.warn(note);
     }
     let Some(edition) = &project.edition else {
-        return nothing_new(&journal, &project);
+        return nothing_new(&journal, &project, cli.quiet);
     };
     let excluded = journal.excluded()?;
     let active: Vec<&Subscriber> = project
@@ -66,7 +112,22 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         preflight(&via)?;
     }
     record_recipients(&mut journal, &project, edition, &active, log)?;
-    let work = work_list(&journal, edition, &active, args.resend_in_doubt)?;
+    let due_by = schedule.as_ref().map(|_| project.clock.now());
+    let work = work_list(&journal, edition, &active, args.resend_in_doubt, due_by)?;
+    if schedule.is_some()
+        && work.is_empty()
+        && !journal.complete_if_done(&edition.id, project.clock.now())?
+    {
+        // Every recipient left waits for its next try: nothing for a person to see.
+        if !cli.quiet {
+            crate::say!(
+                "edition {}: the recipients left wait for their next try",
+                edition.id
+            );
+        }
+        write_list_changes(&project.config, &mut journal, &project.clock, log);
+        return Ok(Exit::NothingToDo);
+    }
     if project.resumed && !work.is_empty() {
         render_all(&composer, work.iter().map(|w| &w.subscriber))?;
         preflight(&via)?;
@@ -90,6 +151,19 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             Some(q) => Some(q.saturating_sub(journal.sent_on(project.clock.today())?)),
             None => None,
         };
+        let mut pacing = pacing;
+        if let Some(s) = &schedule {
+            // Retries happen across runs, with the backoff; none within this one.
+            pacing.retries_per_run = 0;
+            pacing.backoff = Some(Backoff {
+                first: s.retry_first,
+                max: s.retry_max,
+                give_up_after: s.give_up_after,
+                started: journal
+                    .edition(&edition.id)?
+                    .map_or_else(|| project.clock.now(), |e| e.created),
+            });
+        }
         let plan = Delivery {
             via,
             pacing,
@@ -103,7 +177,14 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     let complete = journal.complete_if_done(&edition.id, project.clock.now())?;
     // Unsubscribes that arrived during the run (serve, the command line) reach the file.
     write_list_changes(&project.config, &mut journal, &project.clock, log);
-    report(&journal, edition, &destination, stop.as_ref(), complete)
+    report(
+        &journal,
+        edition,
+        &destination,
+        stop.as_ref(),
+        complete,
+        cli.quiet,
+    )
 }
 
 /// A test copy (`--to`), a dry run, or (with the bench feature) a run without the
@@ -211,11 +292,12 @@ fn work_list(
     edition: &Edition,
     active: &[&Subscriber],
     resend_in_doubt: bool,
+    due_by: Option<std::time::SystemTime>,
 ) -> Result<Vec<Work>> {
     let by_email: HashMap<&str, &Subscriber> =
         active.iter().map(|s| (s.email.as_str(), *s)).collect();
     Ok(journal
-        .work(&edition.id, resend_in_doubt)?
+        .work(&edition.id, resend_in_doubt, due_by)?
         .into_iter()
         .filter_map(|(email, attempts)| {
             by_email.get(email.as_str()).map(|s| Work {
@@ -328,30 +410,80 @@ fn preflight(via: &Via) -> Result<()> {
 }
 
 /// No new article: say whether today's edition already went out.
-fn nothing_new(journal: &Journal, project: &Project) -> Result<Exit> {
+/// Under a schedule, the exit of a run with nothing due now; `None` when there is work.
+fn not_due(
+    s: &crate::config::Schedule,
+    journal: &mut Journal,
+    clock: &Clock,
+    quiet: bool,
+) -> Result<Option<Exit>> {
+    let latest = journal.latest_edition()?;
+    let unfinished = latest.as_ref().is_some_and(|e| !e.completed);
+    match schedule::decide(s, clock.now(), unfinished, latest.map(|e| e.created)) {
+        Decision::Resume | Decision::Start => Ok(None),
+        Decision::Outside | Decision::NotYet => {
+            if !quiet {
+                crate::say!("no edition is due now (window {})", schedule::window(s));
+            }
+            Ok(Some(Exit::NothingToDo))
+        }
+        Decision::Stale { slot, late } => {
+            // Said once, even under --quiet: a person should know an edition was skipped.
+            if journal.first_note(&slot, clock.now())? {
+                eprintln!(
+                    "warning: the edition due {slot} was not started: it is {:.1} hours late, \
+                     past stale_after_hours; it is skipped (`newsletter send` sends it by hand)",
+                    late.as_secs_f64() / 3600.0
+                );
+            }
+            Ok(Some(Exit::NothingToDo))
+        }
+    }
+}
+
+/// Nothing to send: said on stdout, unless `--quiet` (cron would mail it every week).
+fn nothing_new(journal: &Journal, project: &Project, quiet: bool) -> Result<Exit> {
     if let Some(latest) = journal.latest_edition()?
         && latest.completed
         && latest.date == project.clock.today()
     {
         let id = latest.id;
         let sent = journal.counts(&id)?[&State::Sent];
+        if quiet {
+            return Ok(Exit::Done);
+        }
         crate::say!(
             "edition {id} already sent to {sent} recipient{}; nothing new to send",
             plural(sent)
         );
         return Ok(Exit::Done);
     }
-    crate::say!("{}", super::NOTHING_TO_DO);
+    if !quiet {
+        crate::say!("{}", super::NOTHING_TO_DO);
+    }
     Ok(Exit::NothingToDo)
 }
 
+/// The run's outcome: the recipients left with a problem (on stderr) and one line on
+/// stdout. Under `--quiet` only a run a person must look at says anything: one that stopped
+/// early or left recipients to a later run.
 fn report(
     journal: &Journal,
     edition: &Edition,
     destination: &str,
     stop: Option<&StopReason>,
     complete: bool,
+    quiet: bool,
 ) -> Result<Exit> {
+    let exit = match stop {
+        Some(StopReason::Fatal(_) | StopReason::Journal(_)) => Exit::Failed,
+        Some(StopReason::SenderRefused(_)) => Exit::SenderRefused,
+        None if complete => Exit::Done,
+        Some(_) | None => Exit::Partial,
+    };
+    if quiet && exit == Exit::Done {
+        return Ok(exit);
+    }
     let counts = journal.counts(&edition.id)?;
     let n = |s: State| counts.get(&s).copied().unwrap_or(0);
     let total: usize = counts.values().sum::<usize>() - n(State::Skipped);
@@ -395,12 +527,7 @@ fn report(
         let _ = write!(line, "; stopped: {reason}");
     }
     crate::say!("{line}");
-    Ok(match stop {
-        Some(StopReason::Fatal(_) | StopReason::Journal(_)) => Exit::Failed,
-        Some(StopReason::SenderRefused(_)) => Exit::SenderRefused,
-        None if complete => Exit::Done,
-        Some(_) | None => Exit::Partial,
-    })
+    Ok(exit)
 }
 
 fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Exit> {

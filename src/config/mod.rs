@@ -3,6 +3,7 @@
 
 mod checks;
 mod feeds;
+mod schedule;
 pub(crate) mod secret;
 mod selection;
 mod smtp;
@@ -11,9 +12,13 @@ use checks::{MAX_LINE_CHARS, check_host, check_web_url};
 pub(crate) use checks::{TOKEN_STAND_IN, parse_web_url};
 pub(crate) use feeds::{Location, Source};
 use feeds::{RawSource, resolve_sources};
+pub(crate) use schedule::Schedule;
+#[cfg(test)]
+pub(crate) use schedule::Zone;
+use schedule::{RawSchedule, resolve_schedule};
 pub(crate) use selection::Selection;
 use selection::{RawSelection, resolve_selection};
-pub(crate) use smtp::{Pacing, Security, Smtp, Transport};
+pub(crate) use smtp::{Backoff, Pacing, Security, Smtp, Transport};
 use smtp::{RawSmtp, RawTransport, TransportKind, resolve_smtp};
 
 use std::path::{Path, PathBuf};
@@ -36,6 +41,8 @@ pub struct Config {
     pub dkim: Option<Dkim>,
     pub sources: Vec<Source>,
     pub selection: Selection,
+    /// When `send --scheduled` starts and sends editions; `None` without `[schedule]`.
+    pub schedule: Option<Schedule>,
 }
 
 /// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
@@ -126,6 +133,7 @@ struct RawConfig {
     sources: Vec<Spanned<RawSource>>,
     #[serde(default)]
     selection: RawSelection,
+    schedule: Option<RawSchedule>,
 }
 
 #[derive(Deserialize)]
@@ -326,6 +334,7 @@ impl Config {
 
         let sources = resolve_sources(&raw.sources, &dir, path, source, &mut problems);
         let selection = resolve_selection(raw.selection, path, source, &mut problems);
+        let schedule = resolve_schedule(raw.schedule, path, source, &mut problems);
         let dkim = raw.dkim.and_then(|d| {
             let domain = check_host(d.domain.get_ref(), false)
                 .map_err(|e| problems.push(at("dkim.domain", d.domain.span(), e)))
@@ -394,6 +403,7 @@ impl Config {
                     dkim,
                     sources,
                     selection,
+                    schedule,
                 })
             }
             _ => Err(problems),

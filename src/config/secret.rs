@@ -36,8 +36,19 @@ impl SecretSource {
     /// Reads the secret; a trailing newline in a file is not part of it.
     pub fn load(&self) -> Result<Secret> {
         let value = match self {
-            SecretSource::Env(name) => std::env::var(name)
-                .with_context(|| format!("environment variable {name} is not set"))?,
+            SecretSource::Env(name) => match std::env::var(name) {
+                Ok(value) => value,
+                Err(std::env::VarError::NotPresent) => bail!(
+                    "the environment variable {name} is not set. Cron and systemd start \
+                     programs with almost no environment: put the secret in a file readable by \
+                     this user alone (`chmod 600`) and name it with `_file` instead of `_env` \
+                     in the config, or set {name} in the crontab or a systemd EnvironmentFile \
+                     (see the README, \"Install and run from cron\")"
+                ),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    bail!("the environment variable {name} is not valid UTF-8")
+                }
+            },
             SecretSource::File(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read secret file {}", path.display()))?
                 .trim_end_matches(['\r', '\n'])

@@ -65,6 +65,29 @@ pub struct Pacing {
     pub max_attempts: u32,
     /// Failures in a row (no success between) that stop the run.
     pub max_consecutive_failures: usize,
+    /// Under a schedule: deferred recipients wait across runs, and give up by the edition's
+    /// age instead of `max_attempts`.
+    pub backoff: Option<Backoff>,
+}
+
+/// Postfix's shape of retrying: a first wait doubled after each deferral up to a ceiling,
+/// until the edition is `give_up_after` old.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+    pub give_up_after: Duration,
+    /// When the edition started.
+    pub started: std::time::SystemTime,
+}
+
+impl Backoff {
+    /// The wait after a recipient's `attempts`-th deferral.
+    pub fn wait(&self, attempts: u32) -> Duration {
+        self.first
+            .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(20)))
+            .min(self.max)
+    }
 }
 
 impl Default for Pacing {
@@ -77,6 +100,7 @@ impl Default for Pacing {
             retry_delay: Duration::from_secs(30),
             max_attempts: 10,
             max_consecutive_failures: 20,
+            backoff: None,
         }
     }
 }
@@ -255,6 +279,7 @@ pub(super) fn resolve_smtp(
             d.max_consecutive_failures,
             1..=100_000,
         ),
+        backoff: None,
     };
     let port = n.get("port", s.port.as_ref(), 25, 1..=u16::MAX);
     let connect_timeout = n.secs(

@@ -291,6 +291,34 @@ impl Shared {
     /// `max_attempts`.
     fn defer(&self, job: &Job, code: Option<u16>, reply: String) {
         let attempts = job.attempts + 1;
+        if let Some(backoff) = &self.pacing.backoff {
+            let age = self
+                .clock
+                .now()
+                .duration_since(backoff.started)
+                .unwrap_or_default();
+            if age >= backoff.give_up_after {
+                let days = backoff.give_up_after.as_secs_f64() / 86_400.0;
+                self.fail(
+                    job,
+                    code,
+                    format!("gave up after {days:.1} days of deferrals: {reply}"),
+                    false,
+                );
+                return;
+            }
+            self.recorder.record(
+                &job.email,
+                Change::Deferred {
+                    code,
+                    reply: reply.clone(),
+                    next_try: self.clock.now() + backoff.wait(attempts),
+                },
+            );
+            self.counters.deferred.fetch_add(1, Ordering::Relaxed);
+            self.failure(&reply);
+            return;
+        }
         if attempts >= self.pacing.max_attempts {
             self.fail(
                 job,

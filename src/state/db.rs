@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
 
 /// The schema version this binary reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: usize = 1;
+pub(crate) const SCHEMA_VERSION: usize = 2;
 
 /// Forward migrations: `MIGRATIONS[n]` brings a database from version n to n + 1, in one
 /// transaction. Version 0 is every database made before the schema had a version: the
 /// tables below, created as needed, and the feed cache, created by the feeds module.
-const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1];
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2];
 
 /// Version 1: the tables of version 0, all of them here, `IF NOT EXISTS` so that a
 /// database of version 0 keeps its rows.
@@ -79,6 +79,15 @@ CREATE TABLE IF NOT EXISTS feed_cache (
 );
 ";
 
+/// Version 2: what a scheduled run has already told the operator (a stale edition
+/// skipped), so a cron line every ten minutes says it once.
+const V2: &str = "
+CREATE TABLE IF NOT EXISTS schedule_note (
+    slot  TEXT PRIMARY KEY,
+    at    INTEGER NOT NULL
+);
+";
+
 pub struct Journal {
     pub(super) conn: Connection,
 }
@@ -128,6 +137,15 @@ impl Journal {
             .and_then(refuse_newer)
             .map_err(|e| explain(e, path))?;
         Ok(Some(Journal { conn }))
+    }
+
+    /// Records that `slot` was reported; true the first time.
+    pub fn first_note(&mut self, slot: &str, now: SystemTime) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO schedule_note (slot, at) VALUES (?1, ?2)",
+            rusqlite::params![slot, unix(now)],
+        )?;
+        Ok(n == 1)
     }
 
     /// The connection itself, for a table kept beside the journal (the feed cache).

@@ -164,11 +164,21 @@ impl Journal {
 
     /// Addresses to attempt in this run, in the order they were added, with the number
     /// of attempts each has had.
-    pub fn work(&self, edition_id: &str, include_in_doubt: bool) -> Result<Vec<(String, u32)>> {
+    /// The recipients still to send to, with their attempts so far. With `due_by`, a
+    /// deferred recipient whose next try is later is left for a later run.
+    pub fn work(
+        &self,
+        edition_id: &str,
+        include_in_doubt: bool,
+        due_by: Option<SystemTime>,
+    ) -> Result<Vec<(String, u32)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT email, attempts FROM delivery WHERE edition_id = ?1 AND (state IN ('pending','deferred') OR (?2 AND state = 'in_doubt')) ORDER BY rowid",
+            "SELECT email, attempts FROM delivery WHERE edition_id = ?1 \
+             AND (state = 'pending' OR (state = 'deferred' AND (?3 IS NULL OR next_try IS NULL OR next_try <= ?3)) \
+                  OR (?2 AND state = 'in_doubt')) ORDER BY rowid",
         )?;
-        let rows = stmt.query_map(params![edition_id, include_in_doubt], |r| {
+        let due = due_by.map(unix);
+        let rows = stmt.query_map(params![edition_id, include_in_doubt, due], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -497,8 +507,8 @@ mod tests {
         let (_d, mut j) = journal();
         step(&mut j, &attempting());
         assert!(step(&mut j, &in_doubt()));
-        assert_eq!(j.work("e", false).expect("work").len(), 0);
-        assert_eq!(j.work("e", true).expect("work").len(), 1);
+        assert_eq!(j.work("e", false, None).expect("work").len(), 0);
+        assert_eq!(j.work("e", true, None).expect("work").len(), 1);
         assert!(step(&mut j, &attempting()), "resend of an in-doubt row");
         assert!(step(&mut j, &sent()));
     }

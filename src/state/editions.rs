@@ -20,6 +20,8 @@ pub struct EditionRow {
     pub id: String,
     pub date: NaiveDate,
     pub completed: bool,
+    /// When it was frozen: the start of its delivery.
+    pub created: SystemTime,
 }
 
 /// The edition still being sent, as frozen.
@@ -86,7 +88,7 @@ impl Journal {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, date, completed_at IS NOT NULL FROM edition ORDER BY created_at DESC, id DESC LIMIT 1",
+                "SELECT id, date, completed_at IS NOT NULL, created_at FROM edition ORDER BY created_at DESC, id DESC LIMIT 1",
                 [],
                 edition_row,
             )
@@ -123,7 +125,7 @@ impl Journal {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, date, completed_at IS NOT NULL FROM edition WHERE id = ?1",
+                "SELECT id, date, completed_at IS NOT NULL, created_at FROM edition WHERE id = ?1",
                 params![id],
                 edition_row,
             )
@@ -195,5 +197,7 @@ fn edition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EditionRow> {
             rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
         })?,
         completed: r.get(2)?,
+        created: std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0)),
     })
 }

@@ -11,6 +11,7 @@
 
 mod harness;
 
+mod cron;
 mod delivery;
 mod dkim;
 mod endpoint;

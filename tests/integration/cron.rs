@@ -1,0 +1,189 @@
+//! Run from cron: `send --scheduled --quiet` every ten minutes, simulated across two weeks
+//! with a pinned clock, against a relay that defers everything for a day.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
+
+use crate::harness::{Project, Sink};
+
+const STEP: i64 = 600;
+/// Sunday 2026-11-29 00:00 UTC (Europe/London is on UTC in winter).
+const START: i64 = 1_795_910_400;
+const DAY: i64 = 86_400;
+
+fn at(t: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(t, 0).expect("time")
+}
+
+fn schedule_config(port: u16) -> String {
+    format!(
+        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = 1\n\n\
+         [schedule]\ndays = [\"mon\", \"thu\"]\nat = \"07:00\"\ntimezone = \"Europe/London\"\n\
+         window_end = \"20:00\"\nstale_after_hours = 12\nretry_first_minutes = 10\n\
+         retry_max_hours = 2\ngive_up_after_days = 5\n"
+    )
+}
+
+#[test]
+fn a_cron_line_every_ten_minutes_for_two_weeks_follows_the_schedule() {
+    // Every recipient deferred, with a reply about the mailbox (not a request to slow down).
+    let deferring = Sink::start(&[
+        "-r",
+        "RCPT",
+        "-b",
+        "450 4.2.1 Mailbox busy, try again later",
+    ]);
+    let accepting = Sink::start(&[]);
+    let p = Project::new();
+    std::fs::remove_dir_all(p.path("articles")).expect("clear articles");
+    std::fs::create_dir_all(p.path("articles")).expect("articles");
+    p.use_smtp(&schedule_config(deferring.port));
+    let readers = 3; // ada, bob and cy; the fixture's fourth entry is unsubscribed
+
+    // The relay defers everything from the first edition until a day later.
+    let recovers = START + DAY + 7 * 3600 + DAY; // Tuesday 07:00
+    // The machine is off on the second Thursday from 06:50 to 19:10.
+    let down = (
+        START + 11 * DAY + 6 * 3600 + 50 * 60,
+        START + 11 * DAY + 19 * 3600 + 10 * 60,
+    );
+    let mut log = String::new();
+    let mut delivered_at = Vec::new();
+    let mut stale_warnings = 0;
+    let mut switched = false;
+    let mut t = START;
+    while t < START + 14 * DAY {
+        let now = at(t);
+        // An editor adds an article the evening before each scheduled day.
+        if now.hour() == 21 && now.minute() == 0 {
+            let tomorrow = now + chrono::Duration::days(1);
+            if matches!(tomorrow.weekday(), Weekday::Mon | Weekday::Thu) {
+                let day = now.date_naive();
+                p.write(
+                    &format!("articles/{day}.md"),
+                    &crate::harness::article(&format!("News of {day}"), &day.to_string(), true),
+                );
+            }
+        }
+        if !switched && t >= recovers {
+            p.use_smtp(&schedule_config(accepting.port));
+            switched = true;
+        }
+        if t >= down.0 && t < down.1 {
+            t += STEP;
+            continue;
+        }
+        let before = accepting.deliveries().values().sum::<usize>();
+        let run = p.run_with_env(
+            &["--quiet", "send", "--scheduled"],
+            &[("SOURCE_DATE_EPOCH", &t.to_string())],
+        );
+        let after = accepting.wait_for(before).values().sum::<usize>();
+        let local = now.time();
+        let inside = local >= chrono::NaiveTime::from_hms_opt(7, 0, 0).expect("time")
+            && local < chrono::NaiveTime::from_hms_opt(20, 0, 0).expect("time");
+        assert!(
+            inside || after == before,
+            "{now}: {} sent outside the window",
+            after - before
+        );
+        if after > before {
+            delivered_at.push((t, after - before));
+        }
+        let (out, err) = (run.stdout(), run.stderr());
+        // The pinned clock is always said; anything else only when a person must act.
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.starts_with("warning: SOURCE_DATE_EPOCH is set"))
+            .collect();
+        match run.code() {
+            0 | 6 => {
+                let stale = said.iter().any(|l| l.contains("was not started"));
+                stale_warnings += usize::from(stale);
+                assert!(
+                    out.is_empty() && (said.is_empty() || stale),
+                    "{now}: a quiet run said\n{out}{err}"
+                );
+            }
+            4 => assert!(!out.is_empty(), "{now}: a partial run said nothing"),
+            code => panic!("{now}: exit {code}\n{out}{err}"),
+        }
+        if !out.is_empty() || !said.is_empty() || after > before {
+            let _ = writeln!(
+                log,
+                "{} exit {} sent {}: {} {}",
+                now.format("%a %Y-%m-%d %H:%M"),
+                run.code(),
+                after - before,
+                out.trim(),
+                said.first().copied().unwrap_or_default()
+            );
+        }
+        t += STEP;
+    }
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cron-simulation.log");
+    std::fs::write(&path, &log).expect("log");
+
+    // Editions started on their days at 07:00: two Mondays and the first Thursday; the
+    // second Thursday's was stale when the machine came back, and is said to be, once.
+    let started = p.query("SELECT created_at FROM edition ORDER BY created_at");
+    let expected: Vec<String> = [1, 4, 8]
+        .iter()
+        .map(|d| (START + d * DAY + 7 * 3600).to_string())
+        .collect();
+    assert_eq!(started, expected, "{log}");
+    assert_eq!(stale_warnings, 1, "{log}");
+    // The deferred first edition reached everyone after the relay recovered, within the
+    // backoff's ceiling (2 h) and one cron interval.
+    let (first, n) = delivered_at[0];
+    assert!(
+        first >= recovers && first <= recovers + 2 * 3600 + STEP,
+        "first delivery at {}\n{log}",
+        at(first)
+    );
+    assert_eq!(n, readers, "{log}");
+    // Nothing reached the deferring relay, and each reader got each edition once.
+    assert_eq!(deferring.deliveries().values().sum::<usize>(), 0);
+    let counts = accepting.deliveries();
+    assert_eq!(counts.len(), readers, "{counts:?}");
+    assert!(counts.values().all(|n| *n == 3), "{counts:?}\n{log}");
+}
+
+#[test]
+fn quiet_runs_say_nothing_unless_a_person_must_act() {
+    let p = Project::new();
+    let pinned_only = |err: &str| {
+        err.lines()
+            .all(|l| l.starts_with("warning: SOURCE_DATE_EPOCH is set: the clock is pinned"))
+    };
+    for expected in [0, 0] {
+        let run = p.run(&["--quiet", "send"]);
+        run.expect_code(expected);
+        assert_eq!(run.stdout(), "");
+        assert!(pinned_only(&run.stderr()), "{}", run.stderr());
+        assert!(!run.stderr().is_empty(), "the pinned clock is said");
+    }
+    // Without --quiet the same run says what happened.
+    let run = p.run(&["send"]);
+    assert!(run.stdout().contains("already sent"), "{}", run.stdout());
+}
+
+#[test]
+fn a_secret_missing_from_the_environment_says_how_to_provide_it() {
+    let p = Project::new();
+    let config = p
+        .read("newsletter.toml")
+        .replace("secret_file = \"key\"", "secret_env = \"NEWSLETTER_TEST_UNSET_SECRET\"");
+    p.write("newsletter.toml", &config);
+    let run = p.run(&["check"]);
+    assert_ne!(run.code(), 0);
+    let err = run.stderr();
+    assert!(
+        err.contains("the environment variable NEWSLETTER_TEST_UNSET_SECRET is not set")
+            && err.contains("Cron and systemd")
+            && err.contains("`_file`"),
+        "{err}"
+    );
+    assert!(!err.contains("environment variable not found"), "{err}");
+}
