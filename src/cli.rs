@@ -219,6 +219,11 @@ impl EditionArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub edition: EditionArgs,
+
+    /// Check the relay instead: connect, do TLS and AUTH as a send would, say what the
+    /// server offers and how a send would use it; nothing is sent.
+    #[arg(long)]
+    pub relay: bool,
 }
 
 #[derive(Debug, Args)]

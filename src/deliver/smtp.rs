@@ -359,6 +359,30 @@ impl Session {
         self.pipelining
     }
 
+    /// What the server offers that a send uses, as people read it.
+    pub(crate) fn offers(&self) -> String {
+        let mut out = vec![if self.pipelining {
+            "PIPELINING (used)".to_string()
+        } else {
+            "no PIPELINING (one command at a time)".to_string()
+        }];
+        out.push(match self.size_limit {
+            Some(n) => format!("SIZE {} KB", n / 1024),
+            None => "no SIZE limit stated".to_string(),
+        });
+        out.push(if self.smtputf8 {
+            "SMTPUTF8 (non-ASCII local parts can be sent)".to_string()
+        } else {
+            "no SMTPUTF8 (non-ASCII local parts are refused before sending)".to_string()
+        });
+        out.push(if self.eight_bit {
+            "8BITMIME".to_string()
+        } else {
+            "no 8BITMIME".to_string()
+        });
+        out.join(", ")
+    }
+
     async fn command(&mut self, stage: Stage, command: &str) -> Result<Response, Refusal> {
         let result = timeout(self.limit, self.conn.command(command)).await;
         classify(result, stage, self.limit)

@@ -172,9 +172,10 @@ fn quiet_runs_say_nothing_unless_a_person_must_act() {
 #[test]
 fn a_secret_missing_from_the_environment_says_how_to_provide_it() {
     let p = Project::new();
-    let config = p
-        .read("newsletter.toml")
-        .replace("secret_file = \"key\"", "secret_env = \"NEWSLETTER_TEST_UNSET_SECRET\"");
+    let config = p.read("newsletter.toml").replace(
+        "secret_file = \"key\"",
+        "secret_env = \"NEWSLETTER_TEST_UNSET_SECRET\"",
+    );
     p.write("newsletter.toml", &config);
     let run = p.run(&["check"]);
     assert_ne!(run.code(), 0);
@@ -186,4 +187,33 @@ fn a_secret_missing_from_the_environment_says_how_to_provide_it() {
         "{err}"
     );
     assert!(!err.contains("environment variable not found"), "{err}");
+}
+
+#[test]
+fn check_relay_opens_a_session_says_what_a_send_would_do_and_sends_nothing() {
+    let sink = Sink::start(&[]);
+    let p = Project::new();
+    p.use_smtp(&format!(
+        "host = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nconnections = 3\n",
+        sink.port
+    ));
+    let run = p.run(&["check", "--relay"]);
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains(&format!(
+            "relay 127.0.0.1:{}: connected, no TLS, no AUTH",
+            sink.port
+        )),
+        "{out}"
+    );
+    assert!(out.contains("PIPELINING (used)"), "{out}");
+    assert!(out.contains("a send would use 3 connections"), "{out}");
+    assert!(out.contains("nothing was sent"), "{out}");
+    assert_eq!(sink.deliveries().values().sum::<usize>(), 0);
+    // A relay that is not there: the reason, and a failure.
+    drop(sink);
+    let run = p.run(&["check", "--relay"]);
+    run.expect_code(1);
+    assert!(run.stderr().contains("cannot connect"), "{}", run.stderr());
 }
