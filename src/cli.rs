@@ -89,7 +89,8 @@ pub struct InitArgs {
     /// The folder to create the project in (created if missing).
     pub dir: PathBuf,
 
-    /// Also copy the built-in templates into DIR/templates, to edit them.
+    /// Also copy the built-in templates into DIR/templates, to edit them. In an existing
+    /// project (DIR has a newsletter.toml), copy the templates alone.
     #[arg(long)]
     pub templates: bool,
 }
@@ -211,6 +212,7 @@ impl EditionArgs {
             since: self.since,
             until: self.until,
             tags: self.tags.clone(),
+            edition: None,
         }
     }
 }
@@ -235,9 +237,15 @@ pub struct PreviewArgs {
     #[arg(long, value_name = "ADDRESS")]
     pub to: Option<String>,
 
-    /// The folder to write into (created if missing).
-    #[arg(long, default_value = "preview", value_name = "DIR")]
-    pub out: PathBuf,
+    /// The folder to write into (created if missing) [default: `preview/` beside the
+    /// config file].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Show this edition exactly as it was frozen (sent or still sending), instead of the
+    /// next one; `newsletter status` lists the editions.
+    #[arg(long = "edition", value_name = "ID", conflicts_with = "articles")]
+    pub edition_id: Option<String>,
 
     /// Also list every candidate article, and each feed source, with why it is in or out.
     #[arg(long)]

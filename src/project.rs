@@ -35,6 +35,8 @@ pub struct EditionRequest {
     pub until: Option<chrono::NaiveDate>,
     /// Subscriber tags the edition goes to, overriding the config's audience.
     pub tags: Vec<String>,
+    /// This edition exactly as frozen, sent or not (`preview --edition`).
+    pub edition: Option<String>,
 }
 
 pub struct Project {
@@ -160,8 +162,12 @@ impl Project {
         journal: Option<&Journal>,
     ) -> Result<Project> {
         let mut problems = Problems::default();
-        let unfinished = match journal {
-            Some(j) if args.articles.is_empty() => j.unfinished_edition()?,
+        let unfinished = match (journal, &args.edition) {
+            (Some(j), Some(id)) => Some(j.frozen_edition(id)?.ok_or_else(|| {
+                anyhow::anyhow!("there is no edition {id} in the state database (`newsletter status` lists them)")
+            })?),
+            (None, Some(id)) => anyhow::bail!("there is no edition {id}: no edition was sent yet"),
+            (Some(j), None) if args.articles.is_empty() => j.unfinished_edition()?,
             _ => None,
         };
 

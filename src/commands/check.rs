@@ -29,8 +29,8 @@ pub(crate) fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     let total = project.subscribers.entries.len();
     super::print_selection(&project);
     let Some(edition) = &project.edition else {
-        crate::say!("{}", super::NOTHING_TO_DO);
-        return Ok(Exit::NothingToDo);
+        let journal = Journal::open_read_only(&project.config.paths.state)?;
+        return super::nothing_new(journal.as_ref(), &project, false);
     };
     let composer = project.composer(edition);
     let rendered = render_all(&composer, project.subscribers.active())?;

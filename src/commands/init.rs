@@ -79,13 +79,19 @@ pub(crate) fn run(args: &InitArgs) -> Result<Exit> {
     let article = format!(
         "+++\ntitle = \"Welcome to the first edition\"\ndate = {today}\nlink = \"https://example.org/welcome\"\nsummary = \"What this newsletter is about, and how often it comes.\"\nselected = true\n+++\nEach article is a Markdown file like this one. Set `selected = true` when it is ready\nfor the next edition.\n"
     );
-    let mut files: Vec<(PathBuf, String)> = vec![
-        (dir.join("newsletter.toml"), CONFIG.to_string()),
-        (dir.join("subscribers.toml"), SUBSCRIBERS.to_string()),
-        (dir.join("articles/welcome.md"), article),
-        (dir.join("newsletter.key"), random_key()?),
-        (dir.join(".gitignore"), GITIGNORE.to_string()),
-    ];
+    // In an existing project, `--templates` adds the templates alone.
+    let adding_templates = args.templates && dir.join("newsletter.toml").exists();
+    let mut files: Vec<(PathBuf, String)> = if adding_templates {
+        Vec::new()
+    } else {
+        vec![
+            (dir.join("newsletter.toml"), CONFIG.to_string()),
+            (dir.join("subscribers.toml"), SUBSCRIBERS.to_string()),
+            (dir.join("articles/welcome.md"), article),
+            (dir.join("newsletter.key"), random_key()?),
+            (dir.join(".gitignore"), GITIGNORE.to_string()),
+        ]
+    };
     if args.templates {
         for (name, source) in crate::render::templates::EMBEDDED {
             files.push((dir.join("templates").join(name), source.to_string()));
@@ -106,6 +112,13 @@ pub(crate) fn run(args: &InitArgs) -> Result<Exit> {
     }
     for (path, text) in &files {
         write_new(path, text)?;
+    }
+    if adding_templates {
+        crate::say!(
+            "copied the built-in templates into {}: edit them there (the project's other files are untouched)",
+            dir.join("templates").display()
+        );
+        return Ok(Exit::Done);
     }
     crate::say!(
         "created a project in {}: try `newsletter --config {} preview`",

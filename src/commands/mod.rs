@@ -17,6 +17,36 @@ use crate::input::subscribers::{Status, Subscriber, SubscriberList};
 /// What `check`, `preview` and `send` say when no article is waiting (exit 6).
 pub(crate) const NOTHING_TO_DO: &str = "nothing to do: no new article (none marked `selected = true`, no feed item since the last edition, or all already sent; see `preview --explain`)";
 
+/// No new edition: the same answer from `send`, `check`, `preview` and `send --dry-run`.
+/// When today's edition already went out, that is done (exit 0), and `preview --edition`
+/// shows it; otherwise there is nothing to do (exit 6). Said on stdout unless `quiet`.
+pub(crate) fn nothing_new(
+    journal: Option<&crate::state::Journal>,
+    project: &crate::project::Project,
+    quiet: bool,
+) -> anyhow::Result<crate::exit::Exit> {
+    if let Some(journal) = journal
+        && let Some(latest) = journal.latest_edition()?
+        && latest.completed
+        && latest.date == project.clock.today()
+    {
+        let id = latest.id;
+        let sent = journal.counts(&id)?[&crate::state::State::Sent];
+        if !quiet {
+            crate::say!(
+                "edition {id} already sent to {sent} recipient{}; nothing new to send \
+                 (`newsletter preview --edition {id}` shows it)",
+                check::plural(sent)
+            );
+        }
+        return Ok(crate::exit::Exit::Done);
+    }
+    if !quiet {
+        crate::say!("{NOTHING_TO_DO}");
+    }
+    Ok(crate::exit::Exit::NothingToDo)
+}
+
 /// Each feed source's outcome and every candidate article with why it is in or out, on
 /// stdout (this is what was asked for).
 pub(crate) fn print_selection(project: &crate::project::Project) {

@@ -17,7 +17,9 @@ pub(crate) fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     let project = {
         let config = crate::config::Config::load(&cli.config)?;
         let journal = Journal::open_read_only(&config.paths.state)?;
-        Project::load(config, &args.edition.request(), clock, journal.as_ref())?
+        let mut request = args.edition.request();
+        request.edition.clone_from(&args.edition_id);
+        Project::load(config, &request, clock, journal.as_ref())?
     };
     for note in project.notes() {
         log.warn(note);
@@ -26,8 +28,8 @@ pub(crate) fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
         super::print_selection(&project);
     }
     let Some(edition) = &project.edition else {
-        crate::say!("{}", super::NOTHING_TO_DO);
-        return Ok(Exit::NothingToDo);
+        let journal = Journal::open_read_only(&project.config.paths.state)?;
+        return super::nothing_new(journal.as_ref(), &project, false);
     };
     let recipient = match &args.to {
         Some(address) => recipient_for(address, &project.subscribers, true)?,
@@ -44,8 +46,17 @@ pub(crate) fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     let rendered = render_one(&composer, &recipient)?;
     let message = outgoing(&composer, &project.mailer(edition), &recipient)?;
 
-    fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    // Beside the config file unless told otherwise: the project's folder, wherever the
+    // command is run from.
+    let out = args.out.clone().unwrap_or_else(|| {
+        project
+            .config
+            .path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("preview")
+    });
+    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let stem = format!(
         "{}-{}",
         edition.id,
@@ -58,7 +69,7 @@ pub(crate) fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     ] {
         // Whole or not at all (a full disk leaves no truncated message), readable by the
         // owner alone: the message holds a live unsubscribe token.
-        let path = crate::atomic_file::write(&args.out.join(format!("{stem}.{ext}")), bytes)?;
+        let path = crate::atomic_file::write(&out.join(format!("{stem}.{ext}")), bytes)?;
         crate::say!("{}", path.display());
     }
     log.info(format!(

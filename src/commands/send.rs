@@ -88,7 +88,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         log.warn(note);
     }
     let Some(edition) = &project.edition else {
-        return nothing_new(&journal, &project, cli.quiet);
+        return super::nothing_new(Some(&journal), &project, cli.quiet);
     };
     let excluded = journal.excluded()?;
     let active: Vec<&Subscriber> = project
@@ -441,29 +441,6 @@ fn not_due(
     }
 }
 
-/// Nothing to send: said on stdout, unless `--quiet` (cron would mail it every week).
-fn nothing_new(journal: &Journal, project: &Project, quiet: bool) -> Result<Exit> {
-    if let Some(latest) = journal.latest_edition()?
-        && latest.completed
-        && latest.date == project.clock.today()
-    {
-        let id = latest.id;
-        let sent = journal.counts(&id)?[&State::Sent];
-        if quiet {
-            return Ok(Exit::Done);
-        }
-        crate::say!(
-            "edition {id} already sent to {sent} recipient{}; nothing new to send",
-            plural(sent)
-        );
-        return Ok(Exit::Done);
-    }
-    if !quiet {
-        crate::say!("{}", super::NOTHING_TO_DO);
-    }
-    Ok(Exit::NothingToDo)
-}
-
 /// The run's outcome: the recipients left with a problem (on stderr) and one line on
 /// stdout. Under `--quiet` only a run a person must look at says anything: one that stopped
 /// early or left recipients to a later run.
@@ -532,8 +509,7 @@ fn report(
 
 fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Exit> {
     let Some(edition) = &project.edition else {
-        crate::say!("{}", super::NOTHING_TO_DO);
-        return Ok(Exit::NothingToDo);
+        return super::nothing_new(journal, project, false);
     };
     let excluded = match journal {
         Some(j) => j.excluded()?,
@@ -581,8 +557,7 @@ fn unrecorded(
     log: &Log,
 ) -> Result<Exit> {
     let Some(edition) = &project.edition else {
-        crate::say!("{}", super::NOTHING_TO_DO);
-        return Ok(Exit::NothingToDo);
+        return super::nothing_new(None, project, false);
     };
     let composer = project.composer(edition);
     render_all(&composer, &recipients)?;

@@ -61,6 +61,28 @@ impl Journal {
         Ok(ids)
     }
 
+    /// One edition as frozen, sent or not.
+    pub fn frozen_edition(&self, id: &str) -> Result<Option<Unfinished>> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT frozen FROM edition WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.map(|json| {
+            let frozen: Frozen = serde_json::from_str(&json).with_context(|| {
+                format!("the frozen edition {id} in the state database is unreadable")
+            })?;
+            Ok(Unfinished {
+                id: id.to_string(),
+                frozen,
+            })
+        })
+        .transpose()
+    }
+
     /// The edition still being sent, if any (at most one: a new one is frozen only when the
     /// previous one is complete).
     pub fn unfinished_edition(&self) -> Result<Option<Unfinished>> {

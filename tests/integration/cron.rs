@@ -217,3 +217,89 @@ fn check_relay_opens_a_session_says_what_a_send_would_do_and_sends_nothing() {
     run.expect_code(1);
     assert!(run.stderr().contains("cannot connect"), "{}", run.stderr());
 }
+
+#[test]
+fn after_a_send_every_command_agrees_and_preview_shows_the_sent_edition() {
+    let p = Project::new();
+    let sent = p.run(&["send"]);
+    sent.expect_code(0);
+    let id = sent
+        .stdout()
+        .split_whitespace()
+        .nth(1)
+        .expect("id")
+        .trim_end_matches(':')
+        .to_string();
+    for args in [
+        vec!["send"],
+        vec!["check"],
+        vec!["preview"],
+        vec!["send", "--dry-run"],
+    ] {
+        let run = p.run(&args);
+        run.expect_code(0);
+        assert!(
+            run.stdout()
+                .contains(&format!("edition {id} already sent to 3 recipients")),
+            "{args:?}: {}",
+            run.stdout()
+        );
+    }
+    // The sent edition, as frozen; by default under the project, wherever the command runs.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        .args(["--config", &p.path("newsletter.toml").display().to_string()])
+        .args(["preview", "--edition", &id, "--to", "ada@example.org"])
+        .current_dir(elsewhere.path())
+        .env("SOURCE_DATE_EPOCH", crate::harness::PINNED_EPOCH)
+        .output()
+        .expect("preview");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eml = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .expect("eml")
+        .to_string();
+    assert!(
+        eml.starts_with(&p.path("preview").display().to_string()),
+        "{eml}"
+    );
+    assert!(std::path::Path::new(&eml).exists());
+    assert_eq!(std::fs::read_dir(elsewhere.path()).expect("dir").count(), 0);
+    let unknown = p.run(&["preview", "--edition", "2000-01-01-000000"]);
+    unknown.expect_code(1);
+    assert!(
+        unknown.stderr().contains("no edition 2000-01-01-000000"),
+        "{}",
+        unknown.stderr()
+    );
+}
+
+#[test]
+fn init_templates_in_an_existing_project_adds_the_templates_alone() {
+    let p = Project::new();
+    let config = p.read("newsletter.toml");
+    let run = p.run(&["init", ".", "--templates"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout().contains("copied the built-in templates"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(p.read("newsletter.toml"), config);
+    for name in ["digest.html", "digest.txt", "subject.txt"] {
+        assert!(p.path(&format!("templates/{name}")).exists(), "{name}");
+    }
+    // A second time: the templates exist, and nothing is overwritten.
+    let again = p.run(&["init", ".", "--templates"]);
+    again.expect_code(3);
+    assert!(
+        again.stderr().contains("already exists"),
+        "{}",
+        again.stderr()
+    );
+}
