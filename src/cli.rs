@@ -64,6 +64,9 @@ pub enum Command {
     /// Show an edition's delivery journal: counts per state, and every deferred, failed and
     /// in-doubt recipient with the reason.
     Status(StatusArgs),
+    /// Approve a draft edition (with `[approval]`) as its content is now: the next send
+    /// delivers it. A change to its articles or templates afterwards needs a new approval.
+    Approve(ApproveArgs),
     /// Unsubscribe an address (or the address in an unsubscribe token): at once for any send,
     /// and in the subscriber list, comments kept.
     Unsubscribe(UnsubscribeArgs),
@@ -82,6 +85,13 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `newsletter man > /usr/local/share/man/man1/newsletter.1`.
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The draft edition's id, as the draft message and `send` name it.
+    #[arg(value_name = "EDITION")]
+    pub edition: String,
 }
 
 #[derive(Debug, Args)]

@@ -55,6 +55,7 @@ pub fn run(cli: &Cli) -> Exit {
         Command::Preview(args) => commands::preview::run(cli, args, &log),
         Command::Send(args) => commands::send::run(cli, args, &log),
         Command::Status(args) => commands::status::run(cli, args),
+        Command::Approve(args) => commands::approve::run(cli, args),
         Command::Unsubscribe(args) => commands::list::unsubscribe(cli, args),
         Command::Subscribe(args) => commands::list::subscribe(cli, args),
         Command::Suppressions(args) => commands::suppressions::run(cli, args),

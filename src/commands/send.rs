@@ -111,7 +111,23 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         render_all(&composer, active.iter().copied())?;
         preflight(&via)?;
     }
-    record_recipients(&mut journal, &project, edition, &active, log)?;
+    let mut resumed = project.resumed;
+    if project.config.approval.is_some() && !project.resumed {
+        if let Some(exit) = approval_gate(
+            &mut journal,
+            &project,
+            edition,
+            &active,
+            args,
+            cli.quiet,
+            log,
+        )? {
+            return Ok(exit);
+        }
+        // Approved: the draft's rows are in the journal, as for a resumed edition.
+        resumed = true;
+    }
+    record_recipients(&mut journal, &project, edition, &active, resumed, log)?;
     let due_by = schedule.as_ref().map(|_| project.clock.now());
     let work = work_list(&journal, edition, &active, args.resend_in_doubt, due_by)?;
     if schedule.is_some()
@@ -253,6 +269,7 @@ fn record_recipients(
     project: &Project,
     edition: &Edition,
     active: &[&Subscriber],
+    resumed: bool,
     log: &Log,
 ) -> Result<()> {
     let emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
@@ -261,7 +278,7 @@ fn record_recipients(
         edition.articles.len(),
         plural(edition.articles.len())
     );
-    if project.resumed {
+    if resumed {
         let (added, skipped) =
             journal.sync_recipients(&edition.id, &emails, project.clock.now())?;
         log.info(format!(
@@ -547,18 +564,14 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
     Ok(Exit::Done)
 }
 
-/// Delivers to `recipients` through the configured transport with nothing journaled:
-/// for a test copy, and (`--no-journal`, built only with the `bench` feature) to measure
-/// what the journal costs.
-fn unrecorded(
+/// One delivery of `edition` to `recipients`, not journaled, with no retries and outside
+/// the daily quota: test copies and the editors' drafts.
+fn deliver_unjournaled(
     project: &Project,
+    edition: &Edition,
     args: &SendArgs,
     recipients: Vec<Subscriber>,
-    log: &Log,
-) -> Result<Exit> {
-    let Some(edition) = &project.edition else {
-        return super::nothing_new(None, project, false);
-    };
+) -> Result<(Vec<Work>, Arc<Counters>, Option<StopReason>)> {
     let composer = project.composer(edition);
     render_all(&composer, &recipients)?;
     let mailer = project.mailer(edition);
@@ -567,7 +580,6 @@ fn unrecorded(
     pacing.retries_per_run = 0;
     pacing.daily_quota = None;
     let counters = Arc::new(Counters::default());
-    let total = recipients.len();
     let work: Vec<Work> = recipients
         .into_iter()
         .map(|subscriber| Work {
@@ -585,8 +597,103 @@ fn unrecorded(
         clock: project.clock,
     };
     let end = deliver::run(plan, &work, &build)?;
+    Ok((work, counters, end.stop))
+}
+
+/// With `[approval]`, a new edition is frozen as a draft and mailed to the editors; it
+/// goes out once approved as it is now (or past the deadline). `None`: go on and send it
+/// (its rows are in the journal, as for a resumed edition); `Some(exit)`: it waits.
+fn approval_gate(
+    journal: &mut Journal,
+    project: &Project,
+    edition: &Edition,
+    active: &[&Subscriber],
+    args: &SendArgs,
+    quiet: bool,
+    log: &Log,
+) -> Result<Option<Exit>> {
+    let Some(approval) = &project.config.approval else {
+        return Ok(None);
+    };
+    let now = project.clock.now();
+    let frozen = project.freeze(edition);
+    let hash = crate::state::content_hash(&serde_json::to_string(&frozen)?);
+    let mut draft = journal.draft()?;
+    // A draft whose articles or templates changed since is frozen again: any approval of
+    // the old content no longer counts.
+    if draft
+        .as_ref()
+        .is_none_or(|d| d.hash != hash || d.id != edition.id)
+    {
+        let emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
+        let replacing = draft.as_ref().map(|d| d.id.clone());
+        journal.freeze_draft(edition, &frozen, &emails, replacing.as_deref(), now)?;
+        draft = journal.draft()?;
+    }
+    let draft = draft.ok_or_else(|| anyhow!("the draft just frozen is missing"))?;
+    let approved = draft.approved_hash.as_deref() == Some(draft.hash.as_str());
+    let overdue = approval
+        .deadline
+        .is_some_and(|d| now.duration_since(draft.created).unwrap_or_default() >= d);
+    if approved || overdue {
+        if !approved {
+            log.warn(format!(
+                "edition {} was not approved within deadline_hours: it goes out now",
+                draft.id
+            ));
+        }
+        journal.release_draft(&draft.id)?;
+        return Ok(None);
+    }
+    if draft.previewed_hash.as_deref() != Some(draft.hash.as_str()) {
+        let editors = approval
+            .editors
+            .iter()
+            .map(|e| recipient_for(e.as_str(), &project.subscribers, false))
+            .collect::<Result<Vec<_>>>()?;
+        let n = editors.len();
+        let (_, counters, stop) = deliver_unjournaled(project, edition, args, editors)?;
+        let sent = counters.sent.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(reason) = stop {
+            return Err(anyhow!("the draft reached {sent} of {n} editors: {reason}"));
+        }
+        if sent < n {
+            return Err(anyhow!("the draft reached {sent} of {n} editors"));
+        }
+        journal.mark_previewed(&draft.id, &draft.hash)?;
+        log.info(format!(
+            "edition {} frozen as a draft and sent to {n} editor{}",
+            draft.id,
+            plural(n)
+        ));
+    }
+    if !quiet {
+        crate::say!(
+            "edition {} waits for approval: `newsletter approve {}` (content {})",
+            draft.id,
+            draft.id,
+            &draft.hash[..12]
+        );
+    }
+    Ok(Some(Exit::NothingToDo))
+}
+
+/// Delivers to `recipients` through the configured transport with nothing journaled:
+/// for a test copy, and (`--no-journal`, built only with the `bench` feature) to measure
+/// what the journal costs.
+fn unrecorded(
+    project: &Project,
+    args: &SendArgs,
+    recipients: Vec<Subscriber>,
+    log: &Log,
+) -> Result<Exit> {
+    let Some(edition) = &project.edition else {
+        return super::nothing_new(None, project, false);
+    };
+    let total = recipients.len();
+    let (work, counters, stop) = deliver_unjournaled(project, edition, args, recipients)?;
     let sent = counters.sent.load(std::sync::atomic::Ordering::Relaxed);
-    if let Some(reason) = end.stop {
+    if let Some(reason) = stop {
         if matches!(reason, StopReason::SenderRefused(_)) {
             eprintln!("error: stopped after {sent} of {total}: {reason}");
             return Ok(Exit::SenderRefused);

@@ -1,6 +1,7 @@
 //! `newsletter.toml`: parsed strictly (unknown keys are errors) by a pure function into one
 //! resolved, typed value that every command receives.
 
+mod approval;
 mod checks;
 mod feeds;
 mod schedule;
@@ -8,6 +9,8 @@ pub(crate) mod secret;
 mod selection;
 mod smtp;
 
+pub(crate) use approval::Approval;
+use approval::{RawApproval, resolve_approval};
 use checks::{MAX_LINE_CHARS, check_host, check_web_url};
 pub(crate) use checks::{TOKEN_STAND_IN, parse_web_url};
 pub(crate) use feeds::{Location, Source};
@@ -43,6 +46,8 @@ pub struct Config {
     pub selection: Selection,
     /// When `send --scheduled` starts and sends editions; `None` without `[schedule]`.
     pub schedule: Option<Schedule>,
+    /// Editions wait for an editor's approval; `None` without `[approval]`.
+    pub approval: Option<Approval>,
 }
 
 /// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
@@ -134,6 +139,7 @@ struct RawConfig {
     #[serde(default)]
     selection: RawSelection,
     schedule: Option<RawSchedule>,
+    approval: Option<RawApproval>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +341,7 @@ impl Config {
         let sources = resolve_sources(&raw.sources, &dir, path, source, &mut problems);
         let selection = resolve_selection(raw.selection, path, source, &mut problems);
         let schedule = resolve_schedule(raw.schedule, path, source, &mut problems);
+        let approval = resolve_approval(raw.approval, path, source, &mut problems);
         let dkim = raw.dkim.and_then(|d| {
             let domain = check_host(d.domain.get_ref(), false)
                 .map_err(|e| problems.push(at("dkim.domain", d.domain.span(), e)))
@@ -404,6 +411,7 @@ impl Config {
                     sources,
                     selection,
                     schedule,
+                    approval,
                 })
             }
             _ => Err(problems),

@@ -80,12 +80,17 @@ CREATE TABLE IF NOT EXISTS feed_cache (
 ";
 
 /// Version 2: what a scheduled run has already told the operator (a stale edition
-/// skipped), so a cron line every ten minutes says it once.
+/// skipped), so a cron line every ten minutes says it once; editions frozen as drafts that
+/// wait for an editor's approval, bound to the hash of their frozen content.
 const V2: &str = "
 CREATE TABLE IF NOT EXISTS schedule_note (
     slot  TEXT PRIMARY KEY,
     at    INTEGER NOT NULL
 );
+ALTER TABLE edition ADD COLUMN draft INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE edition ADD COLUMN approved_hash TEXT;
+ALTER TABLE edition ADD COLUMN approved_at INTEGER;
+ALTER TABLE edition ADD COLUMN previewed_hash TEXT;
 ";
 
 pub struct Journal {

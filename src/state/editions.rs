@@ -24,6 +24,30 @@ pub struct EditionRow {
     pub created: SystemTime,
 }
 
+/// An edition frozen as a draft, waiting for approval.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub id: String,
+    /// The hash of its frozen content, as it is now.
+    pub hash: String,
+    pub approved_hash: Option<String>,
+    /// The content the editors were last sent.
+    pub previewed_hash: Option<String>,
+    pub created: SystemTime,
+}
+
+/// The SHA-256 of an edition's frozen content (its JSON), in hex: what an approval binds.
+pub(crate) fn content_hash(json: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(json.as_bytes())
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
 /// The edition still being sent, as frozen.
 #[derive(Debug, Clone)]
 pub struct Unfinished {
@@ -54,7 +78,7 @@ impl Journal {
     pub fn sent_articles(&self) -> Result<HashSet<String>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT article_id FROM edition_article")?;
+            .prepare("SELECT article_id FROM edition_article JOIN edition ON id = edition_id WHERE draft = 0")?;
         let ids = stmt
             .query_map([], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -89,7 +113,7 @@ impl Journal {
         let row: Option<(String, String)> = self
             .conn
             .query_row(
-                "SELECT id, frozen FROM edition WHERE completed_at IS NULL ORDER BY created_at LIMIT 1",
+                "SELECT id, frozen FROM edition WHERE completed_at IS NULL AND draft = 0 ORDER BY created_at LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -191,6 +215,98 @@ impl Journal {
         }
         insert_pending(&tx, &edition.id, recipients, now)?;
         tx.commit().context("cannot record the edition")
+    }
+
+    /// The edition waiting for approval, if any.
+    pub fn draft(&self) -> Result<Option<Draft>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, frozen, approved_hash, previewed_hash, created_at FROM edition WHERE draft = 1 LIMIT 1",
+                [],
+                |r| {
+                    Ok(Draft {
+                        id: r.get(0)?,
+                        hash: content_hash(&r.get::<_, String>(1)?),
+                        approved_hash: r.get(2)?,
+                        previewed_hash: r.get(3)?,
+                        created: std::time::UNIX_EPOCH
+                            + std::time::Duration::from_secs(
+                                u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                            ),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Freezes `edition` as a draft, in place of `replacing` (the draft it supersedes,
+    /// with its rows).
+    pub fn freeze_draft(
+        &mut self,
+        edition: &Edition,
+        frozen: &Frozen,
+        recipients: &[String],
+        replacing: Option<&str>,
+        now: SystemTime,
+    ) -> Result<()> {
+        if let Some(old) = replacing {
+            let tx = self.conn.transaction()?;
+            for sql in [
+                "DELETE FROM delivery WHERE edition_id = ?1",
+                "DELETE FROM edition_article WHERE edition_id = ?1",
+                "DELETE FROM edition WHERE id = ?1 AND draft = 1",
+            ] {
+                tx.execute(sql, params![old])?;
+            }
+            tx.commit().context("cannot replace the draft")?;
+        }
+        self.freeze(edition, frozen, recipients, now)?;
+        self.conn.execute(
+            "UPDATE edition SET draft = 1 WHERE id = ?1",
+            params![edition.id],
+        )?;
+        Ok(())
+    }
+
+    /// Records that the editors were sent the draft with this content.
+    pub fn mark_previewed(&mut self, id: &str, hash: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE edition SET previewed_hash = ?2 WHERE id = ?1",
+            params![id, hash],
+        )?;
+        Ok(())
+    }
+
+    /// Approves the draft `id` as its content is now; returns that content's hash.
+    pub fn approve(&mut self, id: &str, now: SystemTime) -> Result<String> {
+        let row: Option<(String, bool)> = self
+            .conn
+            .query_row(
+                "SELECT frozen, draft FROM edition WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((json, draft)) = row else {
+            bail!("there is no edition {id} (`newsletter status` lists them)");
+        };
+        if !draft {
+            bail!("edition {id} is not waiting for approval: it is being sent or was sent");
+        }
+        let hash = content_hash(&json);
+        self.conn.execute(
+            "UPDATE edition SET approved_hash = ?2, approved_at = ?3 WHERE id = ?1",
+            params![id, hash, unix(now)],
+        )?;
+        Ok(hash)
+    }
+
+    /// The draft goes out: from now on it is an edition like any other.
+    pub fn release_draft(&mut self, id: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE edition SET draft = 0 WHERE id = ?1", params![id])?;
+        Ok(())
     }
 
     /// Marks the edition complete when no one is left to try (failed and skipped rows are

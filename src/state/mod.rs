@@ -14,5 +14,5 @@ pub(crate) mod writer;
 
 pub(crate) use db::{Journal, unix};
 pub(crate) use deliveries::{Change, Row, State};
-pub(crate) use editions::Frozen;
+pub(crate) use editions::{Frozen, content_hash};
 pub(crate) use list::ListChange;

@@ -303,3 +303,103 @@ fn init_templates_in_an_existing_project_adds_the_templates_alone() {
         again.stderr()
     );
 }
+
+/// The project with `[approval]`, sending to `server`.
+fn with_approval(server: &crate::harness::SmtpServer, extra: &str) -> Project {
+    let p = Project::new();
+    p.use_smtp(&format!(
+        "host = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\n[approval]\neditors = [\"desk@harbour.example\"]\n{extra}",
+        server.port
+    ));
+    p
+}
+
+#[test]
+fn an_approved_edition_goes_out_and_one_changed_after_approval_does_not() {
+    let server = crate::harness::SmtpServer::start(crate::harness::ServerOptions::default());
+    let p = with_approval(&server, "");
+    let first = p.run(&["send"]);
+    first.expect_code(6);
+    let id = first
+        .stdout()
+        .split_whitespace()
+        .nth(1)
+        .expect("id")
+        .to_string();
+    assert!(
+        first.stdout().contains("waits for approval"),
+        "{}",
+        first.stdout()
+    );
+    let to_desk = |n: usize| {
+        let d = server.deliveries();
+        assert_eq!(
+            d.get("desk@harbour.example").copied().unwrap_or(0),
+            n,
+            "{d:?}"
+        );
+        assert_eq!(d.len(), 1, "only the editors get a draft: {d:?}");
+    };
+    to_desk(1);
+    // Unchanged: no second draft message.
+    p.run(&["send"]).expect_code(6);
+    to_desk(1);
+
+    p.run(&["approve", &id]).expect_code(0);
+    // Changed after the approval: frozen again, sent to the editors again, held.
+    let article = p
+        .read("articles/library.md")
+        .replace("A short summary.", "A corrected summary.");
+    p.write("articles/library.md", &article);
+    let changed = p.run(&["send"]);
+    changed.expect_code(6);
+    assert!(
+        changed.stdout().contains("waits for approval"),
+        "{}",
+        changed.stdout()
+    );
+    to_desk(2);
+
+    p.run(&["approve", &id]).expect_code(0);
+    let sent = p.run(&["send"]);
+    sent.expect_code(0);
+    let d = server.deliveries();
+    for reader in ["ada@example.org", "bob@example.net", "cy@example.com"] {
+        assert_eq!(d.get(reader), Some(&1), "{d:?}");
+    }
+    // What went out is the approved content.
+    let bob = server
+        .messages()
+        .into_iter()
+        .find(|m| m.to == ["bob@example.net"])
+        .expect("bob's");
+    assert!(String::from_utf8_lossy(&bob.data).contains("A corrected summary."));
+    // Approving what is no longer a draft is refused.
+    let again = p.run(&["approve", &id]);
+    again.expect_code(1);
+    assert!(
+        again.stderr().contains("not waiting for approval"),
+        "{}",
+        again.stderr()
+    );
+}
+
+#[test]
+fn an_unapproved_draft_goes_out_at_the_deadline() {
+    let server = crate::harness::SmtpServer::start(crate::harness::ServerOptions::default());
+    let p = with_approval(&server, "deadline_hours = 6\n");
+    p.run(&["send"]).expect_code(6);
+    let later =
+        (crate::harness::PINNED_EPOCH.parse::<i64>().expect("epoch") + 5 * 3600).to_string();
+    p.run_with_env(&["send"], &[("SOURCE_DATE_EPOCH", &later)])
+        .expect_code(6);
+    let past = (crate::harness::PINNED_EPOCH.parse::<i64>().expect("epoch") + 6 * 3600).to_string();
+    let run = p.run_with_env(&["send"], &[("SOURCE_DATE_EPOCH", &past)]);
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("not approved within deadline_hours"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(server.deliveries().len(), 4, "three readers and the editor");
+}
