@@ -7,4 +7,5 @@ pub(crate) mod lint;
 pub(crate) mod plain;
 pub(crate) mod template_cycles;
 pub(crate) mod templates;
+pub(crate) mod variables;
 pub(crate) mod widths;

@@ -42,7 +42,32 @@ impl Templates {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Templates::build(sources)
+        let templates = Templates::build(sources)?;
+        let unknown = templates.unknown_variables();
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
+        Ok(templates)
+    }
+
+    /// Every variable named in any branch of any template that the context does not have
+    /// (a frozen edition's templates were checked when it was frozen).
+    fn unknown_variables(&self) -> Problems {
+        let mut problems = Problems::default();
+        for (name, (path, text)) in &self.sources {
+            // Names a including template defines may reach an included one.
+            let included = self.sources.iter().any(|(other, (_, t))| {
+                other != name && t.contains("include") && t.contains(name.as_str())
+            });
+            for u in crate::render::variables::check(name, text, included) {
+                let problem = Problem::new(path, u.message);
+                problems.push(match line_using(text, &u.name) {
+                    Some(line) => problem.at_line(line),
+                    None => problem,
+                });
+            }
+        }
+        problems
     }
 
     /// Templates from their sources, as frozen with an edition.
@@ -264,8 +289,19 @@ mod tests {
             "Weekly\n{{ edition.titel }}\n",
         )
         .unwrap();
-        let Ok(t) = Templates::load(Some(dir.path())) else {
-            panic!("the override should parse")
+        // `load` reads every branch and refuses it, with the line ...
+        let Err(err) = Templates::load(Some(dir.path())) else {
+            panic!("a misspelled variable was accepted")
+        };
+        assert!(err.to_string().contains("subject.txt:2:"), "{err}");
+        // ... and rendering (of templates frozen with an edition, not checked again)
+        // names the line too.
+        let frozen = BTreeMap::from([(
+            SUBJECT.to_string(),
+            "Weekly\n{{ edition.titel }}\n".to_string(),
+        )]);
+        let Ok(t) = Templates::from_frozen(&frozen) else {
+            panic!("the frozen template should parse")
         };
         let mut ctx = Context::new();
         ctx.insert("edition", &BTreeMap::<String, String>::new());

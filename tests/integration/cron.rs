@@ -403,3 +403,37 @@ fn an_unapproved_draft_goes_out_at_the_deadline() {
     );
     assert_eq!(server.deliveries().len(), 4, "three readers and the editor");
 }
+
+#[test]
+fn check_finds_a_misspelled_variable_in_a_branch_the_edition_does_not_take() {
+    let p = Project::new();
+    let html = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/digest.html"),
+    )
+    .expect("template")
+    .replace(
+        "</body>",
+        "{% if articles | length > 50 %}{{ edition.titel }}{% endif %}\n</body>",
+    );
+    p.write("templates/digest.html", &html);
+    let line = html
+        .lines()
+        .position(|l| l.contains("edition.titel"))
+        .expect("line")
+        + 1;
+    let run = p.run(&["check"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr().contains(&format!(
+            "templates/digest.html:{line}: `edition` has no field `titel` (it has id, date, date_iso)"
+        )),
+        "{}",
+        run.stderr()
+    );
+    // Nothing is sent with it.
+    p.run(&["send"]).expect_code(3);
+    assert!(
+        !p.path("outbox").exists()
+            || std::fs::read_dir(p.path("outbox")).expect("dir").count() == 0
+    );
+}

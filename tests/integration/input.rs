@@ -111,12 +111,24 @@ fn a_template_syntax_error_names_the_template_and_line() {
 #[test]
 fn a_template_using_an_undefined_variable_is_refused_before_sending() {
     let p = Project::new();
+    // A field the context does not have: found in the template itself.
     p.write("templates/digest.txt", "Hello\n{{ subscriber.nickname }}\n");
     let run = p.run(&["send"]);
     run.expect_code(3);
     let err = run.stderr();
     assert!(
-        err.contains("templates/digest.txt:2") && err.contains("subscriber.nickname"),
+        err.contains("templates/digest.txt:2: `subscriber` has no field `nickname`"),
+        "{err}"
+    );
+    assert_nothing_sent(&p);
+    // An item the edition does not have: found when rendering, one line for all the
+    // recipients it affects.
+    p.write("templates/digest.txt", "Hello\n{{ articles.9.title }}\n");
+    let run = p.run(&["send"]);
+    run.expect_code(3);
+    let err = run.stderr();
+    assert!(
+        err.contains("templates/digest.txt:2") && err.contains("articles.9.title"),
         "{err}"
     );
     assert!(
