@@ -661,27 +661,32 @@ pub(crate) struct Sink {
     dump: tempfile::TempDir,
 }
 
-/// smtp-sink, installed first by `.ci/install postfix` when missing (as root, from
-/// Debian's packages), so that `cargo test` works on a fresh machine.
+/// The first of `candidates` that exists, after `.ci/install PART` when none does (as
+/// root, from Debian's packages; the script holds a lock, so tests running at once wait
+/// for one install), so that `cargo test` works on a fresh machine.
+pub(crate) fn installed(part: &str, candidates: &[&str]) -> PathBuf {
+    let find = || candidates.iter().map(PathBuf::from).find(|p| p.exists());
+    if find().is_none() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install");
+        let status = Command::new(&script)
+            .arg(part)
+            .status()
+            .unwrap_or_else(|e| panic!("run .ci/install {part}: {e}"));
+        assert!(status.success(), "{} {part} failed", script.display());
+    }
+    find().unwrap_or_else(|| panic!("{part} is installed"))
+}
+
+/// smtp-sink (Postfix).
 fn smtp_sink_binary() -> PathBuf {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    let find = || {
-        ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
-            .iter()
-            .map(|dir| Path::new(dir).join("smtp-sink"))
-            .find(|p| p.exists())
-    };
-    INSTALL.call_once(|| {
-        if find().is_none() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install");
-            let status = Command::new(&script)
-                .arg("postfix")
-                .status()
-                .expect("run .ci/install postfix");
-            assert!(status.success(), "{} failed", script.display());
-        }
-    });
-    find().expect("smtp-sink is installed")
+    installed(
+        "postfix",
+        &[
+            "/usr/sbin/smtp-sink",
+            "/usr/bin/smtp-sink",
+            "/usr/local/sbin/smtp-sink",
+        ],
+    )
 }
 
 impl Sink {

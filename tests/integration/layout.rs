@@ -15,24 +15,10 @@ const WIDTHS: [u32; 4] = [320, 375, 600, 800];
 
 /// Chromium, installed first when missing (as `smtp-sink` is).
 fn chromium() -> PathBuf {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    let find = || {
-        ["/usr/bin/chromium", "/usr/lib/chromium/chromium"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    };
-    INSTALL.call_once(|| {
-        if find().is_none() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install");
-            let status = Command::new(&script)
-                .arg("chromium")
-                .status()
-                .expect("run .ci/install chromium");
-            assert!(status.success(), "{} chromium failed", script.display());
-        }
-    });
-    find().expect("chromium is installed")
+    crate::harness::installed(
+        "chromium",
+        &["/usr/bin/chromium", "/usr/lib/chromium/chromium"],
+    )
 }
 
 /// Measures the page once it has loaded and posts the findings to the frame around it:
