@@ -106,6 +106,14 @@ impl Signer {
         )
     }
 
+    /// The return-path token of one message (VERP): 16 lower-case base32 characters (MTAs
+    /// may fold the case of a local part) of a MAC of the edition and the recipient. Mail
+    /// that comes back is matched to its message by computing it again.
+    pub fn verp_token(&self, edition_id: &str, email: &EmailAddress) -> String {
+        let mac = self.mac(&["verp", edition_id, email.as_str()]);
+        base32_lower(&mac[..10])
+    }
+
     /// `<hash.edition@domain>`: the same for every resend of this edition to this address.
     pub fn message_id(&self, edition_id: &str, email: &EmailAddress, domain: &str) -> String {
         let mac = self.mac(&["message-id", edition_id, email.as_str()]);
@@ -118,6 +126,25 @@ impl Signer {
         let mac = self.mac(&["boundary", edition_id, email.as_str()]);
         format!("=_{}", hex(&mac[..12]))
     }
+}
+
+/// RFC 4648 base32 in lower case, without padding.
+fn base32_lower(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+    }
+    out
 }
 
 /// Lower-case hexadecimal, for ids and keys.
@@ -199,5 +226,21 @@ mod tests {
             id.starts_with('<') && id.ends_with("@harbour.example>"),
             "{id}"
         );
+    }
+
+    #[test]
+    fn verp_tokens_are_short_lower_case_base32_per_edition_and_address() {
+        let ada = EmailAddress::parse("ada@example.org").unwrap();
+        let s = signer("k");
+        let t = s.verp_token("2026-11-27-a", &ada);
+        assert_eq!(t.len(), 16);
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)),
+            "{t}"
+        );
+        assert_eq!(t, s.verp_token("2026-11-27-a", &ada));
+        assert_ne!(t, s.verp_token("2026-12-04-b", &ada));
+        assert_eq!(base32_lower(b"foobar"), "mzxw6ytboi");
     }
 }

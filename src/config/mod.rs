@@ -48,6 +48,9 @@ pub struct Config {
     pub schedule: Option<Schedule>,
     /// Editions wait for an editor's approval; `None` without `[approval]`.
     pub approval: Option<Approval>,
+    /// The envelope sender's base: each message's return path is `LOCAL+TOKEN@DOMAIN`,
+    /// the token naming its edition and recipient (VERP). `None`: the From address.
+    pub bounces: Option<EmailAddress>,
 }
 
 /// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
@@ -92,6 +95,8 @@ pub struct Newsletter {
     pub reply_to: Option<NamedAddress>,
     pub contact: EmailAddress,
     pub website: Option<String>,
+    /// Where readers get help with the list: the `List-Help` header (RFC 2369).
+    pub help_url: Option<String>,
     pub list_id: String,
     pub greeting_fallback: String,
     /// The sender's postal address, shown in the footer (CAN-SPAM and CASL ask for one).
@@ -140,6 +145,14 @@ struct RawConfig {
     selection: RawSelection,
     schedule: Option<RawSchedule>,
     approval: Option<RawApproval>,
+    bounces: Option<RawBounces>,
+}
+
+/// `[bounces]`: where mail that comes back goes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBounces {
+    address: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +163,7 @@ struct RawNewsletter {
     reply_to: Option<Spanned<String>>,
     contact: Spanned<String>,
     website: Option<Spanned<String>>,
+    help_url: Option<Spanned<String>>,
     list_id: Spanned<String>,
     greeting_fallback: Option<Spanned<String>>,
     postal_address: Option<Spanned<String>>,
@@ -276,6 +290,27 @@ impl Config {
                 .map_err(|e| problems.push(at("newsletter.website", site.span(), e)))
                 .ok()
         });
+        let help_url = n.help_url.as_ref().and_then(|help| {
+            check_web_url(help.get_ref(), false)
+                .map_err(|e| problems.push(at("newsletter.help_url", help.span(), e)))
+                .ok()
+        });
+        let bounces = raw.bounces.as_ref().and_then(|b| {
+            let address = EmailAddress::parse(b.address.get_ref())
+                .map_err(|e| problems.push(at("bounces.address", b.address.span(), e)))
+                .ok()?;
+            // `+` and a 16-character token must fit the 64 octets of a local part.
+            let local = address.as_str().rsplit_once('@').map_or("", |(l, _)| l);
+            if local.len() > 64 - 17 || local.contains('+') || !local.is_ascii() {
+                problems.push(at(
+                    "bounces.address",
+                    b.address.span(),
+                    "must have an ASCII local part of at most 47 characters without `+` (each message adds +TOKEN)".into(),
+                ));
+                return None;
+            }
+            Some(address)
+        });
 
         let u = &raw.unsubscribe;
         let unsubscribe_url = check_web_url(u.url.get_ref(), true)
@@ -381,6 +416,7 @@ impl Config {
                         reply_to,
                         contact,
                         website,
+                        help_url,
                         list_id: n.list_id.get_ref().clone(),
                         greeting_fallback: n
                             .greeting_fallback
@@ -412,6 +448,7 @@ impl Config {
                     selection,
                     schedule,
                     approval,
+                    bounces,
                 })
             }
             _ => Err(problems),

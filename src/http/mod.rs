@@ -171,7 +171,8 @@ async fn answer(
     if let Some(limiter) = limiter
         && let Err(wait) = limiter.check(peer.ip(), crate::clock::instant())
     {
-        let mut response = plain(StatusCode::TOO_MANY_REQUESTS, "Too many requests.", false);
+        // Answered before the body is read: the connection closes with it.
+        let mut response = plain(StatusCode::TOO_MANY_REQUESTS, "Too many requests.", true);
         if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
             response.headers_mut().insert(RETRY_AFTER, v);
         }

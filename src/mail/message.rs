@@ -20,7 +20,12 @@ pub struct Mailer<'a> {
     from: Mailbox,
     reply_to: Option<Mailbox>,
     list_id: String,
+    /// The list id as configured, for tokens and Feedback-ID.
+    list: String,
     unsubscribe_mailto: Option<String>,
+    help_url: Option<String>,
+    /// The return path's base (`[bounces] address`), split at the `@`.
+    bounces: Option<(String, String)>,
     domain: String,
     edition_id: String,
     signer: &'a Signer,
@@ -52,11 +57,14 @@ impl<'a> Mailer<'a> {
                 .as_ref()
                 .map(super::super::input::address::NamedAddress::mailbox),
             list_id,
-            unsubscribe_mailto: config
-                .unsubscribe
-                .mailto
-                .as_ref()
-                .map(|m| format!("mailto:{m}?subject=unsubscribe")),
+            list: n.list_id.clone(),
+            unsubscribe_mailto: config.unsubscribe.mailto.as_ref().map(ToString::to_string),
+            help_url: n.help_url.clone(),
+            bounces: config.bounces.as_ref().and_then(|b| {
+                b.as_str()
+                    .rsplit_once('@')
+                    .map(|(l, d)| (l.to_string(), d.to_string()))
+            }),
             domain: n.from.address.domain().to_string(),
             edition_id: edition_id.to_string(),
             signer,
@@ -83,7 +91,11 @@ impl<'a> Mailer<'a> {
             .message_id(&self.edition_id, &to.email, &self.domain);
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(mailto) = &self.unsubscribe_mailto {
-            list_unsubscribe = format!("{list_unsubscribe}, <{mailto}>");
+            // The recipient's own token in the subject: a request by mail can only
+            // unsubscribe the address it was sent to.
+            let token = self.signer.unsubscribe_token(&self.list, &to.email);
+            list_unsubscribe =
+                format!("{list_unsubscribe}, <mailto:{mailto}?subject=unsubscribe%20{token}>");
         }
         let builder = Message::builder().from(self.from.clone()).to(recipient);
         let mut builder = match folded_subject(&encoded.subject) {
@@ -108,7 +120,18 @@ impl<'a> Mailer<'a> {
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
             "List-Unsubscribe=One-Click".to_string(),
+        ))
+        // Gmail's feedback loop groups complaints by these fields; the last names the sender.
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Feedback-ID"),
+            format!("{}:digest:{}", self.edition_id, self.list),
         ));
+        if let Some(help) = &self.help_url {
+            builder = builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Help"),
+                format!("<{help}>"),
+            ));
+        }
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
@@ -132,9 +155,21 @@ impl<'a> Mailer<'a> {
         if let Some(dkim) = self.dkim {
             message.sign(dkim);
         }
+        let envelope = match &self.bounces {
+            // VERP: the return path names this message, so what comes back says whose it was.
+            Some((local, domain)) => {
+                let token = self.signer.verp_token(&self.edition_id, &to.email);
+                let sender = format!("{local}+{token}@{domain}")
+                    .parse::<lettre::Address>()
+                    .with_context(|| format!("the return path for {}", to.email))?;
+                Envelope::new(Some(sender), vec![to.email.to_lettre()])
+                    .with_context(|| format!("the envelope for {}", to.email))?
+            }
+            None => message.envelope().clone(),
+        };
         Ok(Outgoing {
             to: to.email.clone(),
-            envelope: message.envelope().clone(),
+            envelope,
             message_id,
             bytes: message.formatted(),
         })

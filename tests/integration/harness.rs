@@ -857,27 +857,54 @@ impl Drop for Aiosmtpd {
     }
 }
 
+/// A running `serve`: stopped when dropped, so a failing test leaves no server behind.
+pub(crate) struct Served(Child);
+
+impl std::ops::Deref for Served {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `serve` on a free loopback port; returns the process and its address.
-pub(crate) fn serve(p: &Project) -> (Child, String) {
+pub(crate) fn serve(p: &Project) -> (Served, String) {
     serve_with(p, &[])
 }
 
 /// `serve` with more options.
-pub(crate) fn serve_with(p: &Project, extra: &[&str]) -> (Child, String) {
+pub(crate) fn serve_with(p: &Project, extra: &[&str]) -> (Served, String) {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let mut child = p.spawn(&args);
     let stdout = child.stdout.take().expect("stdout");
+    // Its log (a line per click) is read as it comes: a full pipe would stop the server.
+    if let Some(mut stderr) = child.stderr.take() {
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    }
+    let mut reader = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
+    reader.read_line(&mut line).expect("first line");
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     let addr = line
         .trim()
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    (child, addr)
+    (Served(child), addr)
 }
 
 /// One HTTP/1.1 request; returns the status code and the body. An answer that has not come

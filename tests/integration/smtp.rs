@@ -72,8 +72,12 @@ fn every_subscribed_address_gets_exactly_one_message_with_its_own_unsubscribe_li
             .find(|s| s.starts_with("https://"))
             .expect("https link")
             .to_string();
+        // The mailto target carries the recipient's own token, as the https link does.
+        let token = link.rsplit('/').next().expect("token");
         assert!(
-            unsubscribe.contains("<mailto:unsubscribe@harbour.example?subject=unsubscribe>"),
+            unsubscribe.contains(&format!(
+                "<mailto:unsubscribe@harbour.example?subject=unsubscribe%20{token}>"
+            )),
             "{unsubscribe}"
         );
         assert!(
@@ -299,4 +303,72 @@ fn implicit_tls_delivers_and_checks_the_certificate() {
         run.stderr()
     );
     assert_eq!(server.recipients().len(), 3);
+}
+
+/// With `[bounces]`, each message's return path names it (VERP: a token of its edition
+/// and recipient, lower-case base32); every message has a Feedback-ID, and a List-Help
+/// when `help_url` is set.
+#[test]
+fn the_return_path_names_each_message_and_the_list_headers_are_there() {
+    let sink = crate::harness::Sink::start(&[]);
+    let p = Project::new();
+    p.use_smtp(&format!(
+        "host = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\n[bounces]\naddress = \"bounces@harbour.example\"\n",
+        sink.port
+    ));
+    let config = p.read("newsletter.toml").replace(
+        "list_id = \"weekly.harbour.example\"",
+        "list_id = \"weekly.harbour.example\"\nhelp_url = \"https://harbour.example/help\"",
+    );
+    p.write("newsletter.toml", &config);
+    p.run(&["send"]).expect_code(0);
+    let dumps = sink.dumps();
+    assert_eq!(dumps.len(), 3);
+    let mut senders = std::collections::BTreeSet::new();
+    for dump in &dumps {
+        let msg = parse(dump);
+        let sender = msg
+            .header_raw("X-Mail-Args")
+            .expect("envelope sender")
+            .split_whitespace()
+            .next()
+            .expect("address")
+            .trim_matches(|c| c == '<' || c == '>')
+            .to_string();
+        let token = sender
+            .strip_prefix("bounces+")
+            .and_then(|s| s.strip_suffix("@harbour.example"))
+            .unwrap_or_else(|| panic!("return path {sender}"));
+        assert_eq!(token.len(), 16, "{sender}");
+        assert!(
+            token
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)),
+            "{sender}"
+        );
+        senders.insert(sender.clone());
+        let feedback = msg
+            .header_raw("Feedback-ID")
+            .expect("Feedback-ID")
+            .trim()
+            .to_string();
+        assert!(
+            feedback.ends_with(":digest:weekly.harbour.example"),
+            "{feedback}"
+        );
+        assert_eq!(
+            msg.header_raw("List-Help").map(str::trim),
+            Some("<https://harbour.example/help>")
+        );
+        // The From header is unchanged: replies go to people, bounces to the return path.
+        assert_eq!(
+            msg.from().and_then(|a| a.first()).and_then(|a| a.address()),
+            Some("weekly@harbour.example")
+        );
+    }
+    assert_eq!(
+        senders.len(),
+        3,
+        "one return path per recipient: {senders:?}"
+    );
 }
