@@ -27,6 +27,8 @@ fn schedule_config(port: u16) -> String {
 
 #[test]
 fn a_cron_line_every_ten_minutes_for_two_weeks_follows_the_schedule() {
+    // The schedule's zone is read from the system's zoneinfo.
+    crate::harness::installed("tzdata", &["/usr/share/zoneinfo/Europe/London"]);
     // Every recipient deferred, with a reply about the mailbox (not a request to slow down).
     let deferring = Sink::start(&[
         "-r",
