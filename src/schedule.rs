@@ -2,11 +2,12 @@
 //! it, resume the unfinished edition, or start a new one on a scheduled day once its time
 //! has come, unless one already started for that slot or it is too late (stale).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 
 use crate::config::Schedule;
+use crate::state::{from_unix, unix};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -23,14 +24,10 @@ pub(crate) enum Decision {
     Stale { slot: String, late: Duration },
 }
 
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// The local date and time at `now` in the schedule's zone.
 fn local(schedule: &Schedule, now: SystemTime) -> NaiveDateTime {
     let t = unix(now);
+
     let offset = i64::from(schedule.timezone.offset_at(t));
     DateTime::<Utc>::from_timestamp(t + offset, 0)
         .unwrap_or_default()
@@ -41,13 +38,18 @@ fn local(schedule: &Schedule, now: SystemTime) -> NaiveDateTime {
 fn instant(schedule: &Schedule, local: NaiveDateTime) -> SystemTime {
     let naive = local.and_utc().timestamp();
     let guess = naive - i64::from(schedule.timezone.offset_at(naive));
-    let t = naive - i64::from(schedule.timezone.offset_at(guess));
-    UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0))
+    from_unix(naive - i64::from(schedule.timezone.offset_at(guess)))
 }
 
 /// The day's slot: when its edition is due.
 fn due(schedule: &Schedule, day: NaiveDate) -> SystemTime {
     instant(schedule, day.and_time(schedule.at))
+}
+
+/// True outside the daily sending window: nothing is sent then.
+pub(crate) fn outside_window(schedule: &Schedule, now: SystemTime) -> bool {
+    let time = local(schedule, now).time();
+    time < schedule.at || time >= schedule.window_end
 }
 
 /// Decides for `now`, given whether an edition is unfinished and when the latest one
@@ -58,11 +60,10 @@ pub(crate) fn decide(
     unfinished: bool,
     latest_started: Option<SystemTime>,
 ) -> Decision {
-    let here = local(schedule, now);
-    let time = here.time();
-    if time < schedule.at || time >= schedule.window_end {
+    if outside_window(schedule, now) {
         return Decision::Outside;
     }
+    let here = local(schedule, now);
     if unfinished {
         return Decision::Resume;
     }
@@ -104,6 +105,7 @@ mod tests {
     use super::*;
     use crate::config::Zone;
     use chrono::{NaiveTime, Weekday};
+    use std::time::UNIX_EPOCH;
 
     fn schedule() -> Schedule {
         Schedule {

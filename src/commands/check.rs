@@ -13,23 +13,20 @@ pub(crate) fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     if args.relay {
         return relay(cli);
     }
-    let project = {
-        let config = crate::config::Config::load(&cli.config)?;
-        let journal = Journal::open_read_only(&config.paths.state)?;
-        Project::load(
-            config,
-            &args.edition.request(),
-            Clock::from_env()?,
-            journal.as_ref(),
-        )?
-    };
+    let config = crate::config::Config::load(&cli.config)?;
+    let journal = Journal::open_read_only(&config.paths.state)?;
+    let project = Project::load(
+        config,
+        &args.edition.request(),
+        Clock::from_env()?,
+        journal.as_ref(),
+    )?;
     for note in project.notes() {
         log.warn(note);
     }
     let total = project.subscribers.entries.len();
     super::print_selection(&project);
     let Some(edition) = &project.edition else {
-        let journal = Journal::open_read_only(&project.config.paths.state)?;
         return super::nothing_new(journal.as_ref(), &project, false);
     };
     let composer = project.composer(edition);
@@ -57,18 +54,9 @@ fn relay(cli: &Cli) -> Result<Exit> {
     if let Some(w) = connector.warning() {
         eprintln!("warning: {w}");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let offers = runtime.block_on(async {
-        let session = connector
-            .connect()
-            .await
-            .map_err(|e| e.context(format!("cannot open a session with {}", connector.server())))?;
-        let offers = session.offers();
-        session.quit().await;
-        anyhow::Ok(offers)
-    })?;
+    let offers = connector
+        .probe()
+        .map_err(|e| e.context(format!("cannot open a session with {}", connector.server())))?;
     let security = match smtp.security {
         crate::config::Security::Tls => "implicit TLS, certificate verified",
         crate::config::Security::Starttls => "STARTTLS, certificate verified",

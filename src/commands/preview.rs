@@ -14,13 +14,11 @@ use crate::state::Journal;
 
 pub(crate) fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
     let clock = Clock::from_env()?;
-    let project = {
-        let config = crate::config::Config::load(&cli.config)?;
-        let journal = Journal::open_read_only(&config.paths.state)?;
-        let mut request = args.edition.request();
-        request.edition.clone_from(&args.edition_id);
-        Project::load(config, &request, clock, journal.as_ref())?
-    };
+    let config = crate::config::Config::load(&cli.config)?;
+    let journal = Journal::open_read_only(&config.paths.state)?;
+    let mut request = args.edition.request();
+    request.edition.clone_from(&args.edition_id);
+    let project = Project::load(config, &request, clock, journal.as_ref())?;
     for note in project.notes() {
         log.warn(note);
     }
@@ -28,7 +26,6 @@ pub(crate) fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
         super::print_selection(&project);
     }
     let Some(edition) = &project.edition else {
-        let journal = Journal::open_read_only(&project.config.paths.state)?;
         return super::nothing_new(journal.as_ref(), &project, false);
     };
     let recipient = match &args.to {

@@ -56,7 +56,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     };
     // The window does not depend on the state: outside it, answer before the lock.
     if let Some(s) = &schedule
-        && schedule::decide(s, clock.now(), true, None) == Decision::Outside
+        && schedule::outside_window(s, clock.now())
     {
         if !cli.quiet {
             crate::say!(
@@ -411,22 +411,14 @@ fn preflight(via: &Via) -> Result<()> {
     let Via::Smtp(connector) = via else {
         return Ok(());
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let session = connector.connect().await.map_err(|e| {
-            e.context(format!(
-                "cannot open a session with {} (nothing was sent)",
-                connector.server()
-            ))
-        })?;
-        session.quit().await;
-        Ok(())
+    connector.probe().map(|_| ()).map_err(|e| {
+        e.context(format!(
+            "cannot open a session with {} (nothing was sent)",
+            connector.server()
+        ))
     })
 }
 
-/// No new article: say whether today's edition already went out.
 /// Under a schedule, the exit of a run with nothing due now; `None` when there is work.
 fn not_due(
     s: &crate::config::Schedule,

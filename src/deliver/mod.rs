@@ -291,52 +291,33 @@ impl Shared {
     /// `max_attempts`.
     fn defer(&self, job: &Job, code: Option<u16>, reply: String) {
         let attempts = job.attempts + 1;
-        if let Some(backoff) = &self.pacing.backoff {
-            let age = self
-                .clock
-                .now()
-                .duration_since(backoff.started)
-                .unwrap_or_default();
-            if age >= backoff.give_up_after {
-                let days = backoff.give_up_after.as_secs_f64() / 86_400.0;
-                self.fail(
-                    job,
-                    code,
-                    format!("gave up after {days:.1} days of deferrals: {reply}"),
-                    false,
-                );
-                return;
+        let now = self.clock.now();
+        // Under a schedule the edition's age decides when to give up, and the wait spans
+        // runs; otherwise the attempts do, and the wait is for a later pass of this run.
+        let (give_up, wait) = match &self.pacing.backoff {
+            Some(b) => {
+                let age = now.duration_since(b.started).unwrap_or_default();
+                let days = b.give_up_after.as_secs_f64() / 86_400.0;
+                let why = format!("gave up after {days:.1} days of deferrals");
+                ((age >= b.give_up_after).then_some(why), b.wait(attempts))
             }
-            self.recorder.record(
-                &job.email,
-                Change::Deferred {
-                    code,
-                    reply: reply.clone(),
-                    next_try: self.clock.now() + backoff.wait(attempts),
-                },
-            );
-            self.counters.deferred.fetch_add(1, Ordering::Relaxed);
-            self.failure(&reply);
+            None => (
+                (attempts >= self.pacing.max_attempts)
+                    .then(|| format!("gave up after {attempts} attempts")),
+                self.pacing.retry_delay * 2u32.saturating_pow(attempts.saturating_sub(1).min(16)),
+            ),
+        };
+        if let Some(why) = give_up {
+            self.fail(job, code, format!("{why}: {reply}"), false);
             return;
         }
-        if attempts >= self.pacing.max_attempts {
-            self.fail(
-                job,
-                code,
-                format!("gave up after {attempts} attempts: {reply}"),
-                false,
-            );
-            return;
-        }
-        let wait =
-            self.pacing.retry_delay * 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
         let reply_text = reply.clone();
         self.recorder.record(
             &job.email,
             Change::Deferred {
                 code,
                 reply,
-                next_try: self.clock.now() + wait,
+                next_try: now + wait,
             },
         );
         self.counters.deferred.fetch_add(1, Ordering::Relaxed);

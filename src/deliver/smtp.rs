@@ -93,6 +93,20 @@ impl Connector {
 
     /// Opens, secures and authenticates one connection. `Err(Fatal)` inside the anyhow
     /// error marks failures that retrying cannot fix.
+    /// Opens and closes one session (TLS and AUTH as a send does them), sending nothing;
+    /// returns what the server offers.
+    pub(crate) fn probe(&self) -> Result<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let session = self.connect().await?;
+            let offers = session.offers();
+            session.quit().await;
+            Ok(offers)
+        })
+    }
+
     pub(crate) async fn connect(&self) -> Result<Session> {
         let cfg = &self.cfg;
         let server = self.server();

@@ -54,12 +54,14 @@ impl Templates {
     /// (a frozen edition's templates were checked when it was frozen).
     fn unknown_variables(&self) -> Problems {
         let mut problems = Problems::default();
+        // Names an including template defines may reach an included one.
+        let included: std::collections::BTreeSet<String> = self
+            .sources
+            .values()
+            .flat_map(|(_, text)| crate::render::variables::includes(text))
+            .collect();
         for (name, (path, text)) in &self.sources {
-            // Names a including template defines may reach an included one.
-            let included = self.sources.iter().any(|(other, (_, t))| {
-                other != name && t.contains("include") && t.contains(name.as_str())
-            });
-            for u in crate::render::variables::check(name, text, included) {
+            for u in crate::render::variables::check(name, text, included.contains(name)) {
                 let problem = Problem::new(path, u.message);
                 problems.push(match line_using(text, &u.name) {
                     Some(line) => problem.at_line(line),

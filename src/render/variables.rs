@@ -69,6 +69,39 @@ fn context() -> HashMap<String, Shape> {
     ])
 }
 
+/// The templates `source` includes (`{% include "…" %}`, in any branch).
+pub(crate) fn includes(source: &str) -> Vec<String> {
+    fn walk(nodes: &[Node], out: &mut Vec<String>) {
+        for node in nodes {
+            match node {
+                Node::Include(_, names, _) => out.extend(names.iter().cloned()),
+                Node::Block(_, b, _) => walk(&b.body, out),
+                Node::FilterSection(_, f, _) => walk(&f.body, out),
+                Node::Forloop(_, l, _) => {
+                    walk(&l.body, out);
+                    walk(l.empty_body.as_deref().unwrap_or(&[]), out);
+                }
+                Node::If(i, _) => {
+                    for (_, _, body) in &i.conditions {
+                        walk(body, out);
+                    }
+                    walk(i.otherwise.as_ref().map_or(&[][..], |(_, b)| b), out);
+                }
+                Node::MacroDefinition(_, m, _) => walk(&m.body, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(t) = tera::Template::new("t", None, source) {
+        walk(&t.ast, &mut out);
+        for m in t.macros.values() {
+            walk(&m.body, &mut out);
+        }
+    }
+    out
+}
+
 /// A name a template uses that the context does not have, with the text to find its line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unknown {
@@ -339,5 +372,16 @@ mod tests {
         for (name, source) in crate::render::templates::EMBEDDED {
             assert_eq!(check(name, source, false), vec![], "{name}");
         }
+    }
+
+    #[test]
+    fn includes_are_read_from_every_branch() {
+        assert_eq!(
+            includes(
+                "{% if x %}{% include \"a.html\" %}{% else %}{% for i in y %}{% include \"b.html\" %}{% endfor %}{% endif %}"
+            ),
+            ["a.html", "b.html"]
+        );
+        assert!(includes("no include here, though the word include appears").is_empty());
     }
 }

@@ -97,6 +97,11 @@ pub struct Journal {
     pub(super) conn: Connection,
 }
 
+/// A time stored as seconds since 1970.
+pub(crate) fn from_unix(secs: i64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
 pub(crate) fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

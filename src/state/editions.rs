@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::db::{Journal, unix};
+use super::db::{Journal, from_unix, unix};
 use super::deliveries::insert_pending;
 use crate::edition::Edition;
 use crate::input::articles::Article;
@@ -39,13 +39,7 @@ pub struct Draft {
 /// The SHA-256 of an edition's frozen content (its JSON), in hex: what an approval binds.
 pub(crate) fn content_hash(json: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(json.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut out, b| {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    crate::token::hex(&sha2::Sha256::digest(json.as_bytes()))
 }
 
 /// The edition still being sent, as frozen.
@@ -230,10 +224,7 @@ impl Journal {
                         hash: content_hash(&r.get::<_, String>(1)?),
                         approved_hash: r.get(2)?,
                         previewed_hash: r.get(3)?,
-                        created: std::time::UNIX_EPOCH
-                            + std::time::Duration::from_secs(
-                                u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
-                            ),
+                        created: from_unix(r.get(4)?),
                     })
                 },
             )
@@ -335,7 +326,6 @@ fn edition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EditionRow> {
             rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
         })?,
         completed: r.get(2)?,
-        created: std::time::UNIX_EPOCH
-            + std::time::Duration::from_secs(u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0)),
+        created: from_unix(r.get(3)?),
     })
 }
