@@ -20,6 +20,11 @@ Exit codes:
   7  sender refused: the relay refused the sender, not the recipients (authentication,
      SPF/DKIM/DMARC, policy, content or size); no recipient was failed or suppressed,
      all stay pending; fix the setup and run again
+  8  held: the last edition passed a stop threshold of bounces or complaints (see
+     `status`); no new edition is started until the list is cleaned, or `send
+     --despite-rates`
+  75 temporary failure (`bounces --stdin`): the message could not be recorded (state
+     locked, disk full); the MTA keeps it and delivers it again
 
 Time: SOURCE_DATE_EPOCH (seconds since 1970), when set, replaces the clock, so an edition's
 date and every message's Date header are reproducible.";
@@ -75,6 +80,9 @@ pub enum Command {
     /// List the suppressed addresses (never mailed again: the mailbox does not exist or is
     /// disabled), with the reply and the date; `suppressions lift` gives them back.
     Suppressions(SuppressionsArgs),
+    /// Read mail that came back (bounces, complaints, unsubscribe requests by mail) from a
+    /// Maildir, files or stdin, and act on it: suppress, count, unsubscribe.
+    Bounces(BouncesArgs),
     /// Serve the unsubscribe links over HTTP: GET shows a confirmation page, POST
     /// (RFC 8058 one-click) unsubscribes. Put it behind the site's TLS proxy.
     Serve(ServeArgs),
@@ -162,6 +170,45 @@ pub struct LiftArgs {
     /// is reopened, so the next `send` delivers them. Lists what it restored.
     #[arg(long)]
     pub sender_side: bool,
+}
+
+/// Each message is classified (hard bounce, soft bounce, sender-side failure, complaint,
+/// unsubscribe request, automatic reply, other), matched to the subscriber it is about
+/// (by its return-path token, the Message-ID of the returned message, or the address the
+/// report names; only addresses an edition went to), and acted on: a hard bounce
+/// suppresses the address; soft bounces in `soft_limit` editions in a row (default 3)
+/// suppress it; a complaint unsubscribes and suppresses; a request with a valid token
+/// unsubscribes. Sender-side failures (DMARC, SPF, DKIM, a blocklisted IP, rate limits)
+/// never suppress anyone: they are reported and counted in `status`. A message is never
+/// acted on twice. One line per finding on stdout: file, what it is, the address, the
+/// status, what was done.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  newsletter bounces --dry-run --maildir ~/Maildir/.bounces   # what would be done
+  newsletter --quiet bounces                                  # cron: the [bounces] maildir
+  bounces: \"|newsletter -c /srv/news/newsletter.toml bounces --stdin\"   # /etc/aliases")]
+pub struct BouncesArgs {
+    /// Message files to read (not moved).
+    #[arg(value_name = "FILE", conflicts_with_all = ["maildir", "stdin"])]
+    pub files: Vec<PathBuf>,
+
+    /// A Maildir to read: each message in new/ and cur/ is moved to its `.processed`
+    /// folder once acted on [default: `maildir` in [bounces]].
+    #[arg(long, value_name = "DIR", conflicts_with = "stdin")]
+    pub maildir: Option<PathBuf>,
+
+    /// Read one message on stdin, for an MTA's pipe alias; exits 75 when it cannot be
+    /// recorded, so the MTA keeps it and tries again.
+    #[arg(long)]
+    pub stdin: bool,
+
+    /// Say what each message is and what would be done; change nothing, move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print one JSON object per message on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +309,8 @@ pub struct PreviewArgs {
     pub explain: bool,
 }
 
+// Each flag is one independent switch of the command line, as clap wants them.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Args)]
 pub struct SendArgs {
     #[command(flatten)]
@@ -282,6 +331,11 @@ pub struct SendArgs {
     /// as sent.
     #[arg(long, value_name = "ADDRESS", conflicts_with = "resend_in_doubt")]
     pub to: Option<String>,
+
+    /// Start a new edition even though the last one passed a stop threshold of hard
+    /// bounces or complaints (`status` shows the rates).
+    #[arg(long)]
+    pub despite_rates: bool,
 
     /// Also resend to recipients whose earlier delivery is in doubt (a run died between the
     /// message's DATA and the server's reply). They get the same Message-ID, so a receiver

@@ -10,6 +10,11 @@ pub enum Exit {
     Locked = 5,
     NothingToDo = 6,
     SenderRefused = 7,
+    /// The last edition passed a stop threshold of bounces or complaints.
+    Held = 8,
+    /// `EX_TEMPFAIL` (`sysexits.h`): a message piped in could not be recorded; the MTA keeps
+    /// it and tries again.
+    TempFail = 75,
 }
 
 impl Exit {

@@ -30,6 +30,7 @@ pub(crate) mod edition;
 pub(crate) mod exit;
 pub(crate) mod feeds;
 pub(crate) mod http;
+pub(crate) mod inbound;
 pub mod input;
 pub(crate) mod mail;
 pub(crate) mod problems;
@@ -59,6 +60,7 @@ pub fn run(cli: &Cli) -> Exit {
         Command::Unsubscribe(args) => commands::list::unsubscribe(cli, args),
         Command::Subscribe(args) => commands::list::subscribe(cli, args),
         Command::Suppressions(args) => commands::suppressions::run(cli, args),
+        Command::Bounces(args) => commands::bounces::run(cli, args, &log),
         Command::Serve(args) => commands::serve::run(cli, args, &log),
         Command::Init(args) => commands::init::run(args),
         Command::Completions(args) => {

@@ -96,6 +96,12 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         .active()
         .filter(|s| !excluded.contains(s.email.as_str()))
         .collect();
+    if !project.resumed
+        && !args.despite_rates
+        && let Some(exit) = rates_hold(&journal, &project, &edition.id)?
+    {
+        return Ok(exit);
+    }
     let composer = project.composer(edition);
     let (via, pacing, connections) = open_transport(&project, edition, args)?;
     if !project.resumed {
@@ -594,6 +600,26 @@ fn deliver_unjournaled(
 
 /// With `[approval]`, a new edition is frozen as a draft and mailed to the editors; it
 /// goes out once approved as it is now (or past the deadline). `None`: go on and send it
+/// A new edition waits while the last one sent passed a stop threshold of hard bounces or
+/// complaints: mailing the same list again would burn the sender's reputation further.
+fn rates_hold(journal: &Journal, project: &Project, new_id: &str) -> Result<Option<Exit>> {
+    let Some(last) = journal.last_sent_edition(new_id)? else {
+        return Ok(None);
+    };
+    let t = &project.config.bounces.thresholds;
+    let rates = crate::inbound::rates::Rates::of(journal.returns(&last)?, t);
+    if rates.worst() != crate::inbound::rates::Level::Stop {
+        return Ok(None);
+    }
+    eprintln!(
+        "error: edition {last} passed a stop threshold: {:.2}% hard bounces (stop {}%), {:.2}% complaints (stop {}%); \
+         no new edition is started. See `newsletter status {last}` and `newsletter suppressions`; \
+         once the list is cleaned (and the cause found), `newsletter send --despite-rates` sends",
+        rates.hard_percent, t.bounce_stop, rates.complaint_percent, t.complaint_stop
+    );
+    Ok(Some(Exit::Held))
+}
+
 /// (its rows are in the journal, as for a resumed edition); `Some(exit)`: it waits.
 fn approval_gate(
     journal: &mut Journal,

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::cli::{Cli, StatusArgs};
 use crate::config::Config;
 use crate::exit::Exit;
+use crate::inbound::rates::Rates;
 use crate::state::{Journal, Row, State};
 
 #[derive(Serialize)]
@@ -17,6 +18,8 @@ struct Report {
     counts: std::collections::BTreeMap<&'static str, usize>,
     /// Deferred, failed and in-doubt recipients, with the server's reply.
     attention: Vec<Row>,
+    /// What came back (bounces, complaints), beside the thresholds.
+    returns: Rates,
 }
 
 pub(crate) fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
@@ -48,22 +51,24 @@ pub(crate) fn run(cli: &Cli, args: &StatusArgs) -> Result<Exit> {
     let (edition, date, complete) = (row.id, row.date.to_string(), row.completed);
     let counts = journal.counts(&edition)?;
     let attention = journal.rows(&edition, &[State::Deferred, State::Failed, State::InDoubt])?;
+    let returns = Rates::of(journal.returns(&edition)?, &config.bounces.thresholds);
     let report = Report {
         edition,
         date,
         complete,
         counts: counts.iter().map(|(s, n)| (s.as_str(), *n)).collect(),
         attention,
+        returns,
     };
     if args.json {
         crate::say!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_text(&report);
+        print_text(&report, &config.bounces.thresholds);
     }
     Ok(Exit::Done)
 }
 
-fn print_text(r: &Report) {
+fn print_text(r: &Report, t: &crate::config::Thresholds) {
     crate::say!(
         "edition {} ({}): {}",
         r.edition,
@@ -78,6 +83,10 @@ fn print_text(r: &Report) {
         if *n > 0 {
             crate::say!("  {state:<10} {n}");
         }
+    }
+    crate::say!("  came back (of {} sent):", r.returns.returns.sent);
+    for line in r.returns.lines(t) {
+        crate::say!("  {line}");
     }
     for row in &r.attention {
         let code = row.code.map(|c| format!(" {c}")).unwrap_or_default();

@@ -2,6 +2,7 @@
 //! resolved, typed value that every command receives.
 
 mod approval;
+mod bounces;
 mod checks;
 mod feeds;
 mod schedule;
@@ -11,6 +12,8 @@ mod smtp;
 
 pub(crate) use approval::Approval;
 use approval::{RawApproval, resolve_approval};
+pub(crate) use bounces::{Bounces, Thresholds};
+use bounces::{RawBounces, resolve_bounces};
 use checks::{MAX_LINE_CHARS, check_host, check_web_url};
 pub(crate) use checks::{TOKEN_STAND_IN, parse_web_url};
 pub(crate) use feeds::{Location, Source};
@@ -48,9 +51,8 @@ pub struct Config {
     pub schedule: Option<Schedule>,
     /// Editions wait for an editor's approval; `None` without `[approval]`.
     pub approval: Option<Approval>,
-    /// The envelope sender's base: each message's return path is `LOCAL+TOKEN@DOMAIN`,
-    /// the token naming its edition and recipient (VERP). `None`: the From address.
-    pub bounces: Option<EmailAddress>,
+    /// The return path, where mail that comes back is read, and the rates that stop sending.
+    pub bounces: Bounces,
 }
 
 /// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
@@ -146,13 +148,6 @@ struct RawConfig {
     schedule: Option<RawSchedule>,
     approval: Option<RawApproval>,
     bounces: Option<RawBounces>,
-}
-
-/// `[bounces]`: where mail that comes back goes.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBounces {
-    address: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -295,22 +290,7 @@ impl Config {
                 .map_err(|e| problems.push(at("newsletter.help_url", help.span(), e)))
                 .ok()
         });
-        let bounces = raw.bounces.as_ref().and_then(|b| {
-            let address = EmailAddress::parse(b.address.get_ref())
-                .map_err(|e| problems.push(at("bounces.address", b.address.span(), e)))
-                .ok()?;
-            // `+` and a 16-character token must fit the 64 octets of a local part.
-            let local = address.as_str().rsplit_once('@').map_or("", |(l, _)| l);
-            if local.len() > 64 - 17 || local.contains('+') || !local.is_ascii() {
-                problems.push(at(
-                    "bounces.address",
-                    b.address.span(),
-                    "must have an ASCII local part of at most 47 characters without `+` (each message adds +TOKEN)".into(),
-                ));
-                return None;
-            }
-            Some(address)
-        });
+        let bounces = resolve_bounces(raw.bounces, &dir, path, source, &mut problems);
 
         let u = &raw.unsubscribe;
         let unsubscribe_url = check_web_url(u.url.get_ref(), true)

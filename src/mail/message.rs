@@ -60,7 +60,7 @@ impl<'a> Mailer<'a> {
             list: n.list_id.clone(),
             unsubscribe_mailto: config.unsubscribe.mailto.as_ref().map(ToString::to_string),
             help_url: n.help_url.clone(),
-            bounces: config.bounces.as_ref().and_then(|b| {
+            bounces: config.bounces.address.as_ref().and_then(|b| {
                 b.as_str()
                     .rsplit_once('@')
                     .map(|(l, d)| (l.to_string(), d.to_string()))

@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
 
 /// The schema version this binary reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: usize = 2;
+pub(crate) const SCHEMA_VERSION: usize = 3;
 
 /// Forward migrations: `MIGRATIONS[n]` brings a database from version n to n + 1, in one
 /// transaction. Version 0 is every database made before the schema had a version: the
 /// tables below, created as needed, and the feed cache, created by the feeds module.
-const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2];
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3];
 
 /// Version 1: the tables of version 0, all of them here, `IF NOT EXISTS` so that a
 /// database of version 0 keeps its rows.
@@ -93,6 +93,27 @@ ALTER TABLE edition ADD COLUMN approved_at INTEGER;
 ALTER TABLE edition ADD COLUMN previewed_hash TEXT;
 ";
 
+/// Version 3: mail that came back (bounces, complaints, unsubscribe requests), one row per
+/// finding, keyed by the hash of the message it came in, so no message is acted on twice.
+const V3: &str = "
+CREATE TABLE IF NOT EXISTS inbound (
+    message     TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    edition_id  TEXT,
+    email       TEXT,
+    kind        TEXT NOT NULL,
+    status      TEXT,
+    diagnostic  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (message, n)
+);
+CREATE INDEX IF NOT EXISTS inbound_edition ON inbound (edition_id, kind);
+CREATE INDEX IF NOT EXISTS inbound_email ON inbound (email, edition_id);
+CREATE INDEX IF NOT EXISTS delivery_message_id ON delivery (message_id);
+CREATE INDEX IF NOT EXISTS delivery_email ON delivery (email);
+";
+
 pub struct Journal {
     pub(super) conn: Connection,
 }
@@ -147,6 +168,13 @@ impl Journal {
             .and_then(refuse_newer)
             .map_err(|e| explain(e, path))?;
         Ok(Some(Journal { conn }))
+    }
+
+    /// An empty database in memory: what a dry run reads when no state exists yet.
+    pub fn in_memory() -> Result<Journal> {
+        let conn = Connection::open_in_memory()?;
+        migrate(&conn)?;
+        Ok(Journal { conn })
     }
 
     /// Records that `slot` was reported; true the first time.

@@ -11,6 +11,7 @@
 
 mod harness;
 
+mod bounces;
 mod cron;
 mod delivery;
 mod dkim;
