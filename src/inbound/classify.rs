@@ -273,7 +273,7 @@ fn standard_reports(message: &Part, report_text: &str) -> Vec<Finding> {
         ) {
             continue;
         }
-        for r in dsn::recipients(&part.text()) {
+        for r in dsn::recipients(&part.text()).into_iter().take(MAX_FINDINGS) {
             let action = r.action.as_deref().unwrap_or("failed");
             if matches!(action, "delivered" | "relayed" | "expanded") {
                 continue;
@@ -345,12 +345,13 @@ fn text_reports(message: &Part, original: Option<&Part>, report_text: &str) -> V
             named.push(address);
         }
     }
+    named.truncate(MAX_FINDINGS);
     named
         .into_iter()
         .map(|recipient| {
             let mut window = text::window_about(report_text, &recipient);
             if !text::has_evidence(&window) {
-                window = report_text.to_string();
+                window = text::head(report_text, 8 * 1024).to_string();
             }
             let status = status_in(&window).filter(|s| s.class != 2);
             let kind = judge(status, &window, false);
@@ -388,8 +389,17 @@ fn report_text(message: &Part) -> String {
             out.push('\n');
         }
     }
-    text::before_original(&out).to_string()
+    let report = text::before_original(&out);
+    // No report needs more prose than this; a message that has more (a line repeated
+    // thousands of times) is judged by its beginning, in bounded time.
+    text::head(report, MAX_REPORT_BYTES).to_string()
 }
+
+/// The most of a report's prose that is read.
+const MAX_REPORT_BYTES: usize = 64 * 1024;
+
+/// The most failures read from one message (a newsletter message has one recipient).
+const MAX_FINDINGS: usize = 100;
 
 /// Signs that a message is a delivery report even without a `message/delivery-status`.
 fn looks_like_bounce(message: &Part) -> bool {

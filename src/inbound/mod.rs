@@ -9,6 +9,8 @@
 
 pub(crate) mod classify;
 mod dsn;
+#[cfg(test)]
+mod malformed;
 pub(crate) mod mime;
 pub(crate) mod rates;
 mod text;

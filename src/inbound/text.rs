@@ -13,6 +13,7 @@ fn domain_char(c: char) -> bool {
 /// Every address in a piece of text, in order, without duplicates (case kept).
 pub(crate) fn addresses(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let chars: Vec<char> = text.chars().collect();
     for (at, &c) in chars.iter().enumerate() {
         if c != '@' {
@@ -37,7 +38,7 @@ pub(crate) fn addresses(text: &str) -> Vec<String> {
             continue;
         }
         let address = format!("{local}@{domain}");
-        if !out.iter().any(|a| a.eq_ignore_ascii_case(&address)) {
+        if seen.insert(address.to_ascii_lowercase()) {
             out.push(address);
         }
     }
@@ -155,7 +156,7 @@ pub(crate) fn window_about(text: &str, address: &str) -> String {
         }
         end += 1;
     }
-    lines[first..end].join("\n")
+    head(&lines[first..end].join("\n"), 8 * 1024).to_string()
 }
 
 fn starts_with_code(line: &str) -> bool {
@@ -248,6 +249,15 @@ pub(crate) fn normalise(text: &str) -> String {
         out.extend(c.to_lowercase());
     }
     out
+}
+
+/// At most the first `max` bytes of a text, cut at a character boundary.
+pub(crate) fn head(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The text on one line, at most 300 characters.
