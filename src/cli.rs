@@ -82,6 +82,17 @@ pub enum Command {
     Suppressions(SuppressionsArgs),
     /// Read mail that came back (bounces, complaints, unsubscribe requests by mail) from a
     /// Maildir, files or stdin, and act on it: suppress, count, unsubscribe.
+    ///
+    /// Each message is classified (hard bounce, soft bounce, sender-side failure, complaint,
+    /// unsubscribe request, automatic reply, other), matched to the subscriber it is about
+    /// (by its return-path token, the Message-ID of the returned message, or the address the
+    /// report names; only addresses an edition went to), and acted on: a hard bounce
+    /// suppresses the address; soft bounces in `soft_limit` editions in a row (default 3)
+    /// suppress it; a complaint unsubscribes and suppresses; a request with a valid token
+    /// unsubscribes. Sender-side failures (DMARC, SPF, DKIM, a blocklisted IP, rate limits)
+    /// never suppress anyone: they are reported and counted in `status`. A message is never
+    /// acted on twice. One line per finding on stdout: file, what it is, the address, the
+    /// status, what was done.
     Bounces(BouncesArgs),
     /// Serve the unsubscribe links over HTTP: GET shows a confirmation page, POST
     /// (RFC 8058 one-click) unsubscribes. Put it behind the site's TLS proxy.
@@ -172,16 +183,6 @@ pub struct LiftArgs {
     pub sender_side: bool,
 }
 
-/// Each message is classified (hard bounce, soft bounce, sender-side failure, complaint,
-/// unsubscribe request, automatic reply, other), matched to the subscriber it is about
-/// (by its return-path token, the Message-ID of the returned message, or the address the
-/// report names; only addresses an edition went to), and acted on: a hard bounce
-/// suppresses the address; soft bounces in `soft_limit` editions in a row (default 3)
-/// suppress it; a complaint unsubscribes and suppresses; a request with a valid token
-/// unsubscribes. Sender-side failures (DMARC, SPF, DKIM, a blocklisted IP, rate limits)
-/// never suppress anyone: they are reported and counted in `status`. A message is never
-/// acted on twice. One line per finding on stdout: file, what it is, the address, the
-/// status, what was done.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   newsletter bounces --dry-run --maildir ~/Maildir/.bounces   # what would be done

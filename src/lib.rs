@@ -5,7 +5,8 @@
 //! `config` (the resolved config) → `input` (subscribers, articles) → `edition` (which
 //! articles, selection) → `render` (templates, per-recipient text) → `mail` (MIME bytes,
 //! DKIM, what a reply means) → `state` (the `SQLite` journal, suppressions, the list file)
-//! → `feeds` (articles from RSS/Atom/JSON, cached in the state) → `deliver` (SMTP or the
+//! → `inbound` (mail that comes back: read, classified, acted on through the state) →
+//! `feeds` (articles from RSS/Atom/JSON, cached in the state) → `deliver` (SMTP or the
 //! outbox) → `project` (everything loaded and planned for one run) → `commands`; `http`
 //! (the bounded HTTP server under `serve`) stands apart, used by `commands` alone.
 //! `.ci/module-cycles` checks that no module imports its way back.

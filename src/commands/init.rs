@@ -56,6 +56,12 @@ outbox = "outbox"
 # max_articles = 10
 # pinned = []                                    # article ids or links always included
 # audience = []                                  # subscriber tags; empty: everyone
+
+# Mail that comes back (read by `newsletter bounces`; all optional):
+# [bounces]
+# address = "bounces@example.org"                # return path bounces+TOKEN@example.org names each message
+# maildir = "bounces"                            # the Maildir `newsletter bounces` reads
+# soft_limit = 3                                 # soft bounces in 3 editions in a row suppress an address
 "#;
 
 const SUBSCRIBERS: &str = r#"# Who receives the newsletter. Each [[subscriber]] needs an email and a status:
