@@ -596,6 +596,9 @@ const SENDER_SIDE: &[&str] = &[
     "protocol violation",
     "weren't sent",
     "internet service provider",
+    // Amazon SES refusing an unverified sender identity.
+    "identities failed",
+    "is not verified",
 ];
 
 /// Words that put the fault on the sender whatever the status says: authentication,
@@ -756,4 +759,77 @@ fn auto_reply(message: &Part) -> Option<String> {
     .iter()
     .find(|w| subject.contains(*w))
     .map(|w| format!("the subject says {w:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(s: &str) -> Option<Status> {
+        enhanced_status(s)
+    }
+
+    #[test]
+    fn the_verdict_weighs_the_status_and_the_words() {
+        let v = |st: &str, text: &str| judge(status(st), text, false);
+        assert_eq!(
+            v("5.1.1", "550 5.1.1 <a@b.example>: User unknown"),
+            Kind::Hard
+        );
+        assert_eq!(v("5.1.10", "556 5.1.10 domain accepts no mail"), Kind::Hard);
+        assert_eq!(v("5.0.0", "550 Host unknown"), Kind::Hard);
+        assert_eq!(v("5.2.2", "552 5.2.2 Mailbox full"), Kind::Soft);
+        assert_eq!(v("4.4.7", "delivery time expired"), Kind::Soft);
+        assert_eq!(
+            v(
+                "5.7.26",
+                "550 5.7.26 Unauthenticated email is not accepted due to DMARC policy"
+            ),
+            Kind::SenderSide
+        );
+        assert_eq!(
+            v("5.7.1", "550 5.7.1 IP address blacklisted by recipient"),
+            Kind::SenderSide
+        );
+        // "User unknown" for a mailbox full of mail is not proof it is gone.
+        assert_eq!(
+            v("5.1.1", "550 5.1.1 user unknown: mailbox full"),
+            Kind::Soft
+        );
+        // Said to the message's content, not to RCPT: a filter, not a missing mailbox.
+        assert_eq!(
+            v(
+                "5.0.0",
+                "host mx said: 550 Unknown user a@b.example (in reply to end of DATA command)"
+            ),
+            Kind::Soft
+        );
+        assert_eq!(v("5.0.0", "550 : User unknown"), Kind::Soft);
+        // The sender's own address refused.
+        assert_eq!(
+            v("5.1.8", "553 5.1.8 Domain of sender address does not exist"),
+            Kind::SenderSide
+        );
+    }
+
+    #[test]
+    fn each_kind_of_message_is_told_apart() {
+        let dsn = b"From: MAILER-DAEMON@mx.example\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx\n\nFinal-Recipient: rfc822; ada@example.org\nAction: failed\nStatus: 5.1.1\n--b--\n";
+        let r = read(dsn);
+        assert_eq!(r.kind, Kind::Hard);
+        assert_eq!(r.findings[0].recipient.as_deref(), Some("ada@example.org"));
+        let delayed = String::from_utf8_lossy(dsn).replace(
+            "Action: failed\nStatus: 5.1.1",
+            "Action: delayed\nStatus: 4.4.1",
+        );
+        assert_eq!(read(delayed.as_bytes()).kind, Kind::Soft);
+        let request = b"From: ada@example.org\nTo: unsubscribe@harbour.example\nSubject: unsubscribe abc.def\n\n";
+        let r = read(request);
+        assert_eq!(r.kind, Kind::Unsubscribe);
+        assert_eq!(r.request_token.as_deref(), Some("abc.def"));
+        let away = b"From: ada@example.org\nSubject: Out of Office: back Monday\n\nAway.\n";
+        assert_eq!(read(away).kind, Kind::AutoReply);
+        let letter = b"From: ada@example.org\nSubject: Loved the ferry piece\n\nThanks!\n";
+        assert_eq!(read(letter).kind, Kind::NotOurs);
+    }
 }
