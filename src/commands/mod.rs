@@ -10,6 +10,7 @@ pub(crate) mod send;
 pub(crate) mod serve;
 pub(crate) mod status;
 pub(crate) mod suppressions;
+pub(crate) mod webhooks;
 
 use anyhow::{Result, bail};
 

@@ -61,16 +61,28 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
         list_writer,
     });
     let matcher = std::sync::Arc::clone(&page);
-    let routes = vec![Route {
+    let rate = (args.rate_limit > 0).then_some(RateLimit {
+        per_minute: args.rate_limit,
+        burst: args.rate_limit,
+    });
+    let poker = page.list_writer.clone();
+    let mut routes = super::webhooks::routes(
+        &page.config,
+        &page.signer,
+        clock,
+        rate,
+        Box::new(move || poker.poke()),
+    )?;
+    for r in &routes {
+        log.info(format!("provider webhook: POST {}", r.name));
+    }
+    routes.push(Route {
         name: "unsubscribe",
         matches: Box::new(move |target| matcher.token_in(target).is_some()),
         body_limit: MAX_BODY,
-        rate: (args.rate_limit > 0).then_some(RateLimit {
-            per_minute: args.rate_limit,
-            burst: args.rate_limit,
-        }),
+        rate,
         handler: Box::new(move |request| page.answer(&request)),
-    }];
+    });
     http::serve(listener, limits, routes)?;
     Ok(Exit::Done)
 }
@@ -220,6 +232,7 @@ struct Page {
 /// Writes recorded list changes into the subscriber file, on a thread of its own: woken by
 /// each unsubscribe (several clicks in a row make one rewrite), and every `LIST_RETRY` for
 /// changes the list lock kept back.
+#[derive(Clone)]
 struct ListWriter {
     wake: SyncSender<()>,
 }

@@ -9,6 +9,7 @@ mod schedule;
 pub(crate) mod secret;
 mod selection;
 mod smtp;
+mod webhooks;
 
 pub(crate) use approval::Approval;
 use approval::{RawApproval, resolve_approval};
@@ -26,6 +27,8 @@ pub(crate) use selection::Selection;
 use selection::{RawSelection, resolve_selection};
 pub(crate) use smtp::{Backoff, Pacing, Security, Smtp, Transport};
 use smtp::{RawSmtp, RawTransport, TransportKind, resolve_smtp};
+pub(crate) use webhooks::Webhooks;
+use webhooks::{RawWebhooks, resolve_webhooks};
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +56,8 @@ pub struct Config {
     pub approval: Option<Approval>,
     /// The return path, where mail that comes back is read, and the rates that stop sending.
     pub bounces: Bounces,
+    /// The providers' webhooks `serve` accepts.
+    pub webhooks: Webhooks,
 }
 
 /// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
@@ -148,6 +153,7 @@ struct RawConfig {
     schedule: Option<RawSchedule>,
     approval: Option<RawApproval>,
     bounces: Option<RawBounces>,
+    webhooks: Option<RawWebhooks>,
 }
 
 #[derive(Deserialize)]
@@ -291,6 +297,7 @@ impl Config {
                 .ok()
         });
         let bounces = resolve_bounces(raw.bounces, &dir, path, source, &mut problems);
+        let webhooks = resolve_webhooks(raw.webhooks, &dir, path, &mut problems);
 
         let u = &raw.unsubscribe;
         let unsubscribe_url = check_web_url(u.url.get_ref(), true)
@@ -429,6 +436,7 @@ impl Config {
                     schedule,
                     approval,
                     bounces,
+                    webhooks,
                 })
             }
             _ => Err(problems),

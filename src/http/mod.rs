@@ -57,7 +57,19 @@ pub(crate) struct Request {
     pub method: Method,
     /// The path and query, as sent.
     pub target: String,
+    /// Header fields, names in lower case (what hyper read within the head's limits).
+    pub headers: Vec<(String, String)>,
     pub body: Bytes,
+}
+
+impl Request {
+    /// The first value of a header field (name in lower case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 pub(crate) struct Response {
@@ -223,9 +235,15 @@ async fn answer(
             );
         }
     };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
     let request = Request {
         method: parts.method,
         target,
+        headers,
         body,
     };
     let handler_site = Arc::clone(&site);

@@ -12,6 +12,7 @@ mod dsn;
 #[cfg(test)]
 mod malformed;
 pub(crate) mod mime;
+pub(crate) mod providers;
 pub(crate) mod rates;
 mod text;
 
@@ -162,6 +163,59 @@ impl<'a> Intake<'a> {
             note: reading.note,
             already,
         })
+    }
+
+    /// Acts on one event a provider reported (each event is recorded by its provider id, so
+    /// a webhook delivered again is acted on once); returns what was done, `None` when it
+    /// had been acted on before.
+    pub(crate) fn process_event(
+        &mut self,
+        event: &providers::Event,
+        now: SystemTime,
+    ) -> Result<Option<String>> {
+        let email = EmailAddress::parse(&event.email)
+            .ok()
+            .map(|e| e.as_str().to_string());
+        let known = match &event.message_id {
+            Some(id) => self.journal.delivery_by_message_id(id)?,
+            None => None,
+        };
+        let edition = match (&email, &known) {
+            (Some(e), Some((edition, sent_to))) if e == sent_to => Some(edition.clone()),
+            (Some(e), _) => self.journal.last_edition_sent_to(e)?,
+            (None, _) => None,
+        };
+        let kind = match event.kind {
+            Kind::Hard => "hard",
+            Kind::Soft => "soft",
+            Kind::SenderSide => "sender-side",
+            Kind::Complaint => "complaint",
+            Kind::Unsubscribe => "unsubscribe",
+            Kind::AutoReply | Kind::NotOurs => "ignored",
+        };
+        let finding = Finding {
+            kind,
+            email: email.filter(|_| edition.is_some()),
+            edition,
+            status: event.status.clone(),
+            diagnostic: event.diagnostic.clone(),
+        };
+        let actions = self
+            .journal
+            .act_on(&event.id, &[finding], self.soft_limit, now, self.dry)?;
+        Ok(actions.map(|a| {
+            a.first().map_or_else(String::new, |a| match a {
+                Action::Nothing(_)
+                    if matches!(
+                        event.kind,
+                        Kind::Hard | Kind::Soft | Kind::Complaint | Kind::Unsubscribe
+                    ) =>
+                {
+                    "nothing: no edition was sent to this address".to_string()
+                }
+                other => other.to_string(),
+            })
+        }))
     }
 
     /// The (edition, address) a message is about, from the return path it was delivered

@@ -27,3 +27,4 @@ mod render;
 mod smtp;
 mod state;
 mod unsubscribe;
+mod webhooks;
