@@ -26,6 +26,9 @@ pub struct Mailer<'a> {
     help_url: Option<String>,
     /// The return path's base (`[bounces] address`), split at the `@`.
     bounces: Option<(String, String)>,
+    /// With Postmark's webhooks: each message's Message-ID as Postmark metadata, which
+    /// its bounce and complaint events carry back (it reports its own id otherwise).
+    postmark_metadata: bool,
     domain: String,
     edition_id: String,
     signer: &'a Signer,
@@ -65,6 +68,7 @@ impl<'a> Mailer<'a> {
                     .rsplit_once('@')
                     .map(|(l, d)| (l.to_string(), d.to_string()))
             }),
+            postmark_metadata: config.webhooks.postmark.is_some(),
             domain: n.from.address.domain().to_string(),
             edition_id: edition_id.to_string(),
             signer,
@@ -126,6 +130,12 @@ impl<'a> Mailer<'a> {
             HeaderName::new_from_ascii_str("Feedback-ID"),
             format!("{}:digest:{}", self.edition_id, self.list),
         ));
+        if self.postmark_metadata {
+            builder = builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("X-PM-Metadata-newsletter-message-id"),
+                message_id.clone(),
+            ));
+        }
         if let Some(help) = &self.help_url {
             builder = builder.raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Help"),
