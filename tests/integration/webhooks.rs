@@ -325,8 +325,5 @@ fn signed_provider_events_are_acted_on_and_tampered_ones_refused() {
     assert_eq!(p.query("SELECT COUNT(*) FROM inbound"), ["4"]);
     // Each is tied to the edition its message belonged to (the first, not the latest),
     // by our Message-ID.
-    assert_eq!(
-        p.query("SELECT DISTINCT edition_id FROM inbound"),
-        [first.clone()]
-    );
+    assert_eq!(p.query("SELECT DISTINCT edition_id FROM inbound"), [first]);
 }
