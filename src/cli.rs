@@ -183,10 +183,13 @@ pub struct LiftArgs {
     pub sender_side: bool,
 }
 
+// Each flag is one independent switch of the command line, as clap wants them.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   newsletter bounces --dry-run --maildir ~/Maildir/.bounces   # what would be done
-  newsletter --quiet bounces                                  # cron: the [bounces] maildir
+  newsletter --quiet bounces                                  # cron: the [bounces] maildir or imap
+  newsletter --quiet bounces --imap                           # cron: the [bounces.imap] folder
   bounces: \"|newsletter -c /srv/news/newsletter.toml bounces --stdin\"   # /etc/aliases")]
 pub struct BouncesArgs {
     /// Message files to read (not moved).
@@ -195,8 +198,13 @@ pub struct BouncesArgs {
 
     /// A Maildir to read: each message in new/ and cur/ is moved to its `.processed`
     /// folder once acted on [default: `maildir` in [bounces]].
-    #[arg(long, value_name = "DIR", conflicts_with = "stdin")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["stdin", "imap"])]
     pub maildir: Option<PathBuf>,
+
+    /// Read the IMAP folder of [bounces.imap] (over TLS): each message is moved to the
+    /// processed folder once acted on.
+    #[arg(long, conflicts_with_all = ["stdin", "files"])]
+    pub imap: bool,
 
     /// Read one message on stdin, for an MTA's pipe alias; exits 75 when it cannot be
     /// recorded, so the MTA keeps it and tries again.

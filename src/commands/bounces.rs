@@ -14,6 +14,7 @@ use crate::commands::Log;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::inbound::classify::Kind;
+use crate::inbound::imap::Session;
 use crate::inbound::{Intake, Outcome};
 use crate::state::{Journal, listfile};
 use crate::token::Signer;
@@ -172,13 +173,21 @@ fn from_files(cli: &Cli, args: &BouncesArgs, log: &Log) -> Result<Exit> {
         }
         return run.finish(log);
     }
-    let Some(maildir) = args
+    let imap = run.config.bounces.imap.clone();
+    let maildir = args
         .maildir
         .clone()
-        .or_else(|| run.config.bounces.maildir.clone())
-    else {
+        .or_else(|| run.config.bounces.maildir.clone());
+    if args.imap || (maildir.is_none() && imap.is_some()) {
+        let Some(imap) = imap else {
+            bail!("--imap reads the [bounces.imap] table, and the config has none");
+        };
+        from_imap(&mut run, &imap, args.dry_run, log)?;
+        return run.finish(log);
+    }
+    let Some(maildir) = maildir else {
         bail!(
-            "nothing to read: give message files, --maildir DIR, --stdin, or set `maildir` in [bounces]"
+            "nothing to read: give message files, --maildir DIR, --imap, --stdin, or set `maildir` or [bounces.imap] in [bounces]"
         );
     };
     for file in maildir_messages(&maildir)? {
@@ -189,6 +198,45 @@ fn from_files(cli: &Cli, args: &BouncesArgs, log: &Log) -> Result<Exit> {
         }
     }
     run.finish(log)
+}
+
+/// Each message of the IMAP folder, acted on, then moved to the processed folder: a run
+/// killed between the two finds the message again, recognises it and only moves it.
+fn from_imap(run: &mut Run, imap: &crate::config::Imap, dry: bool, log: &Log) -> Result<()> {
+    let password = imap.password.load()?;
+    let limit = usize::try_from(MAX_MESSAGE_BYTES).unwrap_or(usize::MAX);
+    let mut session = Session::open(imap, password.expose().trim(), limit)?;
+    if !dry {
+        session.ensure_folder(&imap.processed_folder)?;
+    }
+    let uids = session.uids(&imap.folder)?;
+    if uids.len() > imap.max_messages {
+        log.info(format!(
+            "{} messages in {}: reading {} this run (max_messages)",
+            uids.len(),
+            imap.folder,
+            imap.max_messages
+        ));
+    }
+    for uid in uids.into_iter().take(imap.max_messages) {
+        let label = format!("imap:{}/{uid}", imap.folder);
+        match session.fetch(uid)? {
+            Some(raw) => {
+                run.one(&label, &raw, log)?;
+            }
+            None => log.warn(format!(
+                "{label} is larger than {MAX_MESSAGE_BYTES} bytes: moved to {} unread",
+                imap.processed_folder
+            )),
+        }
+        if !dry {
+            session
+                .move_to(uid, &imap.processed_folder)
+                .with_context(|| format!("cannot move {label} to {}", imap.processed_folder))?;
+        }
+    }
+    session.logout();
+    Ok(())
 }
 
 fn read(file: &Path) -> Result<Vec<u8>> {

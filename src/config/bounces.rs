@@ -7,6 +7,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::input::address::EmailAddress;
+
+use super::secret::SecretSource;
 use crate::problems::{Problem, Problems};
 
 use super::checks::Numbers;
@@ -22,6 +24,42 @@ pub(super) struct RawBounces {
     complaint_warn_percent: Option<Spanned<f64>>,
     complaint_stop_percent: Option<Spanned<f64>>,
     min_sent_for_stop: Option<Spanned<i64>>,
+    imap: Option<RawImap>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImap {
+    host: String,
+    port: Option<Spanned<i64>>,
+    security: Option<String>,
+    username: String,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    folder: Option<String>,
+    processed_folder: Option<String>,
+    ca_file: Option<PathBuf>,
+    timeout_seconds: Option<Spanned<f64>>,
+    max_messages: Option<Spanned<i64>>,
+}
+
+/// `[bounces.imap]`: a mailbox where mail that comes back lands, read over TLS.
+#[derive(Debug, Clone)]
+pub struct Imap {
+    pub host: String,
+    pub port: u16,
+    /// true: TLS from the first byte (port 993); false: STARTTLS (port 143).
+    pub implicit_tls: bool,
+    pub username: String,
+    pub password: SecretSource,
+    pub folder: String,
+    /// Where a message goes once acted on.
+    pub processed_folder: String,
+    /// A private CA to trust besides the public ones.
+    pub ca_file: Option<PathBuf>,
+    pub timeout: std::time::Duration,
+    /// Messages read per run at most (the rest wait for the next run).
+    pub max_messages: usize,
 }
 
 /// What `[bounces]` resolves to; every field has a default.
@@ -35,6 +73,8 @@ pub struct Bounces {
     /// Soft bounces in this many editions in a row suppress an address.
     pub soft_limit: usize,
     pub thresholds: Thresholds,
+    /// The IMAP mailbox `newsletter bounces --imap` reads.
+    pub imap: Option<Imap>,
 }
 
 /// Rates, in percent of the messages an edition sent, where `status` warns and `send`
@@ -63,6 +103,7 @@ impl Default for Bounces {
                 complaint_stop: 0.3,
                 min_sent_for_stop: 100,
             },
+            imap: None,
         }
     }
 }
@@ -128,6 +169,9 @@ pub(super) fn resolve_bounces(
         100,
         1..=100_000_000,
     );
+    let imap = raw
+        .imap
+        .and_then(|i| resolve_imap(i, dir, path, &mut n, problems));
     n.finish(problems);
     Bounces {
         address,
@@ -140,5 +184,77 @@ pub(super) fn resolve_bounces(
             complaint_stop,
             min_sent_for_stop: usize::try_from(min_sent).unwrap_or(100),
         },
+        imap,
     }
+}
+
+fn resolve_imap(
+    i: RawImap,
+    dir: &Path,
+    path: &Path,
+    n: &mut Numbers<'_>,
+    problems: &mut Problems,
+) -> Option<Imap> {
+    let implicit_tls = match i.security.as_deref() {
+        None | Some("tls") => true,
+        Some("starttls") => false,
+        Some(other) => {
+            problems.push(
+                Problem::new(
+                    path,
+                    format!(
+                        "{other:?} is not a security mode: \"tls\" (port 993) or \"starttls\" (port 143); IMAP is never read in the clear"
+                    ),
+                )
+                .field("bounces.imap.security"),
+            );
+            true
+        }
+    };
+    let default_port = if implicit_tls { 993 } else { 143 };
+    let port = n.get("imap.port", i.port.as_ref(), default_port, 1..=65535);
+    let timeout = n.secs(
+        "imap.timeout_seconds",
+        i.timeout_seconds.as_ref(),
+        30.0,
+        0.1..=3600.0,
+    );
+    let max_messages = n.get(
+        "imap.max_messages",
+        i.max_messages.as_ref(),
+        1000,
+        1..=1_000_000,
+    );
+    if i.host.is_empty() || i.host.contains(char::is_whitespace) {
+        problems.push(
+            Problem::new(path, "the host must be a host name or address")
+                .field("bounces.imap.host"),
+        );
+    }
+    let password = match (&i.password_env, &i.password_file) {
+        (Some(name), None) => SecretSource::Env(name.clone()),
+        (None, Some(file)) => SecretSource::File(dir.join(file)),
+        _ => {
+            problems.push(
+                Problem::new(
+                    path,
+                    "set exactly one of `password_env` or `password_file` (the password never goes in this file)",
+                )
+                .field("bounces.imap"),
+            );
+            return None;
+        }
+    };
+    Some(Imap {
+        host: i.host,
+        port: u16::try_from(port).unwrap_or(993),
+        implicit_tls,
+        username: i.username,
+        password,
+        folder: i.folder.unwrap_or_else(|| "INBOX".into()),
+        processed_folder: i.processed_folder.unwrap_or_else(|| "Processed".into()),
+        ca_file: i.ca_file.map(|f| dir.join(f)),
+        timeout,
+        max_messages: usize::try_from(max_messages).unwrap_or(1000),
+    })
 }

@@ -13,7 +13,7 @@ mod webhooks;
 
 pub(crate) use approval::Approval;
 use approval::{RawApproval, resolve_approval};
-pub(crate) use bounces::{Bounces, Thresholds};
+pub(crate) use bounces::{Bounces, Imap, Thresholds};
 use bounces::{RawBounces, resolve_bounces};
 use checks::{MAX_LINE_CHARS, check_host, check_web_url};
 pub(crate) use checks::{TOKEN_STAND_IN, parse_web_url};

@@ -9,6 +9,7 @@
 
 pub(crate) mod classify;
 mod dsn;
+pub(crate) mod imap;
 #[cfg(test)]
 mod malformed;
 pub(crate) mod mime;

@@ -30,14 +30,14 @@ fn the_corpus_is_read_as_the_reference_classifier_reads_it() {
 }
 
 /// What the test needs of one message the edition sent.
-struct Sent {
-    recipient: String,
-    return_path: String,
-    message_id: String,
-    unsubscribe_token: String,
+pub(crate) struct Sent {
+    pub(crate) recipient: String,
+    pub(crate) return_path: String,
+    pub(crate) message_id: String,
+    pub(crate) unsubscribe_token: String,
 }
 
-fn sent_messages(sink: &Sink) -> Vec<Sent> {
+pub(crate) fn sent_messages(sink: &Sink) -> Vec<Sent> {
     let mut out: Vec<Sent> = sink
         .dumps()
         .iter()
@@ -76,7 +76,7 @@ fn sent_messages(sink: &Sink) -> Vec<Sent> {
 }
 
 /// A standard delivery status notification, as Postfix writes one.
-fn dsn(sent: &Sent, status: &str, diagnostic: &str) -> String {
+pub(crate) fn dsn(sent: &Sent, status: &str, diagnostic: &str) -> String {
     format!(
         "Return-Path: <>\r\nDelivered-To: {rp}\r\nFrom: MAILER-DAEMON@mx.example.org (Mail Delivery System)\r\n\
 To: {rp}\r\nSubject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n\
@@ -95,7 +95,7 @@ Message-ID: {id}\r\nSubject: Harbour Weekly\r\n\r\n--B1--\r\n",
 
 /// A feedback-loop complaint (ARF, RFC 5965) with the recipient redacted, as the
 /// providers send them: only the Message-ID of the original names the subscriber.
-fn arf(sent: &Sent) -> String {
+pub(crate) fn arf(sent: &Sent) -> String {
     format!(
         "From: fbl@provider.example\r\nTo: abuse@harbour.example\r\nSubject: Complaint about message\r\n\
 MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"F1\"\r\n\r\n\
@@ -108,7 +108,7 @@ To: redacted@provider.example\r\nMessage-ID: {id}\r\nSubject: Harbour Weekly\r\n
 }
 
 /// What a mail client sends for the `mailto:` in List-Unsubscribe.
-fn mailto_request(sent: &Sent) -> String {
+pub(crate) fn mailto_request(sent: &Sent) -> String {
     format!(
         "From: {to}\r\nTo: unsubscribe@harbour.example\r\nSubject: unsubscribe {token}\r\n\r\nunsubscribe\r\n",
         to = sent.recipient,
@@ -125,7 +125,7 @@ I am away until Monday.\r\n",
     )
 }
 
-fn project_with_bounces(sink: &Sink, n: usize, extra: &str) -> (Project, Vec<String>) {
+pub(crate) fn project_with_bounces(sink: &Sink, n: usize, extra: &str) -> (Project, Vec<String>) {
     let p = Project::new();
     let emails = p.subscribers(n);
     p.use_loopback(

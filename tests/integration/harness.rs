@@ -580,7 +580,7 @@ pub(crate) fn tls_front(backend: u16, dir: &Path) -> u16 {
 }
 
 /// A test CA (`ca.pem`) and a `localhost` certificate it signed (`cert.pem`, `key.pem`).
-fn write_test_pki(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn write_test_pki(dir: &Path) -> (PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -951,4 +951,148 @@ pub(crate) fn unsubscribe_path(data: &[u8]) -> String {
     url.strip_prefix("https://harbour.example")
         .expect("our host")
         .to_string()
+}
+
+/// Dovecot's IMAP server on a free loopback port (implicit TLS, a certificate for
+/// `localhost` signed by the test CA in `ca.pem`), with one user `bounces` whose Maildir
+/// the test writes messages into. Stopped when dropped.
+pub(crate) struct Dovecot {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+pub(crate) const IMAP_PASSWORD: &str = "imap-password-of-the-bounces";
+
+impl Dovecot {
+    pub(crate) fn start() -> Dovecot {
+        let binary = installed("dovecot", &["/usr/sbin/dovecot"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        write_test_pki(d);
+        for sub in [
+            "run",
+            "state",
+            "home",
+            "mail/bounces/new",
+            "mail/bounces/cur",
+            "mail/bounces/tmp",
+        ] {
+            std::fs::create_dir_all(d.join(sub)).expect("mkdir");
+        }
+        // Dovecot's processes run as an unprivileged user, who must write the mailbox.
+        for sub in [
+            "",
+            "home",
+            "mail",
+            "mail/bounces",
+            "mail/bounces/new",
+            "mail/bounces/cur",
+            "mail/bounces/tmp",
+        ] {
+            std::fs::set_permissions(
+                d.join(sub),
+                std::os::unix::fs::PermissionsExt::from_mode(0o777),
+            )
+            .expect("chmod");
+        }
+        let user = if running_as_root() {
+            "nobody".to_string()
+        } else {
+            String::from_utf8_lossy(&Command::new("id").arg("-un").output().expect("id").stdout)
+                .trim()
+                .to_string()
+        };
+        let group = String::from_utf8_lossy(
+            &Command::new("id")
+                .args(["-gn", &user])
+                .output()
+                .expect("id")
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        std::fs::write(
+            d.join("passwd"),
+            format!("bounces:{{PLAIN}}{IMAP_PASSWORD}\n"),
+        )
+        .expect("passwd");
+        let p = d.display();
+        let config = format!(
+            "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {p}/run\nstate_dir = {p}/state\n\
+             log_path = {p}/dovecot.log\nssl = required\nssl_cert = <{p}/cert.pem\nssl_key = <{p}/key.pem\n\
+             mail_location = maildir:{p}/mail/%u\ndefault_internal_user = {user}\ndefault_login_user = {user}\n\
+             default_internal_group = {group}\nfirst_valid_uid = 1\nfirst_valid_gid = 1\nauth_mechanisms = plain\n\
+             passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
+             userdb {{\n  driver = static\n  args = uid={user} gid={group} home={p}/home/%u\n}}\n\
+             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    port = 0\n  }}\n  inet_listener imaps {{\n    port = {port}\n    ssl = yes\n  }}\n}}\n\
+             service anvil {{\n  chroot =\n}}\n"
+        );
+        std::fs::write(d.join("dovecot.conf"), config).expect("config");
+        let child = Command::new(binary)
+            .args(["-F", "-c"])
+            .arg(d.join("dovecot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dovecot");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not start: {}",
+                std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Dovecot { port, dir, child }
+    }
+
+    /// Delivers a message into the user's INBOX (a file in its Maildir's new/).
+    pub(crate) fn deliver(&self, name: &str, text: &str) {
+        let new = self.dir.path().join("mail/bounces/new");
+        let tmp = self.dir.path().join("mail/bounces/tmp").join(name);
+        std::fs::write(&tmp, text).expect("write message");
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .expect("chmod");
+        std::fs::rename(&tmp, new.join(name)).expect("deliver");
+    }
+
+    /// The messages in a folder of the user's Maildir (`""`: INBOX).
+    pub(crate) fn count(&self, folder: &str) -> usize {
+        let base = self.dir.path().join("mail/bounces");
+        let base = if folder.is_empty() {
+            base
+        } else {
+            base.join(format!(".{folder}"))
+        };
+        ["new", "cur"]
+            .iter()
+            .map(|sub| std::fs::read_dir(base.join(sub)).map_or(0, Iterator::count))
+            .sum()
+    }
+
+    /// The `[bounces.imap]` table that reads this server's INBOX.
+    pub(crate) fn config(&self) -> String {
+        format!(
+            "\n[bounces.imap]\nhost = \"localhost\"\nport = {}\nusername = \"bounces\"\npassword_env = \"IMAP_PASSWORD\"\nca_file = \"{}\"\ntimeout_seconds = 20\n",
+            self.port,
+            self.dir.path().join("ca.pem").display()
+        )
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its login and auth processes with it (SIGKILL would
+        // leave them running).
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
 }

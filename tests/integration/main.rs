@@ -18,6 +18,7 @@ mod dkim;
 mod endpoint;
 mod feeds;
 mod hardening;
+mod imap;
 mod input;
 mod layout;
 mod outbox;
