@@ -958,6 +958,8 @@ pub(crate) fn unsubscribe_path(data: &[u8]) -> String {
 /// the test writes messages into. Stopped when dropped.
 pub(crate) struct Dovecot {
     pub port: u16,
+    /// The plain IMAP port, where a client must say STARTTLS before it may log in.
+    pub starttls_port: u16,
     pub dir: tempfile::TempDir,
     child: Child,
 }
@@ -1012,10 +1014,13 @@ impl Dovecot {
         )
         .trim()
         .to_string();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let free = || {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port()
+        };
+        let (port, starttls_port) = (free(), free());
         std::fs::write(
             d.join("passwd"),
             format!("bounces:{{PLAIN}}{IMAP_PASSWORD}\n"),
@@ -1029,7 +1034,7 @@ impl Dovecot {
              default_internal_group = {group}\nfirst_valid_uid = 1\nfirst_valid_gid = 1\nauth_mechanisms = plain\n\
              passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid={user} gid={group} home={p}/home/%u\n}}\n\
-             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    port = 0\n  }}\n  inet_listener imaps {{\n    port = {port}\n    ssl = yes\n  }}\n}}\n\
+             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    port = {starttls_port}\n  }}\n  inet_listener imaps {{\n    port = {port}\n    ssl = yes\n  }}\n}}\n\
              service anvil {{\n  chroot =\n}}\n"
         );
         std::fs::write(d.join("dovecot.conf"), config).expect("config");
@@ -1049,7 +1054,12 @@ impl Dovecot {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Dovecot { port, dir, child }
+        Dovecot {
+            port,
+            starttls_port,
+            dir,
+            child,
+        }
     }
 
     /// Delivers a message into the user's INBOX (a file in its Maildir's new/).

@@ -88,3 +88,28 @@ fn an_imap_folder_is_read_once_even_across_a_kill() {
         wrong.stderr()
     );
 }
+
+#[test]
+fn starttls_is_used_on_the_plain_port() {
+    let sink = Sink::start(&[]);
+    let dovecot = Dovecot::start();
+    let config = dovecot.config().replace(
+        &format!("port = {}", dovecot.port),
+        &format!("port = {}\nsecurity = \"starttls\"", dovecot.starttls_port),
+    );
+    let (p, _) = project_with_bounces(&sink, 2, &config);
+    p.run(&["send"]).expect_code(0);
+    sink.wait_for(2);
+    let sent = sent_messages(&sink);
+    dovecot.deliver(
+        "1.bounce",
+        &dsn(&sent[0], "5.1.1", "550 5.1.1 User unknown"),
+    );
+    let run = p.run_with_env(&["bounces", "--imap"], &[("IMAP_PASSWORD", IMAP_PASSWORD)]);
+    run.expect_code(0);
+    assert_eq!(
+        p.query("SELECT email FROM suppression"),
+        [sent[0].recipient.clone()]
+    );
+    assert_eq!(dovecot.count("Processed"), 1);
+}

@@ -104,6 +104,30 @@ impl Sns {
     }
 }
 
+impl Sns {
+    /// A signed subscription confirmation, as SNS sends when the endpoint is subscribed.
+    fn confirmation(&self) -> serde_json::Value {
+        let (id, token, timestamp) = (
+            "sns-sub",
+            "2336412f37fb687f5d51e6e2425c464d",
+            "2026-11-27T09:00:00.000Z",
+        );
+        let url = format!(
+            "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token={token}"
+        );
+        let message =
+            "You have chosen to subscribe to the topic. To confirm, visit the SubscribeURL.";
+        let signed = format!(
+            "Message\n{message}\nMessageId\n{id}\nSubscribeURL\n{url}\nTimestamp\n{timestamp}\nToken\n{token}\nTopicArn\n{TOPIC}\nType\nSubscriptionConfirmation\n"
+        );
+        serde_json::json!({
+            "Type": "SubscriptionConfirmation", "MessageId": id, "Token": token, "TopicArn": TOPIC,
+            "Message": message, "SubscribeURL": url, "Timestamp": timestamp,
+            "SignatureVersion": "2", "Signature": self.sign(&signed), "SigningCertURL": CERT_URL,
+        })
+    }
+}
+
 fn ses_bounce(email: &str, message_id: &str) -> String {
     serde_json::json!({
         "notificationType": "Bounce",
@@ -288,6 +312,18 @@ fn signed_provider_events_are_acted_on_and_tampered_ones_refused() {
         401
     );
     assert!(suppressed().is_empty(), "{:?}", suppressed());
+
+    // A subscription confirmation is verified (and its URL logged, never opened); one
+    // whose URL was swapped is refused.
+    let confirmation = sns.confirmation();
+    assert_eq!(
+        post(&addr, "/webhooks/ses", &[], &confirmation.to_string()),
+        200
+    );
+    let mut swapped = confirmation.clone();
+    swapped["SubscribeURL"] = "https://evil.example/confirm".into();
+    assert_eq!(post(&addr, "/webhooks/ses", &[], &swapped.to_string()), 403);
+    assert_eq!(p.query("SELECT COUNT(*) FROM inbound"), ["0"]);
 
     // Genuine: acted on.
     assert_eq!(post(&addr, "/webhooks/ses", &[], &good.to_string()), 200);
