@@ -96,6 +96,12 @@ pub enum Command {
     Bounces(BouncesArgs),
     /// Serve the unsubscribe links over HTTP: GET shows a confirmation page, POST
     /// (RFC 8058 one-click) unsubscribes. Put it behind the site's TLS proxy.
+    ///
+    /// With `[webhooks.ses]`, `[webhooks.mailgun]` or `[webhooks.postmark]` it also takes
+    /// the provider's bounce and complaint events on POST /webhooks/ses, /webhooks/mailgun
+    /// and /webhooks/postmark: each authenticated as its provider does it (the SNS
+    /// signature and topic, Mailgun's HMAC within 5 minutes, Postmark's basic auth), then
+    /// acted on as `newsletter bounces` acts; anything else is a 4xx and changes nothing.
     Serve(ServeArgs),
     /// Create a working project in DIR (config, subscribers, one article, a signing key);
     /// never overwrites a file.
