@@ -35,6 +35,18 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// How the state records it (`inbound.kind`).
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Kind::Hard => "hard",
+            Kind::Soft => "soft",
+            Kind::SenderSide => "sender-side",
+            Kind::Complaint => "complaint",
+            Kind::Unsubscribe => "unsubscribe",
+            Kind::AutoReply | Kind::NotOurs => "ignored",
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Hard => "hard bounce",

@@ -105,19 +105,8 @@ impl<'a> Intake<'a> {
         let single = reading.findings.len() == 1;
         for f in &reading.findings {
             let subscriber = self.subscriber_of(f, &reading, known.as_ref(), single);
-            let edition = match (&subscriber, &known) {
-                (Some(s), Some((edition, email))) if s == email => Some(edition.clone()),
-                (Some(s), _) => self.journal.last_edition_sent_to(s)?,
-                (None, _) => None,
-            };
-            let kind = match f.kind {
-                Kind::Hard => "hard",
-                Kind::Soft => "soft",
-                Kind::SenderSide => "sender-side",
-                Kind::Complaint => "complaint",
-                Kind::Unsubscribe => "unsubscribe",
-                Kind::AutoReply | Kind::NotOurs => "ignored",
-            };
+            let edition = self.edition_of(subscriber.as_deref(), known.as_ref())?;
+            let kind = f.kind.key();
             // An address no edition went to is reported, never acted on.
             let acted_on = subscriber.as_ref().filter(|_| edition.is_some()).cloned();
             findings.push(Finding {
@@ -181,19 +170,8 @@ impl<'a> Intake<'a> {
             Some(id) => self.journal.delivery_by_message_id(id)?,
             None => None,
         };
-        let edition = match (&email, &known) {
-            (Some(e), Some((edition, sent_to))) if e == sent_to => Some(edition.clone()),
-            (Some(e), _) => self.journal.last_edition_sent_to(e)?,
-            (None, _) => None,
-        };
-        let kind = match event.kind {
-            Kind::Hard => "hard",
-            Kind::Soft => "soft",
-            Kind::SenderSide => "sender-side",
-            Kind::Complaint => "complaint",
-            Kind::Unsubscribe => "unsubscribe",
-            Kind::AutoReply | Kind::NotOurs => "ignored",
-        };
+        let edition = self.edition_of(email.as_deref(), known.as_ref())?;
+        let kind = event.kind.key();
         let finding = Finding {
             kind,
             email: email.filter(|_| edition.is_some()),
@@ -217,6 +195,20 @@ impl<'a> Intake<'a> {
                 other => other.to_string(),
             })
         }))
+    }
+
+    /// The edition a finding about `subscriber` belongs to: the one its message was sent in
+    /// when that is known, else the last one sent to the address.
+    fn edition_of(
+        &self,
+        subscriber: Option<&str>,
+        known: Option<&(String, String)>,
+    ) -> Result<Option<String>> {
+        match (subscriber, known) {
+            (Some(s), Some((edition, sent_to))) if s == sent_to => Ok(Some(edition.clone())),
+            (Some(s), _) => self.journal.last_edition_sent_to(s),
+            (None, _) => Ok(None),
+        }
     }
 
     /// The (edition, address) a message is about, from the return path it was delivered

@@ -291,8 +291,9 @@ fn suppress(tx: &Transaction<'_>, email: &str, reason: &str, now: SystemTime) ->
     Ok(())
 }
 
+/// Unsubscribes once: an address already unsubscribed keeps its first source and date.
 fn unsubscribe(tx: &Transaction<'_>, email: &str, source: &str, now: SystemTime) -> Result<()> {
-    let already: bool = tx
+    let already = tx
         .query_row(
             "SELECT 1 FROM unsubscribed WHERE email = ?1",
             params![email],
@@ -303,15 +304,7 @@ fn unsubscribe(tx: &Transaction<'_>, email: &str, source: &str, now: SystemTime)
     if already {
         return Ok(());
     }
-    tx.execute(
-        "INSERT INTO unsubscribed (email, source, at) VALUES (?1, ?2, ?3)",
-        params![email, source, unix(now)],
-    )?;
-    tx.execute(
-        "INSERT INTO list_change (email, action, at) VALUES (?1, 'unsubscribe', ?2)",
-        params![email, unix(now)],
-    )?;
-    Ok(())
+    super::list::unsubscribe_in(tx, email, source, now)
 }
 
 /// How many of the editions most recently sent to `email`, counting back from the newest

@@ -19,18 +19,31 @@ pub struct ListChange {
     pub name: Option<String>,
 }
 
+/// Records an unsubscribe inside a transaction: the address is excluded at once, and the
+/// edit of the subscriber file waits in `list_change` for the next writer. The source
+/// (one-click, mail, complaint, …) is the latest one.
+pub(crate) fn unsubscribe_in(
+    tx: &rusqlite::Transaction<'_>,
+    email: &str,
+    source: &str,
+    now: SystemTime,
+) -> Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO unsubscribed (email, source, at) VALUES (?1, ?2, ?3)",
+        params![email, source, unix(now)],
+    )?;
+    tx.execute(
+        "INSERT INTO list_change (email, action, at) VALUES (?1, 'unsubscribe', ?2)",
+        params![email, unix(now)],
+    )?;
+    Ok(())
+}
+
 impl Journal {
     /// Records an unsubscribe durably (committed before this returns).
     pub fn record_unsubscribe(&mut self, email: &str, source: &str, now: SystemTime) -> Result<()> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT OR REPLACE INTO unsubscribed (email, source, at) VALUES (?1, ?2, ?3)",
-            params![email, source, unix(now)],
-        )?;
-        tx.execute(
-            "INSERT INTO list_change (email, action, at) VALUES (?1, 'unsubscribe', ?2)",
-            params![email, unix(now)],
-        )?;
+        unsubscribe_in(&tx, email, source, now)?;
         tx.commit().context("cannot record the unsubscribe")
     }
 

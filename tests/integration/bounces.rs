@@ -125,6 +125,24 @@ I am away until Monday.\r\n",
     )
 }
 
+/// `bounces --stdin` with one message, as an MTA's pipe alias runs it.
+fn pipe(p: &Project, input: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let mut child = p
+        .command(&["bounces", "--stdin"], env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("wait")
+}
+
 pub(crate) fn project_with_bounces(sink: &Sink, n: usize, extra: &str) -> (Project, Vec<String>) {
     let p = Project::new();
     let emails = p.subscribers(n);
@@ -344,19 +362,7 @@ fn soft_bounces_suppress_after_three_editions_in_a_row() {
             unsubscribe_token: String::new(),
         };
         let bounce = dsn(&newest, "5.2.2", "552 5.2.2 Mailbox full");
-        let mut child = p
-            .command(&["bounces", "--stdin"], &[("SOURCE_DATE_EPOCH", day)])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(bounce.as_bytes())
-            .expect("write");
-        let out = child.wait_with_output().expect("wait");
+        let out = pipe(&p, &bounce, &[("SOURCE_DATE_EPOCH", day)]);
         assert_eq!(out.status.code(), Some(0));
         let line = String::from_utf8_lossy(&out.stdout).to_string();
         if i < 2 {
@@ -383,22 +389,7 @@ fn the_pipe_exits_75_while_the_state_is_locked_and_records_the_message_after() {
     sink.wait_for(2);
     let sent = sent_messages(&sink);
     let bounce = dsn(&sent[0], "5.1.1", "550 5.1.1 User unknown");
-    let pipe = |input: &str| {
-        let mut child = p
-            .command(&["bounces", "--stdin"], &[])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("wait")
-    };
+    let pipe = |input: &str| pipe(&p, input, &[]);
     {
         // Another writer holds the database (as a long transaction would).
         let conn = rusqlite::Connection::open(p.path("newsletter.db")).expect("open");

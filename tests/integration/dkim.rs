@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::harness::{Project, python_with};
+use crate::harness::{Project, openssl, python_with};
 
 const VERIFY: &str = r"
 import sys, dkim
@@ -12,20 +12,6 @@ ok = dkim.verify(message, dnsfunc=lambda name, timeout=5: record)
 print('verified' if ok else 'FAILED')
 sys.exit(0 if ok else 1)
 ";
-
-fn openssl(args: &[&str], dir: &std::path::Path) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 fn base64(bytes: &[u8]) -> String {
     use base64::Engine;

@@ -1106,3 +1106,18 @@ impl Drop for Dovecot {
         let _ = self.child.wait();
     }
 }
+
+/// Runs openssl in `dir`; its stdout.
+pub(crate) fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

@@ -5,34 +5,18 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::Mac as _;
 use sha2::Digest as _;
 
-use crate::harness::{PINNED_EPOCH, Project, Sink, serve_with};
+use crate::harness::{PINNED_EPOCH, Project, Sink, openssl, serve_with};
 
 const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:harbour-bounces";
 const CERT_URL: &str =
     "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem";
 const MAILGUN_KEY: &str = "key-of-the-harbour-mailgun-webhooks";
-
-fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// An SNS signer: a test key, and its certificate in the cache under `CERT_URL`.
 struct Sns {
