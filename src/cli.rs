@@ -80,6 +80,10 @@ pub enum Command {
     /// List the suppressed addresses (never mailed again: the mailbox does not exist or is
     /// disabled), with the reply and the date; `suppressions lift` gives them back.
     Suppressions(SuppressionsArgs),
+    /// Write the web archive: a page per sent edition (with no reader in it), an index and
+    /// an Atom feed, into `--out` or `[archive] dir`. Pages already written stay as they
+    /// are; `send` writes each new edition's page when it freezes it.
+    Archive(ArchiveArgs),
     /// Read mail that came back (bounces, complaints, unsubscribe requests by mail) from a
     /// Maildir, files or stdin, and act on it: suppress, count, unsubscribe.
     ///
@@ -224,6 +228,13 @@ pub struct BouncesArgs {
     /// Print one JSON object per message on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// The folder to write the site into [default: `dir` in [archive]].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,7 @@ macro_rules! say {
     }};
 }
 
+pub(crate) mod archive;
 pub(crate) mod atomic_file;
 pub mod cli;
 pub mod clock;
@@ -61,6 +62,7 @@ pub fn run(cli: &Cli) -> Exit {
         Command::Unsubscribe(args) => commands::list::unsubscribe(cli, args),
         Command::Subscribe(args) => commands::list::subscribe(cli, args),
         Command::Suppressions(args) => commands::suppressions::run(cli, args),
+        Command::Archive(args) => commands::archive::run(cli, args, &log),
         Command::Bounces(args) => commands::bounces::run(cli, args, &log),
         Command::Serve(args) => commands::serve::run(cli, args, &log),
         Command::Init(args) => commands::init::run(args),

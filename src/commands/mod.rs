@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the exit status of its outcome.
 
 pub(crate) mod approve;
+pub(crate) mod archive;
 pub(crate) mod bounces;
 pub(crate) mod check;
 pub(crate) mod init;

@@ -134,6 +134,13 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         resumed = true;
     }
     record_recipients(&mut journal, &project, edition, &active, resumed, log)?;
+    // The edition's web page exists before the first message that links to it leaves.
+    if let Some(dir) = project.config.archive.as_ref().and_then(|a| a.dir.as_ref()) {
+        let (page, written) = super::archive::publish(dir, &project.config, edition, &composer)?;
+        if written {
+            log.info(format!("web page: {}", page.display()));
+        }
+    }
     let due_by = schedule.as_ref().map(|_| project.clock.now());
     let work = work_list(&journal, edition, &active, args.resend_in_doubt, due_by)?;
     if schedule.is_some()

@@ -2,6 +2,7 @@
 //! resolved, typed value that every command receives.
 
 mod approval;
+mod archive;
 mod bounces;
 mod checks;
 mod feeds;
@@ -13,6 +14,8 @@ mod webhooks;
 
 pub(crate) use approval::Approval;
 use approval::{RawApproval, resolve_approval};
+pub(crate) use archive::Archive;
+use archive::{RawArchive, resolve_archive};
 pub(crate) use bounces::{Bounces, Imap, Thresholds};
 use bounces::{RawBounces, resolve_bounces};
 use checks::{MAX_LINE_CHARS, check_host, check_web_url};
@@ -58,6 +61,8 @@ pub struct Config {
     pub bounces: Bounces,
     /// The providers' webhooks `serve` accepts.
     pub webhooks: Webhooks,
+    /// The web archive of the editions; `None` without `[archive]`.
+    pub archive: Option<Archive>,
 }
 
 /// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
@@ -154,6 +159,7 @@ struct RawConfig {
     approval: Option<RawApproval>,
     bounces: Option<RawBounces>,
     webhooks: Option<RawWebhooks>,
+    archive: Option<RawArchive>,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +304,7 @@ impl Config {
         });
         let bounces = resolve_bounces(raw.bounces, &dir, path, source, &mut problems);
         let webhooks = resolve_webhooks(raw.webhooks, &dir, path, &mut problems);
+        let archive = resolve_archive(raw.archive, &dir, path, source, &mut problems);
 
         let u = &raw.unsubscribe;
         let unsubscribe_url = check_web_url(u.url.get_ref(), true)
@@ -437,6 +444,7 @@ impl Config {
                     approval,
                     bounces,
                     webhooks,
+                    archive,
                 })
             }
             _ => Err(problems),

@@ -14,7 +14,7 @@ use rustls_pki_types::{PrivatePkcs1KeyDer, PrivatePkcs8KeyDer};
 use crate::config::{Dkim, DkimAlgorithm};
 
 /// Every header a receiver or a filter relies on, so none can be altered unnoticed.
-const SIGNED: [&str; 11] = [
+const SIGNED: [&str; 12] = [
     "From",
     "To",
     "Subject",
@@ -26,6 +26,7 @@ const SIGNED: [&str; 11] = [
     "List-Unsubscribe-Post",
     "List-Help",
     "Feedback-ID",
+    "List-Archive",
 ];
 
 /// RSA keys shorter than this are refused: verifiers reject them (RFC 8301 §3.2).

@@ -29,6 +29,8 @@ pub struct Mailer<'a> {
     /// With Postmark's webhooks: each message's Message-ID as Postmark metadata, which
     /// its bounce and complaint events carry back (it reports its own id otherwise).
     postmark_metadata: bool,
+    /// `[archive] url`: the List-Archive header (RFC 2369).
+    archive_url: Option<String>,
     domain: String,
     edition_id: String,
     signer: &'a Signer,
@@ -69,6 +71,7 @@ impl<'a> Mailer<'a> {
                     .map(|(l, d)| (l.to_string(), d.to_string()))
             }),
             postmark_metadata: config.webhooks.postmark.is_some(),
+            archive_url: config.archive.as_ref().and_then(|a| a.url.clone()),
             domain: n.from.address.domain().to_string(),
             edition_id: edition_id.to_string(),
             signer,
@@ -130,6 +133,12 @@ impl<'a> Mailer<'a> {
             HeaderName::new_from_ascii_str("Feedback-ID"),
             format!("{}:digest:{}", self.edition_id, self.list),
         ));
+        if let Some(url) = &self.archive_url {
+            builder = builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Archive"),
+                format!("<{url}>"),
+            ));
+        }
         if self.postmark_metadata {
             builder = builder.raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("X-PM-Metadata-newsletter-message-id"),

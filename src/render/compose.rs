@@ -267,6 +267,15 @@ impl<'a> Composer<'a> {
             .or_else(|| edition.articles.first().map(|a| a.summary.as_str()))
             .unwrap_or("");
         base.insert("preheader", preheader);
+        // The edition's page in the web archive, when it has one; `web` is true only on
+        // that page, which carries nothing about any reader.
+        let archive_url = config
+            .archive
+            .as_ref()
+            .and_then(|a| a.url.as_ref())
+            .map(|u| format!("{u}{}/", edition.id));
+        base.insert("archive_url", &archive_url);
+        base.insert("web", &false);
         base.insert(
             "edition",
             &EditionView {
@@ -338,6 +347,15 @@ impl<'a> Composer<'a> {
         );
         ctx.insert("unsubscribe_url", unsubscribe);
         ctx
+    }
+
+    /// The edition's web page: the HTML template with no reader in it (no name, address or
+    /// unsubscribe link; `web` is true), CSS inlined; and its subject, as a title.
+    pub fn web_page(&self) -> Result<(String, String), Problem> {
+        let mut ctx = self.context("", None, &self.greeting_fallback, "");
+        ctx.insert("web", &true);
+        let rendered = self.render_context(&ctx)?;
+        Ok((rendered.subject, rendered.html))
     }
 
     /// Renders the three templates for one context; the HTML gets its CSS inlined.

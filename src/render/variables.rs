@@ -66,6 +66,8 @@ fn context() -> HashMap<String, Shape> {
         ),
         ("unsubscribe_url".to_string(), v()),
         ("preheader".to_string(), v()),
+        ("archive_url".to_string(), v()),
+        ("web".to_string(), v()),
     ])
 }
 

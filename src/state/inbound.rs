@@ -168,6 +168,16 @@ impl Journal {
         Ok(Some(actions))
     }
 
+    /// Every edition that was sent to anyone, oldest first.
+    pub(crate) fn sent_editions(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT e.id FROM edition e WHERE EXISTS (SELECT 1 FROM delivery d WHERE d.edition_id = e.id AND d.state = 'sent')
+             ORDER BY e.created_at, e.id",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The most recent edition that sent to anyone, other than `except`.
     pub(crate) fn last_sent_edition(&self, except: &str) -> Result<Option<String>> {
         Ok(self

@@ -201,6 +201,12 @@ fn parts(p: &Project) -> (String, String) {
 /// Lays out the HTML part at every width and checks it; checks the text part.
 fn check_edition(p: &Project, name: &str) {
     let (html, text) = parts(p);
+    check_html(name, &html);
+    check_text(name, &text);
+}
+
+/// Lays out a page at every width, light and dark, and checks what the probe finds.
+pub(crate) fn check_html(name: &str, html: &str) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("layout");
     std::fs::create_dir_all(&dir).expect("layout dir");
     let photo = dir.join("photo.svg");
@@ -239,7 +245,6 @@ fn check_edition(p: &Project, name: &str) {
         );
     }
     assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
-    check_text(name, &text);
 }
 
 /// The text part reads as text: no Markdown left, no line wider than 78 columns but a URL

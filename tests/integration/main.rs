@@ -11,6 +11,7 @@
 
 mod harness;
 
+mod archive;
 mod bounces;
 mod cron;
 mod delivery;
