@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::archive::{self, Entry};
 use crate::cli::{ArchiveArgs, Cli};
@@ -54,7 +54,40 @@ pub(crate) fn run(cli: &Cli, args: &ArchiveArgs, log: &Log) -> Result<Exit> {
         crate::commands::check::plural(ids.len()),
         dir.display()
     ));
+    if args.out.is_none() {
+        run_publish(&config, log)?;
+    }
     Ok(Exit::Done)
+}
+
+/// Runs `[archive] publish` in the config's folder, with `NEWSLETTER_ARCHIVE` set to the
+/// archive folder; a failure is an error naming the command and its exit status.
+pub(crate) fn run_publish(config: &Config, log: &Log) -> Result<()> {
+    let Some(archive) = &config.archive else {
+        return Ok(());
+    };
+    let (Some(command), Some(dir)) = (&archive.publish, &archive.dir) else {
+        return Ok(());
+    };
+    let folder = config.path.parent().unwrap_or(Path::new("."));
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(folder)
+        .env("NEWSLETTER_ARCHIVE", dir)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run the archive's publish command {command:?}"))?;
+    if !status.success() {
+        bail!("the archive's publish command {command:?} failed ({status})");
+    }
+    log.info(format!("published: {command}"));
+    Ok(())
 }
 
 /// Writes one edition's page (when it has none yet), the index and the feed.

@@ -140,6 +140,11 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         if written {
             log.info(format!("web page: {}", page.display()));
         }
+        // Published before the messages that link to it go out (again when an edition is
+        // resumed: a publish that failed before is retried); a failure stops the run.
+        if written || project.resumed {
+            super::archive::run_publish(&project.config, log)?;
+        }
     }
     let due_by = schedule.as_ref().map(|_| project.clock.now());
     let work = work_list(&journal, edition, &active, args.resend_in_doubt, due_by)?;

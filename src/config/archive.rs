@@ -15,6 +15,7 @@ use super::checks::check_web_url;
 pub(super) struct RawArchive {
     dir: Option<PathBuf>,
     url: Option<Spanned<String>>,
+    publish: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,9 @@ pub struct Archive {
     pub dir: Option<PathBuf>,
     /// Where that folder is served, ending in `/`: each edition's page is `URL/EDITION/`.
     pub url: Option<String>,
+    /// A shell command run in the config's folder after pages were written (rsync, a git
+    /// commit and push, a static-site build).
+    pub publish: Option<String>,
 }
 
 pub(super) fn resolve_archive(
@@ -54,8 +58,18 @@ pub(super) fn resolve_archive(
             .field("archive"),
         );
     }
+    if raw.publish.is_some() && raw.dir.is_none() {
+        problems.push(
+            Problem::new(
+                path,
+                "`publish` needs `dir`: it publishes what is written there",
+            )
+            .field("archive.publish"),
+        );
+    }
     Some(Archive {
         dir: raw.dir.map(|d| dir.join(d)),
         url,
+        publish: raw.publish.filter(|c| !c.trim().is_empty()),
     })
 }

@@ -10,7 +10,8 @@ const NEXT_WEEK: &str = "1796374800";
 fn project() -> Project {
     let p = Project::new();
     let config = p.read("newsletter.toml")
-        + "\n[archive]\ndir = \"public\"\nurl = \"https://harbour.example/archive/\"\n";
+        + "\n[archive]\ndir = \"public\"\nurl = \"https://harbour.example/archive/\"\n\
+           publish = \"mkdir -p web && cp -R \\\"$NEWSLETTER_ARCHIVE\\\"/. web/\"\n";
     p.write("newsletter.toml", &config);
     p
 }
@@ -39,6 +40,11 @@ fn each_edition_gets_a_page_that_later_editions_leave_alone() {
     }
     assert!(text1.contains("Ferry timetable"), "the articles are there");
     assert!(!text1.contains("View in your browser"));
+    // The publish command ran before the messages went out: the page is on the "host".
+    assert_eq!(
+        std::fs::read(p.path(&format!("web/{first}/index.html"))).expect("published"),
+        html1
+    );
 
     // Each message links to its page and names the archive.
     let (_, eml) = p
