@@ -42,8 +42,7 @@ pub(crate) fn run(cli: &Cli, args: &BouncesArgs, log: &Log) -> Result<Exit> {
 
 struct Run {
     config: Config,
-    journal: Journal,
-    signer: Signer,
+    intake: Intake,
     clock: Clock,
     dry: bool,
     json: bool,
@@ -68,9 +67,8 @@ impl Run {
             Journal::open(&config.paths.state)?
         };
         Ok(Run {
+            intake: Intake::new(&config, journal, signer, args.dry_run),
             config,
-            journal,
-            signer,
             clock,
             dry: args.dry_run,
             json: args.json,
@@ -80,8 +78,7 @@ impl Run {
 
     /// Acts on one message and prints what it was and what was done.
     fn one(&mut self, label: &str, raw: &[u8], log: &Log) -> Result<Outcome> {
-        let mut intake = Intake::new(&self.config, &mut self.journal, &self.signer, self.dry);
-        let outcome = intake.process(raw, self.clock.now())?;
+        let outcome = self.intake.process(raw, self.clock.now())?;
         self.totals.messages += 1;
         *self
             .totals
@@ -115,7 +112,7 @@ impl Run {
         if !self.dry {
             match listfile::write_pending(
                 &self.config,
-                &mut self.journal,
+                self.intake.journal(),
                 "newsletter bounces",
                 &self.clock,
             )? {

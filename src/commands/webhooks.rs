@@ -30,9 +30,8 @@ enum Provider {
 
 struct Hooks {
     config: Config,
-    signer: Signer,
     clock: Clock,
-    journal: Mutex<Journal>,
+    intake: Mutex<Intake>,
     certificates: sns::Certificates,
     mailgun_key: Option<String>,
     postmark: Option<(String, String)>,
@@ -65,9 +64,13 @@ pub(crate) fn routes(
     }
     let hooks = Arc::new(Hooks {
         config: config.clone(),
-        signer: signer.clone(),
         clock,
-        journal: Mutex::new(Journal::open(&config.paths.state)?),
+        intake: Mutex::new(Intake::new(
+            config,
+            Journal::open(&config.paths.state)?,
+            signer.clone(),
+            false,
+        )),
         certificates: sns::Certificates::beside(&config.paths.state),
         mailgun_key: w
             .mailgun
@@ -109,10 +112,9 @@ impl Hooks {
                 return reply(refusal.status, &refusal.why);
             }
         };
-        let Ok(mut journal) = self.journal.lock() else {
+        let Ok(mut intake) = self.intake.lock() else {
             return reply(503, "the state database connection was lost");
         };
-        let mut intake = Intake::new(&self.config, &mut journal, &self.signer, false);
         let mut unsubscribed = false;
         for event in &events {
             match intake.process_event(event, self.clock.now()) {
@@ -133,7 +135,7 @@ impl Hooks {
                 }
             }
         }
-        drop(journal);
+        drop(intake);
         if unsubscribed {
             (self.poke)();
         }

@@ -231,20 +231,22 @@ fn resolve_imap(
                 .field("bounces.imap.host"),
         );
     }
-    let password = match (&i.password_env, &i.password_file) {
-        (Some(name), None) => SecretSource::Env(name.clone()),
-        (None, Some(file)) => SecretSource::File(dir.join(file)),
-        _ => {
-            problems.push(
-                Problem::new(
-                    path,
-                    "set exactly one of `password_env` or `password_file` (the password never goes in this file)",
-                )
-                .field("bounces.imap"),
-            );
-            return None;
-        }
-    };
+    let password = SecretSource::from_pair(
+        i.password_env.as_ref(),
+        i.password_file.as_ref(),
+        dir,
+        "password",
+    )
+    .map_err(|why| {
+        problems.push(
+            Problem::new(
+                path,
+                format!("{why} (the password never goes in this file)"),
+            )
+            .field("bounces.imap"),
+        );
+    })
+    .ok()?;
     Some(Imap {
         host: i.host,
         port: u16::try_from(port).unwrap_or(993),

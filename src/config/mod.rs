@@ -315,17 +315,19 @@ impl Config {
                 .map_err(|e| problems.push(at("unsubscribe.mailto", m.span(), e)))
                 .ok()
         });
-        let secret = match (&u.secret_env, &u.secret_file) {
-            (Some(name), None) => Some(SecretSource::Env(name.clone())),
-            (None, Some(file)) => Some(SecretSource::File(dir.join(file))),
-            _ => {
-                problems.push(
-                    Problem::new(path, "set exactly one of `secret_env` or `secret_file`: the key that signs unsubscribe links")
-                        .field("unsubscribe"),
-                );
-                None
-            }
-        };
+        let secret = SecretSource::from_pair(
+            u.secret_env.as_ref(),
+            u.secret_file.as_ref(),
+            &dir,
+            "secret",
+        )
+        .map_err(|why| {
+            problems.push(
+                Problem::new(path, format!("{why}: the key that signs unsubscribe links"))
+                    .field("unsubscribe"),
+            );
+        })
+        .ok();
 
         let templates = match &raw.paths.templates {
             Some(t) => {

@@ -2,7 +2,7 @@
 //! never from the TOML itself, and never printed.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -23,6 +23,21 @@ impl fmt::Debug for SecretSource {
 }
 
 impl SecretSource {
+    /// The source named by a `WHAT_env` / `WHAT_file` pair of config fields (a file relative
+    /// to the config's folder); exactly one must be set.
+    pub(super) fn from_pair(
+        env: Option<&String>,
+        file: Option<&PathBuf>,
+        dir: &Path,
+        what: &str,
+    ) -> std::result::Result<SecretSource, String> {
+        match (env, file) {
+            (Some(name), None) => Ok(SecretSource::Env(name.clone())),
+            (None, Some(file)) => Ok(SecretSource::File(dir.join(file))),
+            _ => Err(format!("set exactly one of `{what}_env` or `{what}_file`")),
+        }
+    }
+
     /// Reads the secret, refusing a file that others can change (as ssh does) and
     /// returning a warning when others can read it.
     pub fn load_private(&self) -> Result<(Secret, Option<String>)> {

@@ -50,29 +50,18 @@ pub struct Webhooks {
     pub postmark: Option<(String, SecretSource)>,
 }
 
+/// The secret of a `WHAT_env` / `WHAT_file` pair, or a problem naming `field`.
 fn secret(
-    env: Option<&String>,
-    file: Option<&std::path::PathBuf>,
+    pair: (Option<&String>, Option<&std::path::PathBuf>),
     dir: &Path,
     path: &Path,
     field: &str,
     what: &str,
     problems: &mut Problems,
 ) -> Option<SecretSource> {
-    match (env, file) {
-        (Some(name), None) => Some(SecretSource::Env(name.clone())),
-        (None, Some(file)) => Some(SecretSource::File(dir.join(file))),
-        _ => {
-            problems.push(
-                Problem::new(
-                    path,
-                    format!("set exactly one of `{what}_env` or `{what}_file`"),
-                )
-                .field(field.to_string()),
-            );
-            None
-        }
-    }
+    SecretSource::from_pair(pair.0, pair.1, dir, what)
+        .map_err(|why| problems.push(Problem::new(path, why).field(field.to_string())))
+        .ok()
 }
 
 pub(super) fn resolve_webhooks(
@@ -106,8 +95,7 @@ pub(super) fn resolve_webhooks(
     });
     let mailgun = raw.mailgun.and_then(|m| {
         secret(
-            m.signing_key_env.as_ref(),
-            m.signing_key_file.as_ref(),
+            (m.signing_key_env.as_ref(), m.signing_key_file.as_ref()),
             dir,
             path,
             "webhooks.mailgun",
@@ -123,8 +111,7 @@ pub(super) fn resolve_webhooks(
             );
         }
         secret(
-            p.password_env.as_ref(),
-            p.password_file.as_ref(),
+            (p.password_env.as_ref(), p.password_file.as_ref()),
             dir,
             path,
             "webhooks.postmark",

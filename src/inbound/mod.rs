@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::input::address::EmailAddress;
 use crate::state::Journal;
-use crate::state::inbound::{Action, Finding};
+use crate::state::inbound::Finding;
 use crate::token::Signer;
 use classify::{Kind, Reading};
 
@@ -60,10 +60,11 @@ pub(crate) struct Item {
     pub action: Option<String>,
 }
 
-/// Reads messages and acts on them for one list.
-pub(crate) struct Intake<'a> {
-    journal: &'a mut Journal,
-    signer: &'a Signer,
+/// Reads messages and acts on them for one list; one for a whole run, so the map of
+/// return-path tokens is built once.
+pub(crate) struct Intake {
+    journal: Journal,
+    signer: Signer,
     list_id: String,
     /// `[bounces] address` split at the `@`, lower case.
     return_path: Option<(String, String)>,
@@ -73,13 +74,8 @@ pub(crate) struct Intake<'a> {
     dry: bool,
 }
 
-impl<'a> Intake<'a> {
-    pub(crate) fn new(
-        config: &Config,
-        journal: &'a mut Journal,
-        signer: &'a Signer,
-        dry: bool,
-    ) -> Self {
+impl Intake {
+    pub(crate) fn new(config: &Config, journal: Journal, signer: Signer, dry: bool) -> Self {
         Intake {
             journal,
             signer,
@@ -93,6 +89,11 @@ impl<'a> Intake<'a> {
             tokens: None,
             dry,
         }
+    }
+
+    /// The state, for what the caller does after the messages (the subscriber file).
+    pub(crate) fn journal(&mut self) -> &mut Journal {
+        &mut self.journal
     }
 
     /// Reads one message and acts on it (in a dry run: says what it would do).
@@ -112,6 +113,7 @@ impl<'a> Intake<'a> {
             findings.push(Finding {
                 kind,
                 email: acted_on,
+                unmatched: unmatched(f.kind, subscriber.as_deref(), edition.as_deref()),
                 edition: edition.clone(),
                 status: f.status.clone(),
                 diagnostic: f.diagnostic.clone(),
@@ -131,20 +133,7 @@ impl<'a> Intake<'a> {
             .act_on(&hash, &findings, self.soft_limit, now, self.dry)?;
         let already = actions.is_none();
         for (item, action) in items.iter_mut().zip(actions.unwrap_or_default()) {
-            item.action = Some(match action {
-                Action::Nothing(_) if item.subscriber.is_some() && item.edition.is_none() => {
-                    "nothing: no edition was sent to this address".to_string()
-                }
-                Action::Nothing(_)
-                    if item.subscriber.is_none() && item.kind == Kind::Unsubscribe =>
-                {
-                    "nothing: the request carries no valid unsubscribe token".to_string()
-                }
-                Action::Nothing(_) if item.subscriber.is_none() => {
-                    "nothing: no subscriber of this list is named".to_string()
-                }
-                other => other.to_string(),
-            });
+            item.action = Some(action.to_string());
         }
         Ok(Outcome {
             hash,
@@ -174,6 +163,7 @@ impl<'a> Intake<'a> {
         let kind = event.kind.key();
         let finding = Finding {
             kind,
+            unmatched: unmatched(event.kind, email.as_deref(), edition.as_deref()),
             email: email.filter(|_| edition.is_some()),
             edition,
             status: event.status.clone(),
@@ -182,19 +172,7 @@ impl<'a> Intake<'a> {
         let actions = self
             .journal
             .act_on(&event.id, &[finding], self.soft_limit, now, self.dry)?;
-        Ok(actions.map(|a| {
-            a.first().map_or_else(String::new, |a| match a {
-                Action::Nothing(_)
-                    if matches!(
-                        event.kind,
-                        Kind::Hard | Kind::Soft | Kind::Complaint | Kind::Unsubscribe
-                    ) =>
-                {
-                    "nothing: no edition was sent to this address".to_string()
-                }
-                other => other.to_string(),
-            })
-        }))
+        Ok(actions.map(|a| a.first().map(ToString::to_string).unwrap_or_default()))
     }
 
     /// The edition a finding about `subscriber` belongs to: the one its message was sent in
@@ -280,5 +258,17 @@ impl<'a> Intake<'a> {
         EmailAddress::parse(reported)
             .ok()
             .map(|e| e.as_str().to_string())
+    }
+}
+
+/// Why a finding names no subscriber to act on, when it names none.
+fn unmatched(kind: Kind, subscriber: Option<&str>, edition: Option<&str>) -> Option<&'static str> {
+    match (subscriber, edition) {
+        (None, _) if kind == Kind::Unsubscribe => {
+            Some("the request carries no valid unsubscribe token")
+        }
+        (None, _) => Some("no subscriber of this list is named"),
+        (Some(_), None) => Some("no edition was sent to this address"),
+        (Some(_), Some(_)) => None,
     }
 }

@@ -17,6 +17,8 @@ pub(crate) struct Finding {
     /// hard, soft, sender-side, complaint, unsubscribe, or what was ignored.
     pub kind: &'static str,
     pub email: Option<String>,
+    /// Why `email` is `None`: what the report named did not lead to a subscriber.
+    pub unmatched: Option<&'static str>,
     pub edition: Option<String>,
     pub status: Option<String>,
     pub diagnostic: String,
@@ -236,7 +238,11 @@ impl Journal {
 /// Acts on one finding inside the message's transaction.
 fn act(tx: &Transaction<'_>, f: &Finding, soft_limit: usize, now: SystemTime) -> Result<Action> {
     let Some(email) = f.email.as_deref() else {
-        return Ok(Action::Nothing("no recipient of ours is named".into()));
+        return Ok(Action::Nothing(
+            f.unmatched
+                .unwrap_or("no subscriber of this list is named")
+                .into(),
+        ));
     };
     let reason = |what: &str| {
         let status = f
@@ -288,7 +294,7 @@ fn act(tx: &Transaction<'_>, f: &Finding, soft_limit: usize, now: SystemTime) ->
             "the sender's problem (authentication, reputation, policy or rate), not the address's"
                 .into(),
         ),
-        other => Action::Nothing(format!("{other}: ignored")),
+        _ => Action::Nothing("it reports no failure: ignored".into()),
     };
     Ok(action)
 }
