@@ -10,7 +10,14 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::locale::Locale;
 use crate::render::templates::escape_html;
+
+/// A manifest date (YYYY-MM-DD) as the locale writes it; as it is if it is not one.
+fn shown_date(locale: &Locale, date: &str) -> String {
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .map_or_else(|_| date.to_string(), |d| locale.date(d))
+}
 
 /// One edition in the archive's manifest (`archive.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -28,6 +35,7 @@ const MANIFEST: &str = "archive.json";
 pub(crate) fn publish(
     dir: &Path,
     config: &Config,
+    locale: &Locale,
     entry: &Entry,
     html: &str,
 ) -> Result<(PathBuf, bool)> {
@@ -49,8 +57,14 @@ pub(crate) fn publish(
         &dir.join(MANIFEST),
         serde_json::to_string_pretty(&entries)?.as_bytes(),
     )?;
-    crate::atomic_file::write(&dir.join("index.html"), index(config, &entries).as_bytes())?;
-    crate::atomic_file::write(&dir.join("atom.xml"), atom(config, &entries).as_bytes())?;
+    crate::atomic_file::write(
+        &dir.join("index.html"),
+        index(config, locale, &entries).as_bytes(),
+    )?;
+    crate::atomic_file::write(
+        &dir.join("atom.xml"),
+        atom(config, locale, &entries).as_bytes(),
+    )?;
     Ok((page, written))
 }
 
@@ -64,9 +78,14 @@ fn manifest(dir: &Path) -> Result<Vec<Entry>> {
     }
 }
 
-/// The index page: every edition, newest first, with a link to the feed.
-fn index(config: &Config, entries: &[Entry]) -> String {
+/// The index page: every edition, newest first, with a link to the feed, in the list's
+/// language.
+fn index(config: &Config, locale: &Locale, entries: &[Entry]) -> String {
     let name = escape_html(&config.newsletter.name);
+    let title =
+        escape_html(&locale.fill("archive_title", &[("newsletter", &config.newsletter.name)]));
+    let lang = escape_html(&locale.tag);
+    let feed = escape_html(locale.get("archive_feed"));
     let mut items = String::new();
     for e in entries {
         let _ = writeln!(
@@ -74,15 +93,15 @@ fn index(config: &Config, entries: &[Entry]) -> String {
             "<li style=\"margin:0 0 12px 0;\"><a href=\"{}/\" style=\"color:#1d3557;\">{}</a><br><span style=\"color:#595959; font-size:14px;\">{}</span></li>",
             escape_html(&e.id),
             escape_html(&e.title),
-            escape_html(&e.date)
+            escape_html(&shown_date(locale, &e.date))
         );
     }
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-<title>{name}: all editions</title>\n<link rel=\"alternate\" type=\"application/atom+xml\" title=\"{name}\" href=\"atom.xml\">\n</head>\n\
+        "<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+<title>{title}</title>\n<link rel=\"alternate\" type=\"application/atom+xml\" title=\"{name}\" href=\"atom.xml\">\n</head>\n\
 <body style=\"margin:0; padding:24px 16px; font-family:Arial, Helvetica, sans-serif; font-size:16px; line-height:24px; color:#222222; background-color:#ffffff; word-break:break-word;\">\n\
 <div style=\"max-width:600px; margin:0 auto;\">\n<h1 style=\"font-family:Georgia, 'Times New Roman', serif; font-size:28px; line-height:34px; color:#1d3557;\">{name}</h1>\n\
-<ul style=\"list-style:none; padding:0; margin:0;\">\n{items}</ul>\n<p style=\"font-size:14px; color:#595959;\"><a href=\"atom.xml\" style=\"color:#1d3557;\">Atom feed</a></p>\n</div>\n</body>\n</html>\n"
+<ul style=\"list-style:none; padding:0; margin:0;\">\n{items}</ul>\n<p style=\"font-size:14px; color:#595959;\"><a href=\"atom.xml\" style=\"color:#1d3557;\">{feed}</a></p>\n</div>\n</body>\n</html>\n"
     )
 }
 
@@ -95,7 +114,7 @@ fn xml(text: &str) -> String {
 
 /// The Atom feed (RFC 4287) of the editions: absolute links with `[archive] url`, relative
 /// ones (to the feed's own address) without.
-fn atom(config: &Config, entries: &[Entry]) -> String {
+fn atom(config: &Config, locale: &Locale, entries: &[Entry]) -> String {
     let base = config
         .archive
         .as_ref()
@@ -111,7 +130,8 @@ fn atom(config: &Config, entries: &[Entry]) -> String {
         .first()
         .map_or_else(|| "1970-01-01".to_string(), |e| e.date.clone());
     let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n<title>{}</title>\n<id>{}</id>\n<updated>{updated}T00:00:00Z</updated>\n<link rel=\"alternate\" href=\"{}\"/>\n<author><name>{}</name></author>\n",
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\" xml:lang=\"{}\">\n<title>{}</title>\n<id>{}</id>\n<updated>{updated}T00:00:00Z</updated>\n<link rel=\"alternate\" href=\"{}\"/>\n<author><name>{}</name></author>\n",
+        xml(&locale.tag),
         xml(&config.newsletter.name),
         xml(&feed_id),
         xml(if base.is_empty() { "./" } else { &base }),

@@ -34,6 +34,7 @@ pub(crate) mod feeds;
 pub(crate) mod http;
 pub(crate) mod inbound;
 pub mod input;
+pub(crate) mod locale;
 pub(crate) mod mail;
 pub(crate) mod problems;
 pub mod project;

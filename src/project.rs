@@ -14,6 +14,7 @@ use crate::edition::selection::{self, Rules};
 use crate::feeds::{Cache, Report};
 use crate::input::articles;
 use crate::input::subscribers::{self, Subscriber, SubscriberList};
+use crate::locale::Locale;
 use crate::mail::message::{Mailer, Outgoing};
 use crate::problems::{Problem, Problems};
 use crate::render::compose::{Composer, Rendered};
@@ -70,12 +71,16 @@ struct Planned {
     resumed: bool,
     explained: Vec<crate::edition::selection::Explained>,
     sources: Vec<crate::feeds::Report>,
+    /// Warnings of the plan (a language served by a fallback).
+    notes: Vec<String>,
 }
 
 /// The unfinished edition, exactly as frozen; `None` when its templates no longer parse
 /// (the problems say why).
 fn resume(id: String, frozen: Frozen, problems: &mut Problems) -> Option<Planned> {
-    let templates = Templates::from_frozen(&frozen.templates)
+    // An edition frozen before locales were kept was rendered with the English strings.
+    let locale = frozen.locale.unwrap_or_else(Locale::english);
+    let templates = Templates::from_frozen(&frozen.templates, locale)
         .map_err(|p| problems.extend(p))
         .ok()?;
     Some(Planned {
@@ -89,6 +94,7 @@ fn resume(id: String, frozen: Frozen, problems: &mut Problems) -> Option<Planned
         resumed: true,
         explained: Vec::new(),
         sources: Vec::new(),
+        notes: Vec::new(),
     })
 }
 
@@ -113,9 +119,16 @@ fn plan_new(
     }
     .map_err(|p| problems.extend(p))
     .ok();
-    let templates = Templates::load(config.paths.templates.as_deref())
+    let mut notes = Vec::new();
+    let templates = Locale::load(&config.newsletter.locale, config.paths.locales.as_deref())
         .map_err(|p| problems.extend(p))
-        .ok();
+        .ok()
+        .and_then(|(locale, warnings)| {
+            notes = warnings;
+            Templates::load(config.paths.templates.as_deref(), locale)
+                .map_err(|p| problems.extend(p))
+                .ok()
+        });
     let (Some(mut all), Some(templates)) = (markdown, templates) else {
         return Ok(None);
     };
@@ -149,6 +162,7 @@ fn plan_new(
         resumed: false,
         explained,
         sources,
+        notes,
     }))
 }
 
@@ -208,6 +222,7 @@ impl Project {
             None => Some(None),
         };
         if let Some(planned) = &planned {
+            notes.extend(planned.notes.iter().cloned());
             notes.extend(planned.templates.layout_warnings());
         }
         if let Some(edition) = planned.as_ref().and_then(|p| p.edition.as_ref()) {
@@ -288,6 +303,7 @@ impl Project {
             date: edition.date,
             articles: edition.articles.clone(),
             templates: self.templates.sources(),
+            locale: Some(self.templates.locale().clone()),
             audience: self.subscribers.audience.clone(),
             sources_read: names(read),
             sources_failed: names(failed),

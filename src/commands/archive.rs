@@ -105,5 +105,5 @@ pub(crate) fn publish(
         date: edition.date.to_string(),
         title: title.trim().to_string(),
     };
-    archive::publish(dir, config, &entry, &html)
+    archive::publish(dir, config, composer.locale(), &entry, &html)
 }

@@ -5,6 +5,7 @@
 //! own then writes it into the subscriber file under the list lock, so a click never waits
 //! for a rewrite and a send never waits for a click.
 
+use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
@@ -18,6 +19,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::http::{self, Limits, RateLimit, Request, Response, Route};
+use crate::locale::Locale;
+use crate::render::templates::escape_html;
 use crate::state::Journal;
 use crate::state::listfile;
 use crate::token::Signer;
@@ -37,6 +40,13 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
         log.warn(w);
     }
     let (prefix, suffix) = route(&config.unsubscribe.url)?;
+    // The pages speak the list's language; a project file with a mistake stops here, as
+    // it stops `check` and `send`.
+    let (locale, warnings) =
+        Locale::load(&config.newsletter.locale, config.paths.locales.as_deref())?;
+    for w in warnings {
+        log.warn(w);
+    }
     let journal = Journal::open(&config.paths.state)?;
     let list_writer = ListWriter::start(config.clone(), clock)?;
     let listener = std::net::TcpListener::bind(&args.listen)
@@ -59,6 +69,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
         clock,
         journal: Mutex::new(journal),
         list_writer,
+        locale,
     });
     let matcher = std::sync::Arc::clone(&page);
     let rate = (args.rate_limit > 0).then_some(RateLimit {
@@ -110,6 +121,7 @@ struct UnsubscribePage {
     clock: Clock,
     journal: Mutex<Journal>,
     list_writer: ListWriter,
+    locale: Locale,
 }
 
 impl UnsubscribePage {
@@ -127,11 +139,14 @@ impl UnsubscribePage {
     }
 
     fn answer(&self, request: &Request) -> Response {
-        let page = self.page(request);
+        let page = self.respond(request);
         let html = format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{}</title></head>\
+            "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{}</title></head>\
              <body style=\"font-family:Arial,sans-serif;max-width:36em;margin:3em auto;padding:0 1em;\"><h1>{}</h1>{}</body></html>\n",
-            page.title, page.title, page.body
+            escape_html(&self.locale.tag),
+            page.title,
+            page.title,
+            page.body
         );
         let mut headers = vec![
             ("Content-Type", "text/html; charset=utf-8".to_string()),
@@ -149,46 +164,56 @@ impl UnsubscribePage {
         }
     }
 
-    fn page(&self, request: &Request) -> Page {
+    /// A page of `status` whose title and text are the locale's strings `title` and `text`
+    /// (escaped here), with `values` (HTML) in their slots.
+    fn page(&self, status: u16, title: &str, text: &str, values: &[(&str, &str)]) -> Page {
+        let text = crate::locale::fill(&escape_html(self.locale.get(text)), |slot| {
+            values
+                .iter()
+                .find(|(k, _)| *k == slot)
+                .map(|(_, v)| (*v).to_string())
+        });
+        Page {
+            status,
+            title: escape_html(self.locale.get(title)),
+            body: format!("<p>{text}</p>"),
+        }
+    }
+
+    fn respond(&self, request: &Request) -> Page {
         let Some(token) = self.token_in(&request.target) else {
-            return page(404, "Not found", "There is nothing here.".into());
+            return self.page(404, "page_not_found_title", "page_not_found", &[]);
         };
         let Some(email) = self
             .signer
             .verify_unsubscribe_token(&self.config.newsletter.list_id, token)
         else {
-            return page(
-                400,
-                "This link is not valid",
-                "This unsubscribe link is damaged or was not made by this newsletter. Please use the link from the email as it is, or reply to the email to ask us.".into(),
-            );
+            return self.page(400, "page_invalid_title", "page_invalid", &[]);
         };
-        let name = crate::render::templates::escape_html(&self.config.newsletter.name);
-        let shown = crate::render::templates::escape_html(email.as_str());
+        let name = escape_html(&self.config.newsletter.name);
+        let shown = format!("<strong>{}</strong>", escape_html(email.as_str()));
         match request.method {
-            Method::GET | Method::HEAD => page(
-                200,
-                "Unsubscribe",
-                format!(
-                    "<p>Stop sending {name} to <strong>{shown}</strong>?</p>\
-                     <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
-                     <button type=\"submit\" style=\"font-size:1.1em;padding:.5em 1.2em;\">Unsubscribe</button></form>"
-                ),
-            ),
+            Method::GET | Method::HEAD => {
+                let mut page = self.page(
+                    200,
+                    "page_unsubscribe_title",
+                    "page_unsubscribe",
+                    &[("newsletter", &name), ("email", &shown)],
+                );
+                let _ = write!(
+                    page.body,
+                    "<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
+                     <button type=\"submit\" style=\"font-size:1.1em;padding:.5em 1.2em;\">{}</button></form>",
+                    escape_html(self.locale.get("page_unsubscribe_button"))
+                );
+                page
+            }
             Method::POST => {
                 let Ok(body) = std::str::from_utf8(&request.body) else {
-                    return page(
-                        400,
-                        "Not understood",
-                        "The request body is not text.".into(),
-                    );
+                    return self.page(400, "page_not_understood_title", "page_not_text", &[]);
                 };
                 if !is_one_click(body) {
-                    return page(
-                        400,
-                        "Not understood",
-                        "The request did not ask to unsubscribe (expected List-Unsubscribe=One-Click).".into(),
-                    );
+                    return self.page(400, "page_not_understood_title", "page_not_one_click", &[]);
                 }
                 // Durable before the answer: the commit returns only once it is on disk.
                 let recorded = self
@@ -200,32 +225,26 @@ impl UnsubscribePage {
                     });
                 if let Err(e) = recorded {
                     eprintln!("error: {e:#}");
-                    return page(
-                        503,
-                        "Please try again",
-                        "The unsubscribe could not be saved. Please try again in a minute.".into(),
-                    );
+                    return self.page(503, "page_retry_title", "page_retry", &[]);
                 }
                 eprintln!("unsubscribed {email} (one-click)");
                 self.list_writer.poke();
-                page(
+                self.page(
                     200,
-                    "You are unsubscribed",
-                    format!("<p><strong>{shown}</strong> will receive no more {name}.</p>"),
+                    "page_done_title",
+                    "page_done",
+                    &[("newsletter", &name), ("email", &shown)],
                 )
             }
-            _ => page(
-                405,
-                "Method not allowed",
-                "Use the link in the email.".into(),
-            ),
+            _ => self.page(405, "page_method_title", "page_method", &[]),
         }
     }
 }
 
+/// A page's status, title and body, as HTML.
 struct Page {
     status: u16,
-    title: &'static str,
+    title: String,
     body: String,
 }
 
@@ -276,19 +295,6 @@ fn is_one_click(body: &str) -> bool {
     body.split('&')
         .any(|pair| pair.trim() == "List-Unsubscribe=One-Click")
         || (body.contains("name=\"List-Unsubscribe\"") && body.contains("One-Click"))
-}
-
-fn page(status: u16, title: &'static str, body: String) -> Page {
-    let body = if body.starts_with('<') {
-        body
-    } else {
-        format!("<p>{body}</p>")
-    };
-    Page {
-        status,
-        title,
-        body,
-    }
 }
 
 #[cfg(test)]

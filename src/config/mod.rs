@@ -110,7 +110,10 @@ pub struct Newsletter {
     /// Where readers get help with the list: the `List-Help` header (RFC 2369).
     pub help_url: Option<String>,
     pub list_id: String,
-    pub greeting_fallback: String,
+    /// The reader's language (`fr`, `pt-BR`): strings, dates and `<html lang>`.
+    pub locale: String,
+    /// The greeting for a subscriber with no name; the locale's own word when unset.
+    pub greeting_fallback: Option<String>,
     /// The sender's postal address, shown in the footer (CAN-SPAM and CASL ask for one).
     pub postal_address: Option<String>,
     /// Why the reader receives this, shown in the footer.
@@ -135,6 +138,9 @@ pub struct Paths {
     pub subscribers: PathBuf,
     /// `None` when no template folder exists: the embedded defaults are used alone.
     pub templates: Option<PathBuf>,
+    /// The project's own strings (`locales/fr.toml`), over the built-in ones; `None` when
+    /// the folder does not exist.
+    pub locales: Option<PathBuf>,
     pub state: PathBuf,
 }
 
@@ -172,6 +178,7 @@ struct RawNewsletter {
     website: Option<Spanned<String>>,
     help_url: Option<Spanned<String>>,
     list_id: Spanned<String>,
+    locale: Option<Spanned<String>>,
     greeting_fallback: Option<Spanned<String>>,
     postal_address: Option<Spanned<String>>,
     reason: Option<Spanned<String>>,
@@ -197,6 +204,7 @@ struct RawPaths {
     #[serde(default = "default_subscribers")]
     subscribers: PathBuf,
     templates: Option<Spanned<PathBuf>>,
+    locales: Option<Spanned<PathBuf>>,
     #[serde(default = "default_state")]
     state: PathBuf,
 }
@@ -217,6 +225,7 @@ impl Default for RawPaths {
             articles: default_articles(),
             subscribers: default_subscribers(),
             templates: None,
+            locales: None,
             state: default_state(),
         }
     }
@@ -279,6 +288,15 @@ impl Config {
                     format!("may have at most {MAX_LINE_CHARS} characters"),
                 ));
             }
+        }
+        if let Some(l) = &n.locale
+            && !crate::locale::valid_tag(l.get_ref())
+        {
+            problems.push(at(
+                "newsletter.locale",
+                l.span(),
+                "must be a language tag such as \"en\", \"fr\" or \"pt-BR\"".into(),
+            ));
         }
         if !n
             .list_id
@@ -343,10 +361,25 @@ impl Config {
             }
             None => Some(dir.join("templates")).filter(|p| p.is_dir()),
         };
+        let locales = match &raw.paths.locales {
+            Some(t) => {
+                let p = dir.join(t.get_ref());
+                if !p.is_dir() {
+                    problems.push(at(
+                        "paths.locales",
+                        t.span(),
+                        format!("{} is not a folder", p.display()),
+                    ));
+                }
+                Some(p)
+            }
+            None => Some(dir.join("locales")).filter(|p| p.is_dir()),
+        };
         let paths = Paths {
             articles: dir.join(&raw.paths.articles),
             subscribers: dir.join(&raw.paths.subscribers),
             templates,
+            locales,
             state: dir.join(&raw.paths.state),
         };
 
@@ -414,10 +447,14 @@ impl Config {
                         website,
                         help_url,
                         list_id: n.list_id.get_ref().clone(),
+                        locale: n
+                            .locale
+                            .as_ref()
+                            .map_or_else(|| "en".to_string(), |l| l.get_ref().clone()),
                         greeting_fallback: n
                             .greeting_fallback
                             .as_ref()
-                            .map_or_else(|| "reader".to_string(), |g| g.get_ref().clone()),
+                            .map(|g| g.get_ref().clone()),
                         postal_address: line(n.postal_address.as_ref()),
                         reason: line(n.reason.as_ref()),
                         preheader: line(n.preheader.as_ref()),
@@ -490,7 +527,8 @@ kind = "outbox"
         assert_eq!(c.paths.articles, Path::new("/p/articles"));
         assert_eq!(c.paths.subscribers, Path::new("/p/subscribers.toml"));
         assert!(matches!(c.transport, Transport::Outbox(ref p) if p == Path::new("/p/outbox")));
-        assert_eq!(c.newsletter.greeting_fallback, "reader");
+        assert_eq!(c.newsletter.greeting_fallback, None);
+        assert_eq!(c.newsletter.locale, "en");
     }
 
     #[test]

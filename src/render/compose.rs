@@ -233,10 +233,6 @@ struct SubscriberView<'a> {
     greeting: &'a str,
 }
 
-fn human_date(d: chrono::NaiveDate) -> String {
-    d.format("%-d %B %Y").to_string()
-}
-
 impl<'a> Composer<'a> {
     pub fn new(
         config: &Config,
@@ -245,7 +241,10 @@ impl<'a> Composer<'a> {
         signer: &'a Signer,
     ) -> Self {
         let n = &config.newsletter;
+        let locale = templates.locale();
         let mut base = Context::new();
+        base.insert("lang", &locale.tag);
+        base.insert("t", &locale.strings);
         base.insert(
             "newsletter",
             &NewsletterView {
@@ -280,7 +279,7 @@ impl<'a> Composer<'a> {
             "edition",
             &EditionView {
                 id: &edition.id,
-                date: human_date(edition.date),
+                date: locale.date(edition.date),
                 date_iso: edition.date.to_string(),
             },
         );
@@ -290,7 +289,7 @@ impl<'a> Composer<'a> {
             .map(|a| ArticleView {
                 id: &a.id,
                 title: &a.title,
-                date: human_date(a.date),
+                date: locale.date(a.date),
                 date_iso: a.date.to_string(),
                 link: &a.link,
                 summary: &a.summary,
@@ -308,7 +307,10 @@ impl<'a> Composer<'a> {
             signer,
             list_id: n.list_id.clone(),
             unsubscribe_url: config.unsubscribe.url.clone(),
-            greeting_fallback: n.greeting_fallback.clone(),
+            greeting_fallback: n
+                .greeting_fallback
+                .clone()
+                .unwrap_or_else(|| locale.get("reader").to_string()),
             prepared: [None, None],
             inliner: CSSInliner::options()
                 .load_remote_stylesheets(false)
@@ -319,6 +321,11 @@ impl<'a> Composer<'a> {
         };
         composer.prepared = [composer.prepare(false), composer.prepare(true)];
         composer
+    }
+
+    /// The language the edition is written in.
+    pub fn locale(&self) -> &crate::locale::Locale {
+        self.templates.locale()
     }
 
     /// This subscriber's own unsubscribe link.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tera::{Context, Tera};
 
+use crate::locale::Locale;
 use crate::problems::{Problem, Problems};
 
 pub(crate) const HTML: &str = "digest.html";
@@ -23,11 +24,14 @@ pub struct Templates {
     tera: Tera,
     /// Where each template came from and its text, to locate render errors.
     sources: BTreeMap<String, (PathBuf, String)>,
+    /// The strings and date format the templates are given (`t`, `lang`): frozen with an
+    /// edition like the templates, so a resumed send reads exactly as it began.
+    locale: Locale,
 }
 
 impl Templates {
     /// The embedded defaults, with every `*.html` / `*.txt` file of `dir` laid over them.
-    pub fn load(dir: Option<&Path>) -> Result<Templates, Problems> {
+    pub fn load(dir: Option<&Path>, locale: Locale) -> Result<Templates, Problems> {
         let mut sources: BTreeMap<String, (PathBuf, String)> = EMBEDDED
             .iter()
             .map(|(name, text)| {
@@ -42,7 +46,7 @@ impl Templates {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let templates = Templates::build(sources)?;
+        let templates = Templates::build(sources, locale)?;
         let unknown = templates.unknown_variables();
         if !unknown.is_empty() {
             return Err(unknown);
@@ -60,8 +64,10 @@ impl Templates {
             .values()
             .flat_map(|(_, text)| crate::render::variables::includes(text))
             .collect();
+        let strings: Vec<&str> = self.locale.strings.keys().map(String::as_str).collect();
         for (name, (path, text)) in &self.sources {
-            for u in crate::render::variables::check(name, text, included.contains(name)) {
+            for u in crate::render::variables::check(name, text, included.contains(name), &strings)
+            {
                 let problem = Problem::new(path, u.message);
                 problems.push(match line_using(text, &u.name) {
                     Some(line) => problem.at_line(line),
@@ -73,7 +79,10 @@ impl Templates {
     }
 
     /// Templates from their sources, as frozen with an edition.
-    pub fn from_frozen(frozen: &BTreeMap<String, String>) -> Result<Templates, Problems> {
+    pub fn from_frozen(
+        frozen: &BTreeMap<String, String>,
+        locale: Locale,
+    ) -> Result<Templates, Problems> {
         let sources = frozen
             .iter()
             .map(|(name, text)| {
@@ -81,7 +90,11 @@ impl Templates {
                 (name.clone(), (origin, text.clone()))
             })
             .collect();
-        Templates::build(sources)
+        Templates::build(sources, locale)
+    }
+
+    pub fn locale(&self) -> &Locale {
+        &self.locale
     }
 
     /// Name → source of every template in use, to freeze with an edition.
@@ -92,7 +105,10 @@ impl Templates {
             .collect()
     }
 
-    fn build(sources: BTreeMap<String, (PathBuf, String)>) -> Result<Templates, Problems> {
+    fn build(
+        sources: BTreeMap<String, (PathBuf, String)>,
+        locale: Locale,
+    ) -> Result<Templates, Problems> {
         let mut problems = Problems::default();
         // Parse each file on its own first, so every syntax error is reported, not just one.
         for (name, (path, text)) in &sources {
@@ -116,9 +132,15 @@ impl Templates {
         let mut tera = Tera::default();
         tera.set_escape_fn(escape_html);
         tera.register_filter("wrap", wrap_filter);
+        tera.register_filter("fill", fill_filter);
+        tera.register_filter("fill_links", fill_links_filter);
         tera.add_raw_templates(sources.iter().map(|(n, (_, t))| (n.as_str(), t.as_str())))
             .map_err(|e| Problem::new(Path::new("templates"), chain(&e)))?;
-        Ok(Templates { tera, sources })
+        Ok(Templates {
+            tera,
+            sources,
+            locale,
+        })
     }
 
     /// Fixed widths in the HTML templates that a phone cannot show, each with its file and
@@ -156,6 +178,45 @@ impl Templates {
             }
         })
     }
+}
+
+fn as_text(value: &tera::Value) -> String {
+    match value {
+        tera::Value::String(s) => s.clone(),
+        tera::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `{{ t.hello | fill(greeting=subscriber.greeting) }}`: a string of the locale with its
+/// `{slots}` filled in. In HTML templates the result is escaped like any other value.
+#[allow(clippy::unnecessary_wraps)] // the signature Tera asks of a filter
+fn fill_filter(
+    value: &tera::Value,
+    args: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let filled = crate::locale::fill(&as_text(value), |slot| args.get(slot).map(as_text));
+    Ok(tera::Value::String(filled))
+}
+
+/// `{{ t.contact | fill_links(contact=…, contact_href="mailto:…") | safe }}`: for HTML
+/// templates, a string whose slots become links. It escapes the string and every value
+/// itself (hence `safe` after it); a slot with a `SLOT_href` argument is wrapped in
+/// `<a href>`, so a translation may move the link anywhere in its sentence.
+#[allow(clippy::unnecessary_wraps)] // the signature Tera asks of a filter
+fn fill_links_filter(
+    value: &tera::Value,
+    args: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let escaped = escape_html(&as_text(value));
+    let filled = crate::locale::fill(&escaped, |slot| {
+        let text = escape_html(&as_text(args.get(slot)?));
+        Some(match args.get(&format!("{slot}_href")) {
+            Some(href) => format!("<a href=\"{}\">{text}</a>", escape_html(&as_text(href))),
+            None => text,
+        })
+    });
+    Ok(tera::Value::String(filled))
 }
 
 /// `{{ text | wrap }}` (or `wrap(width=60)`): the text's lines wrapped for the plain part,
@@ -268,14 +329,18 @@ mod tests {
 
     #[test]
     fn the_embedded_templates_parse() {
-        assert!(Templates::load(None).map_err(|p| p.to_string()).is_ok());
+        assert!(
+            Templates::load(None, Locale::english())
+                .map_err(|p| p.to_string())
+                .is_ok()
+        );
     }
 
     #[test]
     fn an_override_with_a_syntax_error_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("subject.txt"), "{{ edition.date }\n").unwrap();
-        let Err(err) = Templates::load(Some(dir.path())) else {
+        let Err(err) = Templates::load(Some(dir.path()), Locale::english()) else {
             panic!("a syntax error was accepted")
         };
         let text = err.to_string();
@@ -292,7 +357,7 @@ mod tests {
         )
         .unwrap();
         // `load` reads every branch and refuses it, with the line ...
-        let Err(err) = Templates::load(Some(dir.path())) else {
+        let Err(err) = Templates::load(Some(dir.path()), Locale::english()) else {
             panic!("a misspelled variable was accepted")
         };
         assert!(err.to_string().contains("subject.txt:2:"), "{err}");
@@ -302,7 +367,7 @@ mod tests {
             SUBJECT.to_string(),
             "Weekly\n{{ edition.titel }}\n".to_string(),
         )]);
-        let Ok(t) = Templates::from_frozen(&frozen) else {
+        let Ok(t) = Templates::from_frozen(&frozen, Locale::english()) else {
             panic!("the frozen template should parse")
         };
         let mut ctx = Context::new();

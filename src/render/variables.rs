@@ -11,17 +11,21 @@ use tera::ast::{Expr, ExprVal, Node};
 /// boolean, or anything a template made itself).
 #[derive(Debug, Clone)]
 enum Shape {
-    Fields(Vec<(&'static str, Shape)>),
+    Fields(Vec<(String, Shape)>),
     List(Box<Shape>),
     Value,
 }
 
-fn fields(list: &[(&'static str, Shape)]) -> Shape {
-    Shape::Fields(list.to_vec())
+fn fields(list: &[(&str, Shape)]) -> Shape {
+    Shape::Fields(
+        list.iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect(),
+    )
 }
 
-/// The context every template gets (see `compose.rs`).
-fn context() -> HashMap<String, Shape> {
+/// The context every template gets (see `compose.rs`); `strings` are the locale's keys.
+fn context(strings: &[&str]) -> HashMap<String, Shape> {
     let v = || Shape::Value;
     let image = fields(&[
         ("url", v()),
@@ -68,6 +72,11 @@ fn context() -> HashMap<String, Shape> {
         ("preheader".to_string(), v()),
         ("archive_url".to_string(), v()),
         ("web".to_string(), v()),
+        ("lang".to_string(), v()),
+        (
+            "t".to_string(),
+            Shape::Fields(strings.iter().map(|k| ((*k).to_string(), v())).collect()),
+        ),
     ])
 }
 
@@ -113,12 +122,12 @@ pub(crate) struct Unknown {
 
 /// Checks one template's source. `included`: other templates include this one, so names
 /// their loops and `set`s define may reach it; only fields of known names are checked then.
-pub(crate) fn check(name: &str, source: &str, included: bool) -> Vec<Unknown> {
+pub(crate) fn check(name: &str, source: &str, included: bool, strings: &[&str]) -> Vec<Unknown> {
     let Ok(template) = tera::Template::new(name, None, source) else {
         return Vec::new(); // a syntax error is reported on its own
     };
     let mut walker = Walker {
-        scopes: vec![context()],
+        scopes: vec![context(strings)],
         lenient: included,
         found: Vec::new(),
     };
@@ -306,7 +315,7 @@ impl Walker {
                     if let Some((_, s)) = f.iter().find(|(k, _)| *k == part) {
                         s.clone()
                     } else {
-                        let known: Vec<&str> = f.iter().map(|(k, _)| *k).collect();
+                        let known: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
                         self.found.push(Unknown {
                             name: name.to_string(),
                             message: format!(
@@ -339,6 +348,19 @@ impl Walker {
 mod tests {
     use super::*;
 
+    fn keys() -> Vec<String> {
+        crate::locale::Locale::english()
+            .strings
+            .into_keys()
+            .collect()
+    }
+
+    fn check(name: &str, source: &str, included: bool) -> Vec<Unknown> {
+        let keys = keys();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        super::check(name, source, included, &keys)
+    }
+
     fn names(source: &str) -> Vec<String> {
         check("t.html", source, false)
             .into_iter()
@@ -358,6 +380,13 @@ mod tests {
             ),
             ["`a.image` has no field `widht` (it has url, alt, caption, credit, width)"]
         );
+        let misspelt = names("{{ t.unsubscrbe }}");
+        assert_eq!(misspelt.len(), 1);
+        assert!(
+            misspelt[0].starts_with("`t` has no field `unsubscrbe` (it has "),
+            "{misspelt:?}"
+        );
+        assert!(names("{{ t.unsubscribe }} {{ lang }}").is_empty());
         assert_eq!(
             names("{{ subscriber.emial }} {{ unknown_thing }}"),
             [

@@ -56,6 +56,10 @@ pub struct Frozen {
     pub articles: Vec<Article>,
     /// Template name → source, as they were when the edition was first sent.
     pub templates: BTreeMap<String, String>,
+    /// The strings and date format the templates were given; `None` for editions frozen
+    /// before they were kept (English).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<crate::locale::Locale>,
     /// Subscriber tags the edition goes to; empty: everyone.
     #[serde(default)]
     pub audience: Vec<String>,

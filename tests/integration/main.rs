@@ -22,6 +22,7 @@ mod hardening;
 mod imap;
 mod input;
 mod layout;
+mod locale;
 mod outbox;
 mod pipelining;
 mod refusals;
