@@ -61,7 +61,7 @@ fn each_edition_gets_a_page_that_later_editions_leave_alone() {
     assert!(
         msg.body_html(0)
             .expect("html")
-            .contains(&format!("<a href=\"{link}\"")),
+            .contains(&format!(" href=\"{link}\"")),
         "the view-in-browser link"
     );
     assert!(msg.body_text(0).expect("text").contains(&link));

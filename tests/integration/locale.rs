@@ -110,6 +110,9 @@ fn a_french_edition_has_french_dates_and_no_english_string_left() {
         }
     }
 
+    // Longer French words still fit a phone.
+    crate::layout::check_html("fr-message", &html);
+
     // The archive's page and index speak French too.
     let id = p.query("SELECT id FROM edition")[0].clone();
     let page = p.read(&format!("public/{id}/index.html"));
