@@ -80,6 +80,16 @@ pub enum Command {
     /// List the suppressed addresses (never mailed again: the mailbox does not exist or is
     /// disabled), with the reply and the date; `suppressions lift` gives them back.
     Suppressions(SuppressionsArgs),
+    /// Forget an address on its owner's request: remove it from the subscriber file, delete
+    /// every row about it from the state database (deliveries, suppression, unsubscribe,
+    /// list changes, bounce findings; the file is then rewritten so no copy survives in
+    /// free pages or the write-ahead log) and its outbox and preview files. Only a keyed
+    /// hash is kept (key: STATE.forget-key, beside the state database; back it up with
+    /// it), so the address is never mailed again, even if it is added back to the list.
+    Forget(AddressArgs),
+    /// Print, as JSON, everything kept about one address: its subscriber entry, its rows
+    /// in the state database and the files named after it (a reader's access request).
+    ExportData(AddressArgs),
     /// Write the web archive: a page per sent edition (with no reader in it), an index and
     /// an Atom feed, into `--out` or `[archive] dir`. Pages already written stay as they
     /// are; `send` writes each new edition's page when it freezes it.
@@ -114,6 +124,13 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `newsletter man > /usr/local/share/man/man1/newsletter.1`.
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct AddressArgs {
+    /// The reader's address, in any spelling (a Unicode or A-label domain).
+    #[arg(value_name = "ADDRESS")]
+    pub address: String,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ pub(crate) mod inbound;
 pub mod input;
 pub(crate) mod locale;
 pub(crate) mod mail;
+pub(crate) mod privacy;
 pub(crate) mod problems;
 pub mod project;
 #[cfg(test)]
@@ -63,6 +64,8 @@ pub fn run(cli: &Cli) -> Exit {
         Command::Unsubscribe(args) => commands::list::unsubscribe(cli, args),
         Command::Subscribe(args) => commands::list::subscribe(cli, args),
         Command::Suppressions(args) => commands::suppressions::run(cli, args),
+        Command::Forget(args) => commands::privacy::forget(cli, args),
+        Command::ExportData(args) => commands::privacy::export_data(cli, args),
         Command::Archive(args) => commands::archive::run(cli, args, &log),
         Command::Bounces(args) => commands::bounces::run(cli, args, &log),
         Command::Serve(args) => commands::serve::run(cli, args, &log),

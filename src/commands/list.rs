@@ -31,6 +31,10 @@ pub(crate) fn unsubscribe(cli: &Cli, args: &UnsubscribeArgs) -> Result<Exit> {
     };
     let mut journal = Journal::open(&config.paths.state)?;
     let clock = Clock::from_env()?;
+    if crate::privacy::Forgotten::load(&journal, &config.paths.state)?.contains(&email) {
+        crate::say!("{email} was forgotten on request: it is never mailed, nothing to do");
+        return Ok(Exit::Done);
+    }
     journal.record_unsubscribe(email.as_str(), "command line", clock.now())?;
     report(
         &config,
@@ -52,6 +56,11 @@ pub(crate) fn subscribe(cli: &Cli, args: &SubscribeArgs) -> Result<Exit> {
     };
     let clock = Clock::from_env()?;
     let mut journal = Journal::open(&config.paths.state)?;
+    if crate::privacy::Forgotten::load(&journal, &config.paths.state)?.contains(&email) {
+        bail!(
+            "{email} was forgotten on its owner's request (newsletter forget): it is never subscribed or mailed again"
+        );
+    }
     journal.record_subscribe(
         email.as_str(),
         name.as_ref().map(DisplayName::as_str),

@@ -7,6 +7,7 @@ pub(crate) mod check;
 pub(crate) mod init;
 pub(crate) mod list;
 pub(crate) mod preview;
+pub(crate) mod privacy;
 pub(crate) mod send;
 pub(crate) mod serve;
 pub(crate) mod status;

@@ -20,6 +20,7 @@ use crate::deliver::{self, Counters, StopReason, Via, Work};
 use crate::edition::Edition;
 use crate::exit::Exit;
 use crate::input::subscribers::Subscriber;
+use crate::privacy::Forgotten;
 use crate::project::{Project, outgoing, render_all};
 use crate::schedule::{self, Decision};
 use crate::state::listfile;
@@ -91,10 +92,11 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         return super::nothing_new(Some(&journal), &project, cli.quiet);
     };
     let excluded = journal.excluded()?;
+    let forgotten = Forgotten::load(&journal, &project.config.paths.state)?;
     let active: Vec<&Subscriber> = project
         .subscribers
         .active()
-        .filter(|s| !excluded.contains(s.email.as_str()))
+        .filter(|s| !excluded.contains(s.email.as_str()) && !forgotten_skipped(&forgotten, s, log))
         .collect();
     if !project.resumed
         && !args.despite_rates
@@ -534,6 +536,18 @@ fn report(
     Ok(exit)
 }
 
+/// True (with a warning) for an address forgotten on request that is on the list again.
+fn forgotten_skipped(forgotten: &Forgotten, subscriber: &Subscriber, log: &Log) -> bool {
+    let skip = forgotten.contains(&subscriber.email);
+    if skip {
+        log.warn(format!(
+            "{} was forgotten on its owner's request (newsletter forget) and is never mailed again; remove it from the subscriber list",
+            subscriber.email
+        ));
+    }
+    skip
+}
+
 fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Exit> {
     let Some(edition) = &project.edition else {
         return super::nothing_new(journal, project, false);
@@ -541,6 +555,10 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
     let excluded = match journal {
         Some(j) => j.excluded()?,
         None => std::collections::HashSet::default(),
+    };
+    let forgotten = match journal {
+        Some(j) => Forgotten::load(j, &project.config.paths.state)?,
+        None => Forgotten::default(),
     };
     let done: std::collections::HashSet<String> = match journal {
         Some(j) if project.resumed => j
@@ -556,7 +574,11 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
     let recipients: Vec<&Subscriber> = project
         .subscribers
         .active()
-        .filter(|s| !excluded.contains(s.email.as_str()) && !done.contains(s.email.as_str()))
+        .filter(|s| {
+            !excluded.contains(s.email.as_str())
+                && !done.contains(s.email.as_str())
+                && !forgotten_skipped(&forgotten, s, log)
+        })
         .collect();
     let composer = project.composer(edition);
     render_all(&composer, recipients.iter().copied())?;

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::exit::Exit;
 use crate::http::{self, Limits, RateLimit, Request, Response, Route};
 use crate::locale::Locale;
+use crate::privacy::Forgotten;
 use crate::render::templates::escape_html;
 use crate::state::Journal;
 use crate::state::listfile;
@@ -221,6 +222,11 @@ impl UnsubscribePage {
                     .lock()
                     .map_err(|_| anyhow!("the state database connection was lost"))
                     .and_then(|mut j| {
+                        // A forgotten address is never mailed: recording it would write
+                        // it back into the state and the subscriber file.
+                        if Forgotten::load(&j, &self.config.paths.state)?.contains(&email) {
+                            return Ok(());
+                        }
                         j.record_unsubscribe(email.as_str(), "one-click", self.clock.now())
                     });
                 if let Err(e) = recorded {

@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
 
 /// The schema version this binary reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: usize = 3;
+pub(crate) const SCHEMA_VERSION: usize = 4;
 
 /// Forward migrations: `MIGRATIONS[n]` brings a database from version n to n + 1, in one
 /// transaction. Version 0 is every database made before the schema had a version: the
 /// tables below, created as needed, and the feed cache, created by the feeds module.
-const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3];
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3, V4];
 
 /// Version 1: the tables of version 0, all of them here, `IF NOT EXISTS` so that a
 /// database of version 0 keeps its rows.
@@ -112,6 +112,15 @@ CREATE INDEX IF NOT EXISTS inbound_edition ON inbound (edition_id, kind);
 CREATE INDEX IF NOT EXISTS inbound_email ON inbound (email, edition_id);
 CREATE INDEX IF NOT EXISTS delivery_message_id ON delivery (message_id);
 CREATE INDEX IF NOT EXISTS delivery_email ON delivery (email);
+";
+
+/// Version 4: addresses forgotten on their owner's request, kept only as a keyed hash so
+/// that they are never mailed again (see `privacy.rs`).
+const V4: &str = "
+CREATE TABLE IF NOT EXISTS forgotten (
+    hash  TEXT PRIMARY KEY,
+    at    INTEGER NOT NULL
+);
 ";
 
 pub struct Journal {

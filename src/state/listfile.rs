@@ -59,6 +59,48 @@ pub(crate) fn edit(text: &str, changes: &[ListChange], today: NaiveDate) -> Resu
     Ok(doc.to_string())
 }
 
+/// Removes every entry of the address (any spelling of it) from the subscriber file,
+/// under the list lock, keeping every other entry and comment as written; returns how
+/// many entries were removed. A comment just above a removed entry goes with it.
+pub(crate) fn remove(config: &Config, email: &EmailAddress) -> Result<usize> {
+    let path = &config.paths.subscribers;
+    let Some(lock) =
+        ListLock::acquire_within(&config.paths.state, "newsletter forget", LIST_LOCK_WAIT)?
+    else {
+        anyhow::bail!(
+            "the subscriber list stayed locked by another writer for {} s; nothing was changed, try again",
+            LIST_LOCK_WAIT.as_secs()
+        );
+    };
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut doc: DocumentMut = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let Some(list) = doc
+        .get_mut("subscriber")
+        .and_then(Item::as_array_of_tables_mut)
+    else {
+        return Ok(0);
+    };
+    let before = list.len();
+    list.retain(|t| {
+        !t.get("email")
+            .and_then(Item::as_str)
+            .and_then(|e| EmailAddress::parse(e).ok())
+            .is_some_and(|e| e.as_str().eq_ignore_ascii_case(email.as_str()))
+    });
+    let removed = before - list.len();
+    if removed > 0 {
+        crate::atomic_file::write(path, doc.to_string().as_bytes())?;
+    }
+    drop(lock);
+    Ok(removed)
+}
+
 /// Replaces a value but keeps what surrounds it (a trailing `# comment`).
 fn set_keeping_decor(table: &mut Table, key: &str, mut new: Value) {
     match table.get_mut(key).and_then(Item::as_value_mut) {

@@ -5,6 +5,7 @@
 pub(crate) mod db;
 pub(crate) mod deliveries;
 pub(crate) mod editions;
+pub(crate) mod forget;
 pub(crate) mod inbound;
 pub(crate) mod list;
 pub(crate) mod listfile;

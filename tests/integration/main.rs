@@ -25,6 +25,7 @@ mod layout;
 mod locale;
 mod outbox;
 mod pipelining;
+mod privacy;
 mod refusals;
 mod render;
 mod smtp;
