@@ -80,6 +80,17 @@ pub enum Command {
     /// List the suppressed addresses (never mailed again: the mailbox does not exist or is
     /// disabled), with the reply and the date; `suppressions lift` gives them back.
     Suppressions(SuppressionsArgs),
+    /// Bring a list from another tool into the subscriber file: a Mailchimp export (its
+    /// ZIP of subscribed, unsubscribed and cleaned CSVs), Substack, Ghost, listmonk or
+    /// Buttondown (told by their columns), or any CSV with `--email-column`. Who left or
+    /// bounced there is never subscribed here: unsubscribed stays unsubscribed, cleaned
+    /// (bounced, complained) is suppressed, unconfirmed is refused. Prints what was added,
+    /// updated, kept unsubscribed, suppressed and refused (with file and line).
+    Import(ImportArgs),
+    /// Write the subscriber list as CSV (stdout, or --out FILE) in the columns listmonk
+    /// imports: email,name,status,attributes (status enabled or blocklisted; the
+    /// attributes carry `newsletter_status`, `since` and `tags`).
+    Export(ExportArgs),
     /// Forget an address on its owner's request: remove it from the subscriber file, delete
     /// every row about it from the state database (deliveries, suppression, unsubscribe,
     /// list changes, bounce findings; the file is then rewritten so no copy survives in
@@ -124,6 +135,39 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `newsletter man > /usr/local/share/man/man1/newsletter.1`.
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export: a CSV file, or a ZIP of CSV files.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Show what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The tool that wrote it, when its columns do not tell.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::import::Format>,
+    /// For any CSV: the column with the address.
+    #[arg(long, value_name = "NAME")]
+    pub email_column: Option<String>,
+    /// For any CSV: the column with the name.
+    #[arg(long, value_name = "NAME")]
+    pub name_column: Option<String>,
+    /// For any CSV: the column with the status (subscribed/active/enabled, unsubscribed,
+    /// cleaned/bounced/complained, unconfirmed/pending).
+    #[arg(long, value_name = "NAME")]
+    pub status_column: Option<String>,
+    /// For any CSV: the column with comma-separated tags.
+    #[arg(long, value_name = "NAME")]
+    pub tags_column: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write into this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

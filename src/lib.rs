@@ -32,6 +32,7 @@ pub(crate) mod edition;
 pub(crate) mod exit;
 pub(crate) mod feeds;
 pub(crate) mod http;
+pub mod import;
 pub(crate) mod inbound;
 pub mod input;
 pub(crate) mod locale;
@@ -64,6 +65,8 @@ pub fn run(cli: &Cli) -> Exit {
         Command::Unsubscribe(args) => commands::list::unsubscribe(cli, args),
         Command::Subscribe(args) => commands::list::subscribe(cli, args),
         Command::Suppressions(args) => commands::suppressions::run(cli, args),
+        Command::Import(args) => commands::import::import(cli, args),
+        Command::Export(args) => commands::import::export(cli, args),
         Command::Forget(args) => commands::privacy::forget(cli, args),
         Command::ExportData(args) => commands::privacy::export_data(cli, args),
         Command::Archive(args) => commands::archive::run(cli, args, &log),

@@ -4,6 +4,7 @@ pub(crate) mod approve;
 pub(crate) mod archive;
 pub(crate) mod bounces;
 pub(crate) mod check;
+pub(crate) mod import;
 pub(crate) mod init;
 pub(crate) mod list;
 pub(crate) mod preview;

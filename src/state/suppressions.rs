@@ -69,6 +69,25 @@ pub(crate) fn find(journal: &mut Journal, email: &str) -> Result<Option<Suppress
         .optional()?)
 }
 
+/// Suppresses each address that is not suppressed yet, in one transaction; returns how
+/// many were added.
+pub(crate) fn add(
+    journal: &mut Journal,
+    entries: &[(String, String)],
+    now: SystemTime,
+) -> Result<usize> {
+    let tx = journal.conn.transaction()?;
+    let mut added = 0;
+    for (email, reason) in entries {
+        added += tx.execute(
+            "INSERT OR IGNORE INTO suppression (email, reason, at) VALUES (?1, ?2, ?3)",
+            params![email, reason, unix(now)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(added)
+}
+
 /// Lifts the suppression of each address; returns those that were suppressed.
 pub(crate) fn lift(journal: &mut Journal, emails: &[String]) -> Result<Vec<String>> {
     let tx = journal.connection().transaction()?;

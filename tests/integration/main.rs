@@ -20,6 +20,7 @@ mod endpoint;
 mod feeds;
 mod hardening;
 mod imap;
+mod import;
 mod input;
 mod layout;
 mod locale;
