@@ -44,6 +44,7 @@ pub mod project;
 mod properties;
 pub(crate) mod render;
 pub(crate) mod schedule;
+pub(crate) mod signup;
 pub(crate) mod state;
 pub(crate) mod token;
 

@@ -106,6 +106,42 @@ impl Signer {
         )
     }
 
+    /// `base64url(address) . EXPIRY . base64url(MAC)`: the link of a confirmation message,
+    /// good until EXPIRY (seconds since 1970). Made for one purpose (`confirm`), it cannot
+    /// stand in for an unsubscribe token, nor one for it.
+    pub fn confirm_token(&self, list_id: &str, email: &EmailAddress, expires: i64) -> String {
+        let expiry = expires.to_string();
+        let mac = self.mac(&["confirm", list_id, email.as_str(), &expiry]);
+        format!(
+            "{}.{expiry}.{}",
+            URL_SAFE_NO_PAD.encode(email.as_str()),
+            URL_SAFE_NO_PAD.encode(&mac[..16])
+        )
+    }
+
+    /// The address and expiry of a genuine confirmation token (expired or not: the caller
+    /// says which).
+    pub fn verify_confirm_token(&self, list_id: &str, token: &str) -> Option<(EmailAddress, i64)> {
+        let mut parts = token.trim().split('.');
+        let (address, expiry, tag) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let address = String::from_utf8(URL_SAFE_NO_PAD.decode(address).ok()?).ok()?;
+        let expires: i64 = expiry.parse().ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        if tag.len() != 16 || expires.to_string() != expiry {
+            return None;
+        }
+        let email = EmailAddress::parse(&address).ok()?;
+        let genuine = std::iter::once(&self.key).chain(&self.previous).any(|key| {
+            keyed(key, &["confirm", list_id, &address, expiry])
+                .verify_truncated_left(&tag)
+                .is_ok()
+        });
+        (genuine && email.as_str() == address).then_some((email, expires))
+    }
+
     /// The return-path token of one message (VERP): 16 lower-case base32 characters (MTAs
     /// may fold the case of a local part) of a MAC of the edition and the recipient. Mail
     /// that comes back is matched to its message by computing it again.
@@ -164,6 +200,27 @@ mod tests {
 
     fn signer(key: &str) -> Signer {
         Signer::new(Secret::new(key))
+    }
+
+    #[test]
+    fn confirm_tokens_verify_with_their_expiry_and_serve_no_other_purpose() {
+        let s = signer("k1");
+        let e = EmailAddress::parse("ada@example.org").unwrap();
+        let t = s.confirm_token("list", &e, 1_800_000_000);
+        assert_eq!(
+            s.verify_confirm_token("list", &t),
+            Some((e.clone(), 1_800_000_000))
+        );
+        assert_eq!(s.verify_confirm_token("other", &t), None);
+        let later = t.replace(".1800000000.", ".1900000000.");
+        assert_eq!(
+            s.verify_confirm_token("list", &later),
+            None,
+            "the expiry is signed"
+        );
+        assert_eq!(s.verify_unsubscribe_token("list", &t), None);
+        let u = s.unsubscribe_token("list", &e);
+        assert_eq!(s.verify_confirm_token("list", &u), None);
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub(crate) fn forget(cli: &Cli, args: &AddressArgs) -> Result<Exit> {
     }
     let erased = journal.forget(&spellings(&email), &key.hash(&email), clock.now())?;
     crate::say!(
-        "{email} is forgotten: {entries} subscriber entr{} removed from {}; {} deliveries, {} suppression, {} unsubscribe, {} list change and {} bounce rows deleted; {} file{} removed; only a keyed hash is kept, so it is never mailed again",
+        "{email} is forgotten: {entries} subscriber entr{} removed from {}; {} deliveries, {} suppression, {} unsubscribe, {} list change, {} bounce and {} sign-up rows deleted; {} file{} removed; only a keyed hash is kept, so it is never mailed again",
         if entries == 1 { "y" } else { "ies" },
         config.paths.subscribers.display(),
         erased.deliveries,
@@ -60,6 +60,7 @@ pub(crate) fn forget(cli: &Cli, args: &AddressArgs) -> Result<Exit> {
         erased.unsubscribes,
         erased.list_changes,
         erased.bounce_findings,
+        erased.signups,
         files.len(),
         if files.len() == 1 { "" } else { "s" },
     );

@@ -88,6 +88,19 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
     for r in &routes {
         log.info(format!("provider webhook: POST {}", r.name));
     }
+    let poker = page.list_writer.clone();
+    if let Some(site) = crate::signup::Site::new(
+        &page.config,
+        page.signer.clone(),
+        clock,
+        page.locale.clone(),
+        Box::new(move || poker.poke()),
+    )? {
+        if let Some(s) = &page.config.signup {
+            log.info(format!("sign-up form: {}subscribe", s.url));
+        }
+        routes.extend(crate::signup::Site::routes(site));
+    }
     routes.push(Route {
         name: "unsubscribe",
         matches: Box::new(move |target| matcher.token_in(target).is_some()),

@@ -9,6 +9,7 @@ mod feeds;
 mod schedule;
 pub(crate) mod secret;
 mod selection;
+mod signup;
 mod smtp;
 mod webhooks;
 
@@ -28,6 +29,8 @@ pub(crate) use schedule::Zone;
 use schedule::{RawSchedule, resolve_schedule};
 pub(crate) use selection::Selection;
 use selection::{RawSelection, resolve_selection};
+pub(crate) use signup::Signup;
+use signup::{RawSignup, resolve_signup};
 pub(crate) use smtp::{Backoff, Pacing, Security, Smtp, Transport};
 use smtp::{RawSmtp, RawTransport, TransportKind, resolve_smtp};
 pub(crate) use webhooks::Webhooks;
@@ -63,6 +66,8 @@ pub struct Config {
     pub webhooks: Webhooks,
     /// The web archive of the editions; `None` without `[archive]`.
     pub archive: Option<Archive>,
+    /// The sign-up form of `serve`; `None` without `[signup]`.
+    pub signup: Option<Signup>,
 }
 
 /// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
@@ -166,6 +171,7 @@ struct RawConfig {
     bounces: Option<RawBounces>,
     webhooks: Option<RawWebhooks>,
     archive: Option<RawArchive>,
+    signup: Option<RawSignup>,
 }
 
 #[derive(Deserialize)]
@@ -323,6 +329,7 @@ impl Config {
         let bounces = resolve_bounces(raw.bounces, &dir, path, source, &mut problems);
         let webhooks = resolve_webhooks(raw.webhooks, &dir, path, &mut problems);
         let archive = resolve_archive(raw.archive, &dir, path, source, &mut problems);
+        let signup = resolve_signup(raw.signup, path, source, &mut problems);
 
         let u = &raw.unsubscribe;
         let unsubscribe_url = check_web_url(u.url.get_ref(), true)
@@ -484,6 +491,7 @@ impl Config {
                     bounces,
                     webhooks,
                     archive,
+                    signup,
                 })
             }
             _ => Err(problems),

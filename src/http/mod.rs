@@ -60,6 +60,8 @@ pub(crate) struct Request {
     /// Header fields, names in lower case (what hyper read within the head's limits).
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// The address the connection came from (a proxy's, behind one).
+    pub peer: SocketAddr,
 }
 
 impl Request {
@@ -245,6 +247,7 @@ async fn answer(
         target,
         headers,
         body,
+        peer,
     };
     let handler_site = Arc::clone(&site);
     match tokio::task::spawn_blocking(move || (handler_site.routes[index].0.handler)(request)).await

@@ -19,6 +19,8 @@ pub(crate) struct RateLimit {
 
 pub(crate) struct Limiter {
     limit: RateLimit,
+    /// Tokens added per second.
+    rate: f64,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
@@ -32,12 +34,25 @@ impl Limiter {
     pub(crate) fn new(limit: RateLimit) -> Limiter {
         Limiter {
             limit,
+            rate: f64::from(limit.per_minute.max(1)) / 60.0,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `burst` at once, then `burst` an hour.
+    pub(crate) fn per_hour(burst: u32) -> Limiter {
+        Limiter {
+            limit: RateLimit {
+                per_minute: 0,
+                burst,
+            },
+            rate: f64::from(burst.max(1)) / 3600.0,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
     fn per_second(&self) -> f64 {
-        f64::from(self.limit.per_minute.max(1)) / 60.0
+        self.rate
     }
 
     /// Takes a token for `client` at `now`, or says how long until one is there.

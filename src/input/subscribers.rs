@@ -60,7 +60,7 @@ impl SubscriberList {
     }
 }
 
-const FIELDS: &str = "email, name, status, since, tags";
+const FIELDS: &str = "email, name, status, since, tags, consent";
 
 pub fn load(path: &Path) -> Result<SubscriberList, Problems> {
     let source = std::fs::read_to_string(path)
@@ -209,6 +209,18 @@ fn parse_entry(
                         )),
                     }
                 }
+            }
+            // How the reader consented (kept for the operator; sending does not read it).
+            ("consent", DeValue::Table(_)) => {}
+            ("consent", other) => {
+                problems.push(at(
+                    field,
+                    span,
+                    format!(
+                        "must be a table such as {{ at = \"…\", how = \"…\" }}, not {}",
+                        other.type_str()
+                    ),
+                ));
             }
             ("email" | "name" | "status", other) => {
                 problems.push(at(

@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
 
 /// The schema version this binary reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: usize = 4;
+pub(crate) const SCHEMA_VERSION: usize = 5;
 
 /// Forward migrations: `MIGRATIONS[n]` brings a database from version n to n + 1, in one
 /// transaction. Version 0 is every database made before the schema had a version: the
 /// tables below, created as needed, and the feed cache, created by the feeds module.
-const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3, V4];
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3, V4, V5];
 
 /// Version 1: the tables of version 0, all of them here, `IF NOT EXISTS` so that a
 /// database of version 0 keeps its rows.
@@ -121,6 +121,39 @@ CREATE TABLE IF NOT EXISTS forgotten (
     hash  TEXT PRIMARY KEY,
     at    INTEGER NOT NULL
 );
+";
+
+/// Version 5: sign-ups through `serve`. A bounded record of each unconfirmed sign-up
+/// (deleted at confirmation, pruned at expiry); the confirmation and welcome messages
+/// `serve` sends, each sent at most once; list changes that carry tags and a consent record.
+const V5: &str = "
+CREATE TABLE IF NOT EXISTS signup_pending (
+    email         TEXT PRIMARY KEY,
+    name          TEXT,
+    tags          TEXT NOT NULL,
+    source        TEXT,
+    ip            TEXT,
+    requested_at  INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    day           TEXT NOT NULL,
+    sends         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signup_pending_expiry ON signup_pending (expires_at);
+CREATE TABLE IF NOT EXISTS outgoing (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT NOT NULL CHECK (kind IN ('confirm','welcome')),
+    email       TEXT NOT NULL,
+    bytes       BLOB NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending','attempting','sent','failed','in_doubt')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_try    INTEGER NOT NULL DEFAULT 0,
+    reply       TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outgoing_state ON outgoing (state, next_try);
+ALTER TABLE list_change ADD COLUMN tags TEXT;
+ALTER TABLE list_change ADD COLUMN consent TEXT;
 ";
 
 pub struct Journal {

@@ -33,6 +33,8 @@ pub(crate) struct Erased {
     pub unsubscribes: usize,
     pub list_changes: usize,
     pub bounce_findings: usize,
+    /// Unconfirmed sign-ups and sign-up messages.
+    pub signups: usize,
 }
 
 impl Journal {
@@ -73,6 +75,13 @@ impl Journal {
                 params.clone(),
             )?,
             bounce_findings: 0,
+            signups: tx.execute(
+                &format!("DELETE FROM signup_pending WHERE {exact}"),
+                params.clone(),
+            )? + tx.execute(
+                &format!("DELETE FROM outgoing WHERE {exact}"),
+                params.clone(),
+            )?,
         };
         // A finding names the address in its own column, or only in the report's words.
         erased.bounce_findings = tx.execute(
@@ -155,6 +164,14 @@ impl Journal {
             "list_changes": query(
                 &format!("SELECT email, action, name, at, applied_at FROM list_change WHERE {exact} ORDER BY id"),
                 &["email", "action", "name", "at", "applied_at"],
+            )?,
+            "signup_pending": query(
+                &format!("SELECT email, name, tags, source, ip, requested_at, expires_at FROM signup_pending WHERE {exact}"),
+                &["email", "name", "tags", "source", "ip", "requested_at", "expires_at"],
+            )?,
+            "signup_messages": query(
+                &format!("SELECT kind, email, state, reply, created_at, updated_at FROM outgoing WHERE {exact} ORDER BY id"),
+                &["kind", "email", "state", "reply", "created_at", "updated_at"],
             )?,
             "bounce_findings": query(
                 &format!(

@@ -17,6 +17,39 @@ pub struct ListChange {
     pub email: String,
     pub subscribe: bool,
     pub name: Option<String>,
+    /// The reader's chosen audiences (a sign-up or the preference page); `None` leaves
+    /// the entry's tags as they are.
+    pub tags: Option<Vec<String>>,
+    /// How the reader consented (a sign-up's confirmation), as a JSON object of strings.
+    pub consent: Option<String>,
+}
+
+/// A subscription as a sign-up confirms it: its audiences and its consent record.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Joining {
+    pub name: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub consent: Option<String>,
+}
+
+/// Records a subscription inside a transaction (see `record_subscribe`).
+pub(crate) fn subscribe_in(
+    tx: &rusqlite::Transaction<'_>,
+    email: &str,
+    joining: &Joining,
+    now: SystemTime,
+) -> Result<()> {
+    tx.execute("DELETE FROM unsubscribed WHERE email = ?1", params![email])?;
+    let tags = joining
+        .tags
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?;
+    tx.execute(
+        "INSERT INTO list_change (email, action, name, at, tags, consent) VALUES (?1, 'subscribe', ?2, ?3, ?4, ?5)",
+        params![email, joining.name, unix(now), tags, joining.consent],
+    )?;
+    Ok(())
 }
 
 /// Records an unsubscribe inside a transaction: the address is excluded at once, and the
@@ -55,11 +88,11 @@ impl Journal {
         now: SystemTime,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM unsubscribed WHERE email = ?1", params![email])?;
-        tx.execute(
-            "INSERT INTO list_change (email, action, name, at) VALUES (?1, 'subscribe', ?2, ?3)",
-            params![email, name, unix(now)],
-        )?;
+        let joining = Joining {
+            name: name.map(str::to_string),
+            ..Joining::default()
+        };
+        subscribe_in(&tx, email, &joining, now)?;
         tx.commit().context("cannot record the subscription")
     }
 
@@ -69,14 +102,17 @@ impl Journal {
 
     pub fn pending_list_changes(&self) -> Result<Vec<ListChange>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, email, action, name FROM list_change WHERE applied_at IS NULL ORDER BY id",
+            "SELECT id, email, action, name, tags, consent FROM list_change WHERE applied_at IS NULL ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
+            let tags: Option<String> = r.get(4)?;
             Ok(ListChange {
                 id: r.get(0)?,
                 email: r.get(1)?,
                 subscribe: r.get::<_, String>(2)? == "subscribe",
                 name: r.get(3)?,
+                tags: tags.and_then(|t| serde_json::from_str(&t).ok()),
+                consent: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -45,6 +45,12 @@ pub(crate) fn edit(text: &str, changes: &[ListChange], today: NaiveDate) -> Resu
             if let Some(name) = &change.name {
                 set_keeping_decor(entry, "name", name.as_str().into());
             }
+            if let Some(tags) = &change.tags {
+                set_keeping_decor(entry, "tags", tags_value(tags));
+            }
+            if let Some(consent) = consent_value(change.consent.as_deref()) {
+                set_keeping_decor(entry, "consent", consent);
+            }
         } else {
             let mut entry = Table::new();
             entry.insert("email", value(change.email.as_str()));
@@ -53,6 +59,12 @@ pub(crate) fn edit(text: &str, changes: &[ListChange], today: NaiveDate) -> Resu
             }
             entry.insert("status", value(status));
             entry.insert("since", Item::Value(date(today)));
+            if let Some(tags) = change.tags.as_ref().filter(|t| !t.is_empty()) {
+                entry.insert("tags", Item::Value(tags_value(tags)));
+            }
+            if let Some(consent) = consent_value(change.consent.as_deref()) {
+                entry.insert("consent", Item::Value(consent));
+            }
             list.push(entry);
         }
     }
@@ -99,6 +111,21 @@ pub(crate) fn remove(config: &Config, email: &EmailAddress) -> Result<usize> {
     }
     drop(lock);
     Ok(removed)
+}
+
+fn tags_value(tags: &[String]) -> Value {
+    Value::Array(tags.iter().map(String::as_str).collect())
+}
+
+/// A consent record (a JSON object of strings) as an inline table:
+/// `consent = { at = "…", how = "…", source = "…" }`.
+fn consent_value(json: Option<&str>) -> Option<Value> {
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_str(json?).ok()?;
+    let mut table = toml_edit::InlineTable::new();
+    for (k, v) in map {
+        table.insert(&k, v.as_str().into());
+    }
+    Some(Value::InlineTable(table))
 }
 
 /// Replaces a value but keeps what surrounds it (a trailing `# comment`).
@@ -306,6 +333,8 @@ mod tests {
 
     fn change(email: &str, subscribe: bool, name: Option<&str>) -> ListChange {
         ListChange {
+            tags: None,
+            consent: None,
             id: 1,
             email: email.into(),
             subscribe,

@@ -887,9 +887,23 @@ pub(crate) fn serve(p: &Project) -> (Served, String) {
 
 /// `serve` with more options.
 pub(crate) fn serve_with(p: &Project, extra: &[&str]) -> (Served, String) {
+    serve_with_env(p, extra, &[])
+}
+
+/// `serve` with more options and environment variables (another pinned clock).
+pub(crate) fn serve_with_env(
+    p: &Project,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Served, String) {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let mut child = p.spawn(&args);
+    let mut child = p
+        .command(&args, env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn newsletter serve");
     let stdout = child.stdout.take().expect("stdout");
     // Its log (a line per click) is read as it comes: a full pipe would stop the server.
     if let Some(mut stderr) = child.stderr.take() {

@@ -29,6 +29,7 @@ mod pipelining;
 mod privacy;
 mod refusals;
 mod render;
+mod signup;
 mod smtp;
 mod state;
 mod unsubscribe;
