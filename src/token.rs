@@ -106,6 +106,34 @@ impl Signer {
         )
     }
 
+    /// The token of a reader's preference page: as the unsubscribe token, made for its own
+    /// purpose, so neither stands in for the other.
+    pub fn manage_token(&self, list_id: &str, email: &EmailAddress) -> String {
+        let mac = self.mac(&["manage", list_id, email.as_str()]);
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(email.as_str()),
+            URL_SAFE_NO_PAD.encode(&mac[..16])
+        )
+    }
+
+    /// The address of a genuine preference-page token.
+    pub fn verify_manage_token(&self, list_id: &str, token: &str) -> Option<EmailAddress> {
+        let (address, tag) = token.trim().split_once('.')?;
+        let address = String::from_utf8(URL_SAFE_NO_PAD.decode(address).ok()?).ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        if tag.len() != 16 {
+            return None;
+        }
+        let email = EmailAddress::parse(&address).ok()?;
+        let genuine = std::iter::once(&self.key).chain(&self.previous).any(|key| {
+            keyed(key, &["manage", list_id, &address])
+                .verify_truncated_left(&tag)
+                .is_ok()
+        });
+        (genuine && email.as_str() == address).then_some(email)
+    }
+
     /// `base64url(address) . EXPIRY . base64url(MAC)`: the link of a confirmation message,
     /// good until EXPIRY (seconds since 1970). Made for one purpose (`confirm`), it cannot
     /// stand in for an unsubscribe token, nor one for it.

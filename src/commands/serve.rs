@@ -101,6 +101,17 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
         }
         routes.extend(crate::signup::Site::routes(site));
     }
+    let poker = page.list_writer.clone();
+    if let Some(route) = crate::signup::preferences::Preferences::route(
+        &page.config,
+        page.signer.clone(),
+        clock,
+        page.locale.clone(),
+        Box::new(move || poker.poke()),
+    )? {
+        log.info("preference pages: [unsubscribe] manage_url");
+        routes.push(route);
+    }
     routes.push(Route {
         name: "unsubscribe",
         matches: Box::new(move |target| matcher.token_in(target).is_some()),
@@ -113,7 +124,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
 }
 
 /// The path around `{token}` in the configured unsubscribe URL.
-fn route(url: &str) -> Result<(String, String)> {
+pub(crate) fn route(url: &str) -> Result<(String, String)> {
     use crate::config::{TOKEN_STAND_IN, parse_web_url};
     let parsed = parse_web_url(url).map_err(|e| anyhow!("the unsubscribe URL: {e}"))?;
     let target = match parsed.query() {

@@ -131,6 +131,8 @@ pub struct Newsletter {
 pub struct Unsubscribe {
     /// An https URL containing `{token}`.
     pub url: String,
+    /// The reader's preference page (topics, or leave), an https URL with `{token}`.
+    pub manage_url: Option<String>,
     pub mailto: Option<EmailAddress>,
     pub secret: SecretSource,
     /// Keys retired by a rotation, still accepted for links in mail already sent.
@@ -195,6 +197,7 @@ struct RawNewsletter {
 #[serde(deny_unknown_fields)]
 struct RawUnsubscribe {
     url: Spanned<String>,
+    manage_url: Option<Spanned<String>>,
     mailto: Option<Spanned<String>>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
@@ -335,6 +338,11 @@ impl Config {
         let unsubscribe_url = check_web_url(u.url.get_ref(), true)
             .map_err(|e| problems.push(at("unsubscribe.url", u.url.span(), e)))
             .unwrap_or_default();
+        let manage_url = u.manage_url.as_ref().and_then(|m| {
+            check_web_url(m.get_ref(), true)
+                .map_err(|e| problems.push(at("unsubscribe.manage_url", m.span(), e)))
+                .ok()
+        });
         let mailto = u.mailto.as_ref().and_then(|m| {
             EmailAddress::parse(m.get_ref())
                 .map_err(|e| problems.push(at("unsubscribe.mailto", m.span(), e)))
@@ -468,6 +476,7 @@ impl Config {
                     },
                     unsubscribe: Unsubscribe {
                         url: unsubscribe_url,
+                        manage_url,
                         mailto,
                         secret,
                         previous: u

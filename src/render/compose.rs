@@ -26,6 +26,8 @@ pub struct Composer<'a> {
     signer: &'a Signer,
     list_id: String,
     unsubscribe_url: String,
+    /// The preference page's URL with `{token}`, when the list has one.
+    manage_url: Option<String>,
     greeting_fallback: String,
     /// The edition rendered once per shape of recipient (without and with a name), with
     /// markers where each recipient's own values go. `None`: that shape is rendered per
@@ -41,13 +43,15 @@ enum Field {
     Name,
     Greeting,
     Unsubscribe,
+    Manage,
 }
 
-const FIELDS: [Field; 4] = [
+const FIELDS: [Field; 5] = [
     Field::Email,
     Field::Name,
     Field::Greeting,
     Field::Unsubscribe,
+    Field::Manage,
 ];
 
 /// Markers of private-use characters: HTML escaping leaves them alone and no real text
@@ -59,6 +63,7 @@ fn marker(field: Field, set: char) -> String {
         Field::Name => "name",
         Field::Greeting => "greeting",
         Field::Unsubscribe => "unsubscribe",
+        Field::Manage => "manage",
     };
     format!("\u{e000}{set}{name}\u{e001}")
 }
@@ -68,6 +73,7 @@ struct Values<'a> {
     name: Option<&'a str>,
     greeting: &'a str,
     unsubscribe: String,
+    manage: String,
 }
 
 impl Values<'_> {
@@ -77,6 +83,7 @@ impl Values<'_> {
             Field::Name => self.name.unwrap_or_default(),
             Field::Greeting => self.greeting,
             Field::Unsubscribe => &self.unsubscribe,
+            Field::Manage => &self.manage,
         }
     }
 }
@@ -307,6 +314,7 @@ impl<'a> Composer<'a> {
             signer,
             list_id: n.list_id.clone(),
             unsubscribe_url: config.unsubscribe.url.clone(),
+            manage_url: config.unsubscribe.manage_url.clone(),
             greeting_fallback: n
                 .greeting_fallback
                 .clone()
@@ -328,6 +336,13 @@ impl<'a> Composer<'a> {
         self.templates.locale()
     }
 
+    /// This subscriber's own preference page, when the list has one.
+    pub fn manage_url(&self, email: &EmailAddress) -> String {
+        self.manage_url.as_ref().map_or_else(String::new, |url| {
+            url.replace("{token}", &self.signer.manage_token(&self.list_id, email))
+        })
+    }
+
     /// This subscriber's own unsubscribe link.
     pub fn unsubscribe_url(&self, email: &EmailAddress) -> String {
         self.unsubscribe_url.replace(
@@ -342,6 +357,7 @@ impl<'a> Composer<'a> {
         name: Option<&str>,
         greeting: &str,
         unsubscribe: &str,
+        manage: &str,
     ) -> Context {
         let mut ctx = self.base.clone();
         ctx.insert(
@@ -353,13 +369,14 @@ impl<'a> Composer<'a> {
             },
         );
         ctx.insert("unsubscribe_url", unsubscribe);
+        ctx.insert("manage_url", manage);
         ctx
     }
 
     /// The edition's web page: the HTML template with no reader in it (no name, address or
     /// unsubscribe link; `web` is true), CSS inlined; and its subject, as a title.
     pub fn web_page(&self) -> Result<(String, String), Problem> {
-        let mut ctx = self.context("", None, &self.greeting_fallback, "");
+        let mut ctx = self.context("", None, &self.greeting_fallback, "", "");
         ctx.insert("web", &true);
         let rendered = self.render_context(&ctx)?;
         Ok((rendered.subject, rendered.html))
@@ -395,6 +412,11 @@ impl<'a> Composer<'a> {
             name.as_deref(),
             &greeting,
             &m(Field::Unsubscribe),
+            &if self.manage_url.is_some() {
+                m(Field::Manage)
+            } else {
+                String::new()
+            },
         );
         self.render_context(&ctx).ok()
     }
@@ -476,6 +498,7 @@ impl<'a> Composer<'a> {
             name,
             greeting: name.unwrap_or(&self.greeting_fallback),
             unsubscribe: self.unsubscribe_url(&subscriber.email),
+            manage: self.manage_url(&subscriber.email),
         }
     }
 
@@ -491,7 +514,13 @@ impl<'a> Composer<'a> {
                 text: assemble(&p.text, raw, 24 * 1024),
             }
         } else {
-            let ctx = self.context(subscriber.email.as_str(), name, greeting, unsubscribe);
+            let ctx = self.context(
+                subscriber.email.as_str(),
+                name,
+                greeting,
+                unsubscribe,
+                &values.manage,
+            );
             self.render_context(&ctx)?
         };
         Ok(Rendered {
@@ -531,7 +560,7 @@ mod tests {
             Field::Name => "Tom\u{e1}s = \"the\" reader".to_string(),
             Field::Unsubscribe => format!("https://x.example/u/{}", "t".repeat(90)),
             Field::Email => "tomas@example.net".to_string(),
-            Field::Greeting => String::new(),
+            Field::Greeting | Field::Manage => String::new(),
         };
         let encoded = assemble_qp(&encode_pieces(&pieces), value, 0);
         for line in encoded.split(|&b| b == b'\n') {

@@ -69,6 +69,7 @@ fn context(strings: &[&str]) -> HashMap<String, Shape> {
             fields(&[("email", v()), ("name", v()), ("greeting", v())]),
         ),
         ("unsubscribe_url".to_string(), v()),
+        ("manage_url".to_string(), v()),
         ("preheader".to_string(), v()),
         ("archive_url".to_string(), v()),
         ("web".to_string(), v()),

@@ -8,6 +8,7 @@
 //! tells who is on the list.
 
 pub(crate) mod message;
+pub(crate) mod preferences;
 pub(crate) mod sender;
 
 use std::collections::HashSet;

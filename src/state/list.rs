@@ -96,6 +96,18 @@ impl Journal {
         tx.commit().context("cannot record the subscription")
     }
 
+    /// Records a (re-)subscription with its tags or consent durably.
+    pub(crate) fn record_joining(
+        &mut self,
+        email: &str,
+        joining: &Joining,
+        now: SystemTime,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        subscribe_in(&tx, email, joining, now)?;
+        tx.commit().context("cannot record the subscription")
+    }
+
     pub fn unsubscribed(&self) -> Result<HashSet<String>> {
         self.emails("SELECT email FROM unsubscribed")
     }

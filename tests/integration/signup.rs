@@ -409,3 +409,93 @@ fn two_hundred_concurrent_confirmations_leave_a_valid_file() {
         );
     }
 }
+
+#[test]
+fn the_preference_page_changes_topics_or_leaves_and_get_changes_nothing() {
+    let sink = Sink::start(&[]);
+    let p = project(&sink, "");
+    let config = p.read("newsletter.toml").replace(
+        "mailto = \"unsubscribe@harbour.example\"\n",
+        "mailto = \"unsubscribe@harbour.example\"\nmanage_url = \"https://harbour.example/manage/{token}\"\n",
+    );
+    p.write("newsletter.toml", &config);
+    p.run(&["send"]).expect_code(0);
+    sink.wait_for(3);
+    let ada = sink
+        .dumps()
+        .into_iter()
+        .find(|d| String::from_utf8_lossy(d).contains("X-Rcpt-Args: <ada@example.org>"))
+        .expect("ada's message");
+    let msg = crate::harness::parse(&ada);
+    let html = msg.body_html(0).expect("html").to_string();
+    let text = msg.body_text(0).expect("text").to_string();
+    assert!(html.contains(">Choose your topics</a>"), "{html}");
+    let at = text
+        .find("https://harbour.example/manage/")
+        .expect("the link in the text part");
+    let link: String = text[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    assert!(html.contains(&link), "the same link in both parts");
+    let path = link.replacen("https://harbour.example", "", 1);
+
+    let (_served, addr) = serve(&p);
+    let before = p.read("subscribers.toml");
+    let (code, page) = curl(&addr, "GET", &path, &[]);
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("value=\"ferry\"") && page.contains("value=\"markets\""),
+        "{page}"
+    );
+    assert!(page.contains("name=\"action\" value=\"leave\""));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(p.read("subscribers.toml"), before, "GET changes nothing");
+
+    let (code, page) = curl(
+        &addr,
+        "POST",
+        &path,
+        &["--data", "action=save&tags=markets&tags=secret"],
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("Your choices are saved"));
+    wait_until("the topics in the file", || {
+        p.read("subscribers.toml").contains("tags = [\"markets\"]")
+    });
+    let (_, page) = curl(&addr, "GET", &path, &[]);
+    assert!(page.contains("value=\"markets\" checked"), "{page}");
+
+    let (code, page) = curl(&addr, "POST", &path, &["--data", "action=leave"]);
+    assert_eq!(code, 200);
+    assert!(page.contains("You are unsubscribed"), "{page}");
+    assert_eq!(
+        p.query("SELECT source FROM unsubscribed WHERE email = 'ada@example.org'"),
+        ["preference page"]
+    );
+    wait_until("the status in the file", || {
+        let list: toml::Table = toml::from_str(&p.read("subscribers.toml")).expect("toml");
+        list["subscriber"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| {
+                e["email"].as_str() == Some("ada@example.org")
+                    && e["status"].as_str() == Some("unsubscribed")
+            })
+    });
+
+    // A forged token, or an unsubscribe token in its place: nothing.
+    let forged = path.replace('.', ".x");
+    assert_eq!(
+        curl(&addr, "POST", &forged, &["--data", "action=leave"]).0,
+        400
+    );
+    let unsubscribe =
+        crate::harness::unsubscribe_path(&ada).replacen("/unsubscribe/", "/manage/", 1);
+    assert_eq!(
+        curl(&addr, "GET", &unsubscribe, &[]).0,
+        400,
+        "tokens serve one purpose"
+    );
+}
