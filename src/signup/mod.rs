@@ -159,7 +159,10 @@ impl Site {
                 ("Content-Type", "text/html; charset=utf-8".to_string()),
                 ("Cache-Control", "no-store".to_string()),
                 ("X-Content-Type-Options", "nosniff".to_string()),
-                ("Referrer-Policy", "no-referrer".to_string()),
+                // Not no-referrer: with it, a browser posts the form with `Origin: null`, and
+                // the origin check and the consent record's source would see nothing. Links
+                // with tokens still never leave the site.
+                ("Referrer-Policy", "same-origin".to_string()),
                 ("X-Frame-Options", "DENY".to_string()),
             ],
             body: format!(

@@ -20,6 +20,10 @@ fn project(sink: &Sink, extra: &str) -> Project {
     p
 }
 
+fn curl_binary() -> std::path::PathBuf {
+    crate::harness::installed("curl", &["/usr/bin/curl", "/usr/local/bin/curl"])
+}
+
 /// One request with curl; returns the status and the body.
 fn curl(addr: &str, method: &str, path: &str, args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
@@ -390,7 +394,10 @@ fn two_hundred_concurrent_confirmations_leave_a_valid_file() {
             format!("http://{addr}{link}"),
         ]);
     }
-    let out = Command::new("curl").args(&args).output().expect("curl");
+    let out = Command::new(curl_binary())
+        .args(&args)
+        .output()
+        .expect("curl");
     let codes = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(codes.lines().filter(|c| *c == "200").count(), n, "{codes}");
     wait_until("all 200 in the file", || {
@@ -498,4 +505,121 @@ fn the_preference_page_changes_topics_or_leaves_and_get_changes_nothing() {
         400,
         "tokens serve one purpose"
     );
+}
+
+/// Runs the browser driver: the page the browser ends up on (URL, then HTML).
+fn browse(url: &str, steps: &str) -> (String, String) {
+    let python = crate::harness::python_with("cdp", &["websocket-client==1.8.0"]);
+    let chromium = crate::harness::installed(
+        "chromium",
+        &["/usr/bin/chromium", "/usr/lib/chromium/chromium"],
+    );
+    let script = format!("{}/tests/browser/forms.py", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(python)
+        .arg(script)
+        .arg(chromium)
+        .arg(url)
+        .arg(steps)
+        .output()
+        .expect("run the browser driver");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    (first.to_string(), rest.to_string())
+}
+
+#[test]
+fn the_forms_work_in_chromium_with_javascript_off() {
+    let sink = Sink::start(&[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let here = format!("http://127.0.0.1:{port}");
+    let p = project(&sink, "");
+    let config = p
+        .read("newsletter.toml")
+        .replace("origins = [\"https://partner.example\"]", &format!("origins = [\"{here}\"]"))
+        .replace(
+            "mailto = \"unsubscribe@harbour.example\"\n",
+            "mailto = \"unsubscribe@harbour.example\"\nmanage_url = \"https://harbour.example/manage/{token}\"\n",
+        );
+    p.write("newsletter.toml", &config);
+    let mut child = p
+        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")], &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The sign-up form: typed into and submitted as a reader does.
+    let (url, page) = browse(
+        &format!("{here}/newsletter/subscribe"),
+        r##"[["type", "#email", "bea.browser@example.org"], ["type", "#name", "Bea Browser"], ["uncheck", "#tag1"], ["click", "button[type=submit]"]]"##,
+    );
+    assert_eq!(url, format!("{here}/newsletter/subscribe"));
+    assert!(page.contains("Check your inbox"), "{page}");
+    sink.wait_for(1);
+    let link = links(&sink)[0].1.clone();
+
+    // The confirmation page: the button confirms.
+    let (_, page) = browse(&format!("{here}{link}"), r#"[["click", "button"]]"#);
+    assert!(page.contains("You are subscribed"), "{page}");
+    wait_until("the entry", || {
+        p.read("subscribers.toml")
+            .contains("bea.browser@example.org")
+    });
+    let list = p.read("subscribers.toml");
+    assert!(
+        list.contains("name = \"Bea Browser\"") && list.contains("tags = [\"ferry\"]"),
+        "{list}"
+    );
+    assert!(list.contains(&format!("source = \"{here}\"")), "{list}");
+
+    // The preference page: tick markets, untick ferry, save.
+    let token_page = {
+        let manage_link = |email: &str| {
+            p.run(&["send"]).expect_code(0);
+            sink.wait_for(6);
+            let dump = sink
+                .dumps()
+                .into_iter()
+                .find(|d| {
+                    let t = String::from_utf8_lossy(d);
+                    t.contains(&format!("X-Rcpt-Args: <{email}>")) && t.contains("manage/")
+                })
+                .expect("the edition");
+            let text = crate::harness::parse(&dump)
+                .body_text(0)
+                .expect("text")
+                .to_string();
+            let at = text
+                .find("https://harbour.example/manage/")
+                .expect("manage link");
+            text[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect::<String>()
+        };
+        manage_link("bea.browser@example.org").replacen("https://harbour.example", &here, 1)
+    };
+    let (_, page) = browse(
+        &token_page,
+        r#"[["check", "input[value=markets]"], ["uncheck", "input[value=ferry]"], ["click", "button[type=submit]"]]"#,
+    );
+    assert!(page.contains("Your choices are saved"), "{page}");
+    wait_until("the topics", || {
+        p.read("subscribers.toml").contains("tags = [\"markets\"]")
+    });
+    child.kill().expect("stop serve");
+    child.wait().expect("wait");
 }
