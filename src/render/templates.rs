@@ -191,7 +191,7 @@ fn as_text(value: &tera::Value) -> String {
 /// `{{ t.hello | fill(greeting=subscriber.greeting) }}`: a string of the locale with its
 /// `{slots}` filled in. In HTML templates the result is escaped like any other value.
 #[allow(clippy::unnecessary_wraps)] // the signature Tera asks of a filter
-fn fill_filter(
+pub(crate) fn fill_filter(
     value: &tera::Value,
     args: &std::collections::HashMap<String, tera::Value>,
 ) -> tera::Result<tera::Value> {
@@ -222,7 +222,7 @@ fn fill_links_filter(
 /// `{{ text | wrap }}` (or `wrap(width=60)`): the text's lines wrapped for the plain part,
 /// at 72 display columns unless told otherwise.
 #[allow(clippy::unnecessary_wraps)] // the signature Tera asks of a filter
-fn wrap_filter(
+pub(crate) fn wrap_filter(
     value: &tera::Value,
     args: &std::collections::HashMap<String, tera::Value>,
 ) -> tera::Result<tera::Value> {

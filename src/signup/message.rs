@@ -1,6 +1,8 @@
 //! The confirmation and welcome messages of a sign-up: short plain text in the list's
 //! language, from the sign-up's own From (or the newsletter's), DKIM-signed when the
-//! project signs its mail.
+//! project signs its mail. Their bodies are Tera templates of their own
+//! (`templates/signup/confirm.txt` and `welcome.txt`), which a project replaces with files
+//! of the same name in its `templates/signup/` folder.
 
 use anyhow::{Context, Result};
 use lettre::Message;
@@ -15,6 +17,8 @@ use crate::token::Signer;
 
 /// What the messages need, loaded once when `serve` starts.
 pub(crate) struct Writer {
+    tera: tera::Tera,
+    website: Option<String>,
     pub from: Mailbox,
     pub newsletter: String,
     pub contact: String,
@@ -24,20 +28,75 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(config: &Config, locale: Locale, dkim: Option<DkimConfig>) -> Writer {
+    /// The writer, with the project's templates over the built-in ones; an error names
+    /// the template file that does not parse.
+    pub(crate) fn new(config: &Config, locale: Locale, dkim: Option<DkimConfig>) -> Result<Writer> {
+        let mut tera = tera::Tera::default();
+        tera.register_filter("fill", crate::render::templates::fill_filter);
+        tera.register_filter("wrap", crate::render::templates::wrap_filter);
+        for (name, built_in) in [
+            (
+                "confirm.txt",
+                include_str!("../../templates/signup/confirm.txt"),
+            ),
+            (
+                "welcome.txt",
+                include_str!("../../templates/signup/welcome.txt"),
+            ),
+        ] {
+            let own = config
+                .paths
+                .templates
+                .as_ref()
+                .map(|d| d.join("signup").join(name))
+                .filter(|p| p.is_file());
+            let text = match &own {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                None => built_in.to_string(),
+            };
+            tera.add_raw_template(name, &text).map_err(|e| {
+                let origin = own.map_or_else(
+                    || format!("(built-in) templates/signup/{name}"),
+                    |p| p.display().to_string(),
+                );
+                anyhow::anyhow!("{origin}: {}", crate::render::templates::chain(&e))
+            })?;
+        }
         let from = config
             .signup
             .as_ref()
             .and_then(|s| s.from.as_ref())
             .unwrap_or(&config.newsletter.from);
-        Writer {
+        Ok(Writer {
+            tera,
+            website: config.newsletter.website.clone(),
             from: from.mailbox(),
             newsletter: config.newsletter.name.clone(),
             contact: config.newsletter.contact.as_str().to_string(),
             domain: from.address.domain().to_string(),
             dkim,
             locale,
-        }
+        })
+    }
+
+    fn body(&self, name: &str, to: &EmailAddress, link: &str, hours: u64) -> Result<String> {
+        let mut ctx = tera::Context::new();
+        ctx.insert(
+            "newsletter",
+            &serde_json::json!({ "name": self.newsletter, "contact": self.contact, "website": self.website }),
+        );
+        ctx.insert("email", to.as_str());
+        ctx.insert("link", link);
+        ctx.insert("hours", &hours);
+        ctx.insert("t", &self.locale.strings);
+        ctx.insert("lang", &self.locale.tag);
+        self.tera.render(name, &ctx).map_err(|e| {
+            anyhow::anyhow!(
+                "templates/signup/{name}: {}",
+                crate::render::templates::chain(&e)
+            )
+        })
     }
 
     fn build(
@@ -91,19 +150,7 @@ impl Writer {
             ("email", to.as_str()),
             ("hours", &hours.to_string()),
         ];
-        let body = format!(
-            "{}\n\n{link}\n\n{}\n\n-- \n{}\n{}\n",
-            crate::render::plain::wrap_text(
-                &self.locale.fill("confirm_text", &values),
-                crate::render::plain::WIDTH
-            ),
-            crate::render::plain::wrap_text(
-                &self.locale.fill("confirm_ignore", &values),
-                crate::render::plain::WIDTH
-            ),
-            self.newsletter,
-            self.contact
-        );
+        let body = self.body("confirm.txt", to, link, hours)?;
         let subject = self.locale.fill("confirm_subject", &values);
         self.build(signer, "confirm", to, subject, body, clock)
     }
@@ -119,15 +166,7 @@ impl Writer {
             ("newsletter", self.newsletter.as_str()),
             ("email", to.as_str()),
         ];
-        let body = format!(
-            "{}\n\n-- \n{}\n{}\n",
-            crate::render::plain::wrap_text(
-                &self.locale.fill("welcome_text", &values),
-                crate::render::plain::WIDTH
-            ),
-            self.newsletter,
-            self.contact
-        );
+        let body = self.body("welcome.txt", to, "", 0)?;
         let subject = self.locale.fill("welcome_subject", &values);
         self.build(signer, "welcome", to, subject, body, clock)
     }

@@ -70,7 +70,7 @@ impl Site {
         };
         let per_client = u32::try_from(signup.per_client_per_hour).unwrap_or(u32::MAX);
         Ok(Some(Site {
-            writer: message::Writer::new(config, locale.clone(), dkim),
+            writer: message::Writer::new(config, locale.clone(), dkim)?,
             journal: Mutex::new(Journal::open(&config.paths.state)?),
             sender: sender::start(config.clone(), clock)?,
             clients: Limiter::per_hour(per_client),

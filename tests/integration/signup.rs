@@ -316,7 +316,7 @@ fn an_expired_link_confirms_nothing_and_its_record_is_pruned() {
 #[test]
 fn a_kill_between_the_confirmation_and_the_file_loses_nothing() {
     let sink = Sink::start(&[]);
-    let p = project(&sink, "");
+    let p = project(&sink, "record_ip = true\n");
     let (mut served, addr) = serve(&p);
     sign_up(
         &addr,
@@ -347,7 +347,12 @@ fn a_kill_between_the_confirmation_and_the_file_loses_nothing() {
     wait_until("the recorded confirmation in the file", || {
         p.read("subscribers.toml").contains("kept@example.org")
     });
-    assert!(p.read("subscribers.toml").contains("tags = [\"markets\"]"));
+    let list = p.read("subscribers.toml");
+    assert!(list.contains("tags = [\"markets\"]"));
+    assert!(
+        list.contains("ip = \"203.0.113.20\""),
+        "record_ip keeps the client's address: {list}"
+    );
 }
 
 #[test]
