@@ -40,7 +40,8 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
     if let Some(w) = warning {
         log.warn(w);
     }
-    let (prefix, suffix) = route(&config.unsubscribe.url)?;
+    let (prefix, suffix) =
+        crate::config::token_route(&config.unsubscribe.url, "the unsubscribe URL")?;
     // The pages speak the list's language; a project file with a mistake stops here, as
     // it stops `check` and `send`.
     let (locale, warnings) =
@@ -121,20 +122,6 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs, log: &Log) -> Result<Exit> {
     });
     http::serve(listener, limits, routes)?;
     Ok(Exit::Done)
-}
-
-/// The path around `{token}` in the configured unsubscribe URL.
-pub(crate) fn route(url: &str) -> Result<(String, String)> {
-    use crate::config::{TOKEN_STAND_IN, parse_web_url};
-    let parsed = parse_web_url(url).map_err(|e| anyhow!("the unsubscribe URL: {e}"))?;
-    let target = match parsed.query() {
-        Some(q) => format!("{}?{q}", parsed.path()),
-        None => parsed.path().to_string(),
-    };
-    let (prefix, suffix) = target
-        .split_once(TOKEN_STAND_IN)
-        .ok_or_else(|| anyhow!("the unsubscribe URL has no {{token}} in its path"))?;
-    Ok((prefix.to_string(), suffix.to_string()))
 }
 
 /// The unsubscribe route: the page a link opens and the one-click POST.
@@ -333,9 +320,11 @@ mod tests {
 
     #[test]
     fn the_route_is_the_path_around_the_token() {
-        let (p, s) = route("https://harbour.example/unsubscribe/{token}").unwrap();
+        let (p, s) =
+            crate::config::token_route("https://harbour.example/unsubscribe/{token}", "").unwrap();
         assert_eq!((p.as_str(), s.as_str()), ("/unsubscribe/", ""));
-        let (p, s) = route("https://harbour.example/u?t={token}&x=1").unwrap();
+        let (p, s) =
+            crate::config::token_route("https://harbour.example/u?t={token}&x=1", "").unwrap();
         assert_eq!((p.as_str(), s.as_str()), ("/u?t=", "&x=1"));
     }
 

@@ -167,3 +167,17 @@ pub(crate) const TOKEN_STAND_IN: &str = "newslettertokenstandin";
 pub(crate) fn parse_web_url(url: &str) -> Result<url::Url, url::ParseError> {
     url::Url::parse(&url.replace("{token}", TOKEN_STAND_IN))
 }
+
+/// The path (and query) around `{token}` in a configured link, as a request target
+/// shows it: what `serve` matches requests against. `what` names the link in errors.
+pub(crate) fn token_route(url: &str, what: &str) -> anyhow::Result<(String, String)> {
+    let parsed = parse_web_url(url).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    let target = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    let (prefix, suffix) = target
+        .split_once(TOKEN_STAND_IN)
+        .ok_or_else(|| anyhow::anyhow!("{what} has no {{token}} in its path"))?;
+    Ok((prefix.to_string(), suffix.to_string()))
+}

@@ -45,7 +45,7 @@ impl Preferences {
         let Some(url) = &config.unsubscribe.manage_url else {
             return Ok(None);
         };
-        let (prefix, suffix) = crate::commands::serve::route(url)?;
+        let (prefix, suffix) = crate::config::token_route(url, "manage_url")?;
         let page = std::sync::Arc::new(Preferences {
             journal: Mutex::new(Journal::open(&config.paths.state)?),
             config: config.clone(),
