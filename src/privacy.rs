@@ -135,8 +135,9 @@ pub(crate) fn spellings(email: &EmailAddress) -> Spellings {
     Spellings(forms)
 }
 
-/// The files named after the address: its message in each edition's outbox folder and
-/// its previews in the default preview folder. Returns those that exist.
+/// The files named after the address: its message in each edition's outbox folder, its
+/// sign-up messages, and its previews in the default preview folder. Returns those that
+/// exist.
 pub(crate) fn files_about(
     email: &EmailAddress,
     outbox: Option<&Path>,
@@ -145,6 +146,10 @@ pub(crate) fn files_about(
 ) -> Vec<PathBuf> {
     let name = crate::deliver::outbox::file_name_for(email);
     let mut found = Vec::new();
+    if let Some(outbox) = outbox {
+        // The sign-up's confirmation and welcome messages (see `signup::sender`).
+        found.push(outbox.join("signup").join(format!("{name}.eml")));
+    }
     for edition in editions {
         if let Some(outbox) = outbox {
             found.push(outbox.join(edition).join(format!("{name}.eml")));

@@ -104,6 +104,11 @@ fn forget_erases_every_trace_and_the_address_is_never_mailed_again() {
         "the address is in the state before forget"
     );
 
+    // Where serve's sender puts a sign-up's confirmation message in the outbox.
+    p.write(
+        &format!("outbox/signup/{JOSE}.eml"),
+        "Subject: Confirm\r\n\r\nlink\r\n",
+    );
     let forget = p.run(&["forget", JOSE_FILE]);
     forget.expect_code(0);
     assert!(
