@@ -79,26 +79,20 @@ impl Signer {
     /// The address an unsubscribe token stands for, if the token is genuine: made with this
     /// list's key (or a previous one) for this list. The MAC is compared in constant time.
     pub fn verify_unsubscribe_token(&self, list_id: &str, token: &str) -> Option<EmailAddress> {
-        let (address, tag) = token.trim().split_once('.')?;
-        let address = String::from_utf8(URL_SAFE_NO_PAD.decode(address).ok()?).ok()?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        if tag.len() != 16 {
-            return None;
-        }
-        let email = EmailAddress::parse(&address).ok()?;
-        let genuine = std::iter::once(&self.key).chain(&self.previous).any(|key| {
-            keyed(key, &["unsubscribe", list_id, &address])
-                .verify_truncated_left(&tag)
-                .is_ok()
-        });
-        (genuine && email.as_str() == address).then_some(email)
+        self.verify_address_token("unsubscribe", list_id, token)
     }
 
     /// `base64url(address) . base64url(first 16 bytes of HMAC(list, address))`: the address
     /// travels in the token so that the endpoint needs no lookup, and the MAC makes it
     /// unforgeable.
     pub fn unsubscribe_token(&self, list_id: &str, email: &EmailAddress) -> String {
-        let mac = self.mac(&["unsubscribe", list_id, email.as_str()]);
+        self.address_token("unsubscribe", list_id, email)
+    }
+
+    /// A token that carries an address, MAC'd for one purpose: a token made for one
+    /// purpose never verifies for another.
+    fn address_token(&self, purpose: &str, list_id: &str, email: &EmailAddress) -> String {
+        let mac = self.mac(&[purpose, list_id, email.as_str()]);
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(email.as_str()),
@@ -106,19 +100,12 @@ impl Signer {
         )
     }
 
-    /// The token of a reader's preference page: as the unsubscribe token, made for its own
-    /// purpose, so neither stands in for the other.
-    pub fn manage_token(&self, list_id: &str, email: &EmailAddress) -> String {
-        let mac = self.mac(&["manage", list_id, email.as_str()]);
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(email.as_str()),
-            URL_SAFE_NO_PAD.encode(&mac[..16])
-        )
-    }
-
-    /// The address of a genuine preference-page token.
-    pub fn verify_manage_token(&self, list_id: &str, token: &str) -> Option<EmailAddress> {
+    fn verify_address_token(
+        &self,
+        purpose: &str,
+        list_id: &str,
+        token: &str,
+    ) -> Option<EmailAddress> {
         let (address, tag) = token.trim().split_once('.')?;
         let address = String::from_utf8(URL_SAFE_NO_PAD.decode(address).ok()?).ok()?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
@@ -127,11 +114,22 @@ impl Signer {
         }
         let email = EmailAddress::parse(&address).ok()?;
         let genuine = std::iter::once(&self.key).chain(&self.previous).any(|key| {
-            keyed(key, &["manage", list_id, &address])
+            keyed(key, &[purpose, list_id, &address])
                 .verify_truncated_left(&tag)
                 .is_ok()
         });
         (genuine && email.as_str() == address).then_some(email)
+    }
+
+    /// The token of a reader's preference page: as the unsubscribe token, made for its own
+    /// purpose, so neither stands in for the other.
+    pub fn manage_token(&self, list_id: &str, email: &EmailAddress) -> String {
+        self.address_token("manage", list_id, email)
+    }
+
+    /// The address of a genuine preference-page token.
+    pub fn verify_manage_token(&self, list_id: &str, token: &str) -> Option<EmailAddress> {
+        self.verify_address_token("manage", list_id, token)
     }
 
     /// `base64url(address) . EXPIRY . base64url(MAC)`: the link of a confirmation message,

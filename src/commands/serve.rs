@@ -139,41 +139,22 @@ struct UnsubscribePage {
 impl UnsubscribePage {
     /// The token in a request target, when the target is an unsubscribe link.
     fn token_in<'t>(&self, target: &'t str) -> Option<&'t str> {
-        // The token sits in the path, or in the query when the configured URL puts it there.
-        let path = if self.prefix.contains('?') {
-            target
-        } else {
-            target.split('?').next().unwrap_or("")
-        };
-        path.strip_prefix(self.prefix.as_str())
-            .and_then(|t| t.strip_suffix(self.suffix.as_str()))
-            .filter(|t| !t.is_empty() && !t.contains('/'))
+        crate::http::page::token_between(target, &self.prefix, &self.suffix)
     }
 
     fn answer(&self, request: &Request) -> Response {
         let page = self.respond(request);
-        let html = format!(
-            "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{}</title></head>\
-             <body style=\"font-family:Arial,sans-serif;max-width:36em;margin:3em auto;padding:0 1em;\"><h1>{}</h1>{}</body></html>\n",
-            escape_html(&self.locale.tag),
-            page.title,
-            page.title,
-            page.body
+        let mut response = crate::http::page::page(
+            &self.locale.tag,
+            page.status,
+            &page.title,
+            &page.body,
+            "no-referrer",
         );
-        let mut headers = vec![
-            ("Content-Type", "text/html; charset=utf-8".to_string()),
-            ("Cache-Control", "no-store".to_string()),
-            ("X-Content-Type-Options", "nosniff".to_string()),
-            ("Referrer-Policy", "no-referrer".to_string()),
-        ];
         if page.status == 405 {
-            headers.push(("Allow", "GET, POST".to_string()));
+            response.headers.push(("Allow", "GET, POST".to_string()));
         }
-        Response {
-            status: page.status,
-            headers,
-            body: html,
-        }
+        response
     }
 
     /// A page of `status` whose title and text are the locale's strings `title` and `text`
@@ -187,7 +168,7 @@ impl UnsubscribePage {
         });
         Page {
             status,
-            title: escape_html(self.locale.get(title)),
+            title: self.locale.get(title).to_string(),
             body: format!("<p>{text}</p>"),
         }
     }

@@ -6,6 +6,7 @@
 //! carry a per-client rate limit. Handlers are plain blocking functions (they write to
 //! `SQLite`), run on tokio's blocking pool so a slow disk never stalls the listener.
 
+pub(crate) mod page;
 pub(crate) mod rate;
 
 use std::net::{SocketAddr, TcpListener};

@@ -151,25 +151,10 @@ impl Site {
     }
 
     fn page(&self, status: u16, title: &str, body: &str) -> Response {
-        let lang = escape_html(&self.locale.tag);
-        let title = escape_html(title);
-        Response {
-            status,
-            headers: vec![
-                ("Content-Type", "text/html; charset=utf-8".to_string()),
-                ("Cache-Control", "no-store".to_string()),
-                ("X-Content-Type-Options", "nosniff".to_string()),
-                // Not no-referrer: with it, a browser posts the form with `Origin: null`, and
-                // the origin check and the consent record's source would see nothing. Links
-                // with tokens still never leave the site.
-                ("Referrer-Policy", "same-origin".to_string()),
-                ("X-Frame-Options", "DENY".to_string()),
-            ],
-            body: format!(
-                "<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title></head>\
-                 <body style=\"font-family:Arial,sans-serif;max-width:36em;margin:3em auto;padding:0 1em;line-height:1.5;\"><h1>{title}</h1>{body}</body></html>\n"
-            ),
-        }
+        // Not no-referrer: with it, a browser posts the form with `Origin: null`, and the
+        // origin check and the consent record's source would see nothing. Links with
+        // tokens still never leave the site.
+        crate::http::page::page(&self.locale.tag, status, title, body, "same-origin")
     }
 
     fn text(&self, key: &str, values: &[(&str, &str)]) -> String {

@@ -67,33 +67,17 @@ impl Preferences {
     }
 
     fn token_in<'t>(&self, target: &'t str) -> Option<&'t str> {
-        let path = if self.prefix.contains('?') {
-            target
-        } else {
-            target.split('?').next().unwrap_or("")
-        };
-        path.strip_prefix(self.prefix.as_str())
-            .and_then(|t| t.strip_suffix(self.suffix.as_str()))
-            .filter(|t| !t.is_empty() && !t.contains('/'))
+        crate::http::page::token_between(target, &self.prefix, &self.suffix)
     }
 
     fn page(&self, status: u16, title: &str, body: &str) -> Response {
-        let title = escape_html(self.locale.get(title));
-        Response {
+        crate::http::page::page(
+            &self.locale.tag,
             status,
-            headers: vec![
-                ("Content-Type", "text/html; charset=utf-8".to_string()),
-                ("Cache-Control", "no-store".to_string()),
-                ("X-Content-Type-Options", "nosniff".to_string()),
-                ("Referrer-Policy", "no-referrer".to_string()),
-                ("X-Frame-Options", "DENY".to_string()),
-            ],
-            body: format!(
-                "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title></head>\
-                 <body style=\"font-family:Arial,sans-serif;max-width:36em;margin:3em auto;padding:0 1em;line-height:1.5;\"><h1>{title}</h1>{body}</body></html>\n",
-                escape_html(&self.locale.tag)
-            ),
-        }
+            self.locale.get(title),
+            body,
+            "no-referrer",
+        )
     }
 
     fn text(&self, key: &str, email: &EmailAddress) -> String {

@@ -17,6 +17,14 @@ use super::{Journal, unix};
 pub(crate) struct Spellings(pub Vec<String>);
 
 impl Spellings {
+    /// `email` is one of the `n` spellings (`?1` … `?n`), in any ASCII case.
+    fn equals_sql(n: usize) -> String {
+        (1..=n)
+            .map(|i| format!("lower(email) = lower(?{i})"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    }
+
     fn contains_sql(column: &str, n: usize) -> String {
         (1..=n)
             .map(|i| format!("instr(lower({column}), lower(?{i})) > 0"))
@@ -51,10 +59,7 @@ impl Journal {
         self.conn.pragma_update(None, "secure_delete", "ON")?;
         let forms = &spellings.0;
         let n = forms.len();
-        let exact = (1..=n)
-            .map(|i| format!("lower(email) = lower(?{i})"))
-            .collect::<Vec<_>>()
-            .join(" OR ");
+        let exact = Spellings::equals_sql(n);
         let tx = self.conn.transaction()?;
         let params = rusqlite::params_from_iter(forms.iter());
         let mut erased = Erased {
@@ -130,10 +135,7 @@ impl Journal {
     pub(crate) fn data_about(&self, spellings: &Spellings) -> Result<Value> {
         let forms = &spellings.0;
         let n = forms.len();
-        let exact = (1..=n)
-            .map(|i| format!("lower(email) = lower(?{i})"))
-            .collect::<Vec<_>>()
-            .join(" OR ");
+        let exact = Spellings::equals_sql(n);
         let query = |sql: &str, columns: &[&str]| -> Result<Vec<Value>> {
             let mut stmt = self.conn.prepare(sql)?;
             let rows = stmt
