@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
-use toml_edit::{Array, DocumentMut, Item, Table, value};
+use toml_edit::{DocumentMut, Item, Table, value};
 
 use crate::cli::{Cli, ExportArgs, ImportArgs};
 use crate::clock::Clock;
@@ -17,6 +17,7 @@ use crate::input::address::{DisplayName, EmailAddress};
 use crate::input::subscribers::{self, Status, Subscriber};
 use crate::privacy::Forgotten;
 use crate::state::Journal;
+use crate::state::listfile;
 use crate::state::lock::{LIST_LOCK_WAIT, ListLock};
 
 /// What the import does with one address.
@@ -246,15 +247,7 @@ fn apply(text: &str, plan: &[Planned], today: chrono::NaiveDate, source: &str) -
             Some((e.as_str().to_ascii_lowercase(), i))
         })
         .collect();
-    let since = toml_edit::Datetime {
-        date: Some(toml_edit::Date {
-            year: u16::try_from(chrono::Datelike::year(&today)).unwrap_or(1970),
-            month: u8::try_from(chrono::Datelike::month(&today)).unwrap_or(1),
-            day: u8::try_from(chrono::Datelike::day(&today)).unwrap_or(1),
-        }),
-        time: None,
-        offset: None,
-    };
+    let since = listfile::date(today);
     for p in plan {
         let Some(email) = &p.email else { continue };
         let at = position.get(&email.as_str().to_ascii_lowercase()).copied();
@@ -274,19 +267,17 @@ fn apply(text: &str, plan: &[Planned], today: chrono::NaiveDate, source: &str) -
                     "unsubscribed"
                 };
                 entry.insert("status", value(status));
-                entry.insert("since", value(since));
+                entry.insert("since", Item::Value(since.clone()));
                 if !p.row.tags.is_empty() {
-                    entry.insert(
-                        "tags",
-                        value(p.row.tags.iter().map(String::as_str).collect::<Array>()),
-                    );
+                    entry.insert("tags", Item::Value(listfile::tags_value(&p.row.tags)));
                 }
                 list.push(entry);
             }
             (Outcome::Unsubscribed, Some(i)) => {
                 if let Some(t) = list.get_mut(i) {
-                    t.insert("status", value("unsubscribed"));
-                    t.insert("since", value(since));
+                    // As every list edit: each value replaced, its comment kept.
+                    listfile::set_keeping_decor(t, "status", "unsubscribed".into());
+                    listfile::set_keeping_decor(t, "since", since.clone());
                 }
             }
             (Outcome::Updated, Some(i)) => {
@@ -311,10 +302,7 @@ fn apply(text: &str, plan: &[Planned], today: chrono::NaiveDate, source: &str) -
                         }
                     }
                     if !tags.is_empty() {
-                        t.insert(
-                            "tags",
-                            value(tags.iter().map(String::as_str).collect::<Array>()),
-                        );
+                        listfile::set_keeping_decor(t, "tags", listfile::tags_value(&tags));
                     }
                 }
             }

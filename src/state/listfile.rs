@@ -113,7 +113,7 @@ pub(crate) fn remove(config: &Config, email: &EmailAddress) -> Result<usize> {
     Ok(removed)
 }
 
-fn tags_value(tags: &[String]) -> Value {
+pub(crate) fn tags_value(tags: &[String]) -> Value {
     Value::Array(tags.iter().map(String::as_str).collect())
 }
 
@@ -129,7 +129,7 @@ fn consent_value(json: Option<&str>) -> Option<Value> {
 }
 
 /// Replaces a value but keeps what surrounds it (a trailing `# comment`).
-fn set_keeping_decor(table: &mut Table, key: &str, mut new: Value) {
+pub(crate) fn set_keeping_decor(table: &mut Table, key: &str, mut new: Value) {
     match table.get_mut(key).and_then(Item::as_value_mut) {
         Some(old) => {
             *new.decor_mut() = old.decor().clone();
@@ -141,7 +141,7 @@ fn set_keeping_decor(table: &mut Table, key: &str, mut new: Value) {
     }
 }
 
-fn date(d: NaiveDate) -> Value {
+pub(crate) fn date(d: NaiveDate) -> Value {
     let date = toml_edit::Date {
         year: u16::try_from(d.year()).unwrap_or(1970),
         month: u8::try_from(d.month()).unwrap_or(1),
