@@ -43,6 +43,13 @@ impl Clock {
         self.pinned.unwrap_or_else(SystemTime::now)
     }
 
+    /// Seconds since 1970 (0 for a clock set before it).
+    pub fn epoch_seconds(&self) -> u64 {
+        self.now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
     /// This clock stopped at this moment: one time for everything a run stamps once
     /// (every message's Date header).
     #[must_use]

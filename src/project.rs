@@ -15,13 +15,13 @@ use crate::feeds::{Cache, Report};
 use crate::input::articles;
 use crate::input::subscribers::{self, Subscriber, SubscriberList};
 use crate::locale::Locale;
+use crate::mail::dkim::Signatures;
 use crate::mail::message::{Mailer, Outgoing};
 use crate::problems::{Problem, Problems};
 use crate::render::compose::{Composer, Rendered};
 use crate::render::templates::Templates;
 use crate::state::{Frozen, Journal};
 use crate::token::Signer;
-use lettre::message::dkim::DkimConfig;
 
 /// Which edition to plan: the command line's choices, free of its parser's types.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +50,7 @@ pub struct Project {
     pub resumed: bool,
     pub templates: Templates,
     pub signer: Signer,
-    pub dkim: Option<DkimConfig>,
+    pub dkim: Signatures,
     pub clock: Clock,
     /// Every candidate article and why it is in or out (empty for a resumed edition or
     /// an explicit `--article` list).
@@ -209,18 +209,15 @@ impl Project {
             list.audience.clone_from(&plan.audience);
         }
 
-        let dkim = match &config.dkim {
-            Some(d) => crate::mail::dkim::load(d, config.newsletter.from.address.domain())
-                .map_err(|e| {
-                    problems.push(Problem::new(&config.path, format!("{e:#}")).field("dkim"));
-                })
-                .ok()
-                .map(|(key, warnings)| {
-                    notes.extend(warnings);
-                    Some(key)
-                }),
-            None => Some(None),
-        };
+        let dkim = crate::mail::dkim::load(&config.dkim, config.newsletter.from.address.domain())
+            .map_err(|e| {
+                problems.push(Problem::new(&config.path, format!("{e:#}")).field("dkim"));
+            })
+            .ok()
+            .map(|(keys, warnings)| {
+                notes.extend(warnings);
+                keys
+            });
         if let Some(planned) = &planned {
             notes.extend(planned.notes.iter().cloned());
             notes.extend(planned.templates.layout_warnings());
@@ -290,8 +287,7 @@ impl Project {
 
     /// Builds the MIME messages of `edition`.
     pub fn mailer<'a>(&'a self, edition: &Edition) -> Mailer<'a> {
-        Mailer::new(&self.config, &edition.id, &self.signer, self.clock)
-            .with_dkim(self.dkim.as_ref())
+        Mailer::new(&self.config, &edition.id, &self.signer, self.clock).with_dkim(&self.dkim)
     }
 
     /// What must be kept to render this edition again exactly.

@@ -53,7 +53,8 @@ pub struct Config {
     pub unsubscribe: Unsubscribe,
     pub paths: Paths,
     pub transport: Transport,
-    pub dkim: Option<Dkim>,
+    /// Signing keys, one signature each (an RSA and an Ed25519 key side by side).
+    pub dkim: Vec<Dkim>,
     pub sources: Vec<Source>,
     pub selection: Selection,
     /// When `send --scheduled` starts and sends editions; `None` without `[schedule]`.
@@ -70,16 +71,16 @@ pub struct Config {
     pub signup: Option<Signup>,
 }
 
-/// DKIM signing (RFC 6376): the key signs From, To, Subject, Date, Message-ID, List-Id and
-/// the List-Unsubscribe headers of every message.
+/// One DKIM key (RFC 6376): it signs every header of every message.
 #[derive(Debug, Clone)]
 pub struct Dkim {
     /// The signing domain (`d=`), usually the From domain.
     pub domain: String,
     /// The selector (`s=`): the key is published at `SELECTOR._domainkey.DOMAIN`.
     pub selector: String,
-    pub algorithm: DkimAlgorithm,
-    /// RSA: a PKCS#1 PEM file (`openssl genrsa -traditional`); Ed25519: a PKCS#8 PEM file
+    /// What the key must be, when the config says; the key file says otherwise.
+    pub algorithm: Option<DkimAlgorithm>,
+    /// A PEM file: RSA (`openssl genrsa 2048`, PKCS#1 or PKCS#8) or Ed25519
     /// (`openssl genpkey -algorithm ed25519`).
     pub private_key_file: PathBuf,
 }
@@ -89,9 +90,32 @@ pub struct Dkim {
 struct RawDkim {
     domain: Spanned<String>,
     selector: Spanned<String>,
-    #[serde(default = "default_dkim_algorithm")]
-    algorithm: DkimAlgorithm,
+    algorithm: Option<DkimAlgorithm>,
     private_key_file: PathBuf,
+}
+
+/// `[dkim]` for one key, `[[dkim]]` for several.
+struct RawDkims(Vec<RawDkim>);
+
+impl<'de> Deserialize<'de> for RawDkims {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawDkims;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a [dkim] table or [[dkim]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawDkims, A::Error> {
+                let one = RawDkim::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawDkims(vec![one]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RawDkims, A::Error> {
+                Vec::<RawDkim>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawDkims)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,10 +123,6 @@ struct RawDkim {
 pub enum DkimAlgorithm {
     Rsa,
     Ed25519,
-}
-
-fn default_dkim_algorithm() -> DkimAlgorithm {
-    DkimAlgorithm::Rsa
 }
 
 #[derive(Debug, Clone)]
@@ -163,7 +183,7 @@ struct RawConfig {
     #[serde(default)]
     transport: RawTransport,
     smtp: Option<RawSmtp>,
-    dkim: Option<RawDkim>,
+    dkim: Option<RawDkims>,
     #[serde(default)]
     sources: Vec<Spanned<RawSource>>,
     #[serde(default)]
@@ -421,7 +441,8 @@ impl Config {
         let selection = resolve_selection(raw.selection, path, source, &mut problems);
         let schedule = resolve_schedule(raw.schedule, path, source, &mut problems);
         let approval = resolve_approval(raw.approval, path, source, &mut problems);
-        let dkim = raw.dkim.and_then(|d| {
+        let mut dkim = Vec::new();
+        for d in raw.dkim.map(|d| d.0).unwrap_or_default() {
             let domain = check_host(d.domain.get_ref(), false)
                 .map_err(|e| problems.push(at("dkim.domain", d.domain.span(), e)))
                 .ok();
@@ -440,13 +461,28 @@ impl Config {
                     "must be DNS labels of letters, digits, '-' and '_', e.g. \"mail2026\"".into(),
                 ));
             }
-            Some(Dkim {
-                domain: domain?,
-                selector: selector_ok.then(|| selector.clone())?,
+            let Some(domain) = domain else { continue };
+            if !selector_ok {
+                continue;
+            }
+            if dkim
+                .iter()
+                .any(|k: &Dkim| k.domain == domain && &k.selector == selector)
+            {
+                problems.push(at(
+                    "dkim.selector",
+                    d.selector.span(),
+                    format!("{selector}._domainkey.{domain} is already a key above: each key needs its own selector"),
+                ));
+                continue;
+            }
+            dkim.push(Dkim {
+                domain,
+                selector: selector.clone(),
                 algorithm: d.algorithm,
                 private_key_file: dir.join(&d.private_key_file),
-            })
-        });
+            });
+        }
 
         match (from, reply_to.flatten(), contact, secret, transport) {
             (Some(from), reply_to, Some(contact), Some(secret), Some(transport))

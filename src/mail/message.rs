@@ -2,10 +2,10 @@
 //! the list headers, a stable Message-ID and a boundary derived from the message's identity,
 //! so the same inputs and clock give the same bytes.
 
+use crate::mail::dkim::Signatures;
 use anyhow::{Context, Result};
 use lettre::Message;
 use lettre::address::Envelope;
-use lettre::message::dkim::DkimConfig;
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
@@ -35,7 +35,7 @@ pub struct Mailer<'a> {
     edition_id: String,
     signer: &'a Signer,
     clock: Clock,
-    dkim: Option<&'a DkimConfig>,
+    dkim: Option<&'a Signatures>,
 }
 
 /// One message ready to send: its envelope, its id and its bytes.
@@ -82,8 +82,8 @@ impl<'a> Mailer<'a> {
     }
 
     /// Signs every message with this DKIM key.
-    pub fn with_dkim(mut self, dkim: Option<&'a DkimConfig>) -> Self {
-        self.dkim = dkim;
+    pub fn with_dkim(mut self, dkim: &'a Signatures) -> Self {
+        self.dkim = Some(dkim);
         self
     }
 
@@ -168,12 +168,9 @@ impl<'a> Mailer<'a> {
             .boundary(self.signer.boundary(&self.edition_id, &to.email))
             .singlepart(part(ContentType::TEXT_PLAIN, &encoded.text))
             .singlepart(part(ContentType::TEXT_HTML, &encoded.html));
-        let mut message = builder
+        let message = builder
             .multipart(body)
             .with_context(|| format!("cannot build the message to {}", to.email))?;
-        if let Some(dkim) = self.dkim {
-            message.sign(dkim);
-        }
         let envelope = match &self.bounces {
             // VERP: the return path names this message, so what comes back says whose it was.
             Some((local, domain)) => {
@@ -190,7 +187,10 @@ impl<'a> Mailer<'a> {
             to: to.email.clone(),
             envelope,
             message_id,
-            bytes: message.formatted(),
+            bytes: match self.dkim {
+                Some(dkim) => dkim.sign(&message.formatted(), self.clock.epoch_seconds())?,
+                None => message.formatted(),
+            },
         })
     }
 }

@@ -4,9 +4,9 @@
 //! (`templates/signup/confirm.txt` and `welcome.txt`), which a project replaces with files
 //! of the same name in its `templates/signup/` folder.
 
+use crate::mail::dkim::Signatures;
 use anyhow::{Context, Result};
 use lettre::Message;
-use lettre::message::dkim::DkimConfig;
 use lettre::message::{Mailbox, header::ContentType};
 
 use crate::clock::Clock;
@@ -23,14 +23,14 @@ pub(crate) struct Writer {
     pub newsletter: String,
     pub contact: String,
     pub domain: String,
-    pub dkim: Option<DkimConfig>,
+    pub dkim: Signatures,
     pub locale: Locale,
 }
 
 impl Writer {
     /// The writer, with the project's templates over the built-in ones; an error names
     /// the template file that does not parse.
-    pub(crate) fn new(config: &Config, locale: Locale, dkim: Option<DkimConfig>) -> Result<Writer> {
+    pub(crate) fn new(config: &Config, locale: Locale, dkim: Signatures) -> Result<Writer> {
         let mut tera = tera::Tera::default();
         tera.register_filter("fill", crate::render::templates::fill_filter);
         tera.register_filter("wrap", crate::render::templates::wrap_filter);
@@ -112,16 +112,13 @@ impl Writer {
         // process and a counter tell apart two requests in one clock tick).
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let stamp = clock
-            .now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let stamp = clock.epoch_seconds();
         let id = signer.message_id(
             &format!("{kind}-{stamp}-{}-{n}", std::process::id()),
             to,
             &self.domain,
         );
-        let mut message = Message::builder()
+        let message = Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(None, to.to_lettre()))
             .subject(subject)
@@ -130,10 +127,7 @@ impl Writer {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .context("cannot build the sign-up message")?;
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
-        Ok(message.formatted())
+        self.dkim.sign(&message.formatted(), stamp)
     }
 
     /// The message with the confirmation link.

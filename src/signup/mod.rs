@@ -64,10 +64,8 @@ impl Site {
         let Some(signup) = config.signup.clone() else {
             return Ok(None);
         };
-        let dkim = match &config.dkim {
-            Some(d) => Some(crate::mail::dkim::load(d, config.newsletter.from.address.domain())?.0),
-            None => None,
-        };
+        let dkim =
+            crate::mail::dkim::load(&config.dkim, config.newsletter.from.address.domain())?.0;
         let per_client = u32::try_from(signup.per_client_per_hour).unwrap_or(u32::MAX);
         Ok(Some(Site {
             writer: message::Writer::new(config, locale.clone(), dkim)?,
