@@ -64,7 +64,14 @@ fn relay(cli: &Cli) -> Result<Exit> {
     };
     let auth = smtp.username.as_deref().map_or_else(
         || "no AUTH".to_string(),
-        |u| format!("authenticated as {u}"),
+        |u| {
+            let how = if smtp.oauth_token.is_some() {
+                " (XOAUTH2)"
+            } else {
+                ""
+            };
+            format!("authenticated as {u}{how}")
+        },
     );
     crate::say!(
         "relay {}: connected, {security}, {auth}",

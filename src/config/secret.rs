@@ -11,13 +11,20 @@ use anyhow::{Context, Result, bail};
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
+    /// A shell command whose standard output is the secret, run at each use (an OAuth
+    /// access token that an outside refresher keeps fresh).
+    Command(String),
 }
+
+/// How long a secret's command may take: a token helper that hangs must not hang a send.
+const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl fmt::Debug for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretSource::Env(name) => write!(f, "environment variable {name}"),
             SecretSource::File(path) => write!(f, "file {}", path.display()),
+            SecretSource::Command(command) => write!(f, "command `{command}`"),
         }
     }
 }
@@ -43,7 +50,7 @@ impl SecretSource {
     pub fn load_private(&self) -> Result<(Secret, Option<String>)> {
         let warning = match self {
             SecretSource::File(path) => permission_warning(path)?,
-            SecretSource::Env(_) => None,
+            SecretSource::Env(_) | SecretSource::Command(_) => None,
         };
         Ok((self.load()?, warning))
     }
@@ -68,12 +75,64 @@ impl SecretSource {
                 .with_context(|| format!("cannot read secret file {}", path.display()))?
                 .trim_end_matches(['\r', '\n'])
                 .to_string(),
+            SecretSource::Command(command) => run(command)?,
         };
         if value.is_empty() {
             bail!("the secret in {self:?} is empty");
         }
         Ok(Secret(value))
     }
+}
+
+/// The standard output of `sh -c COMMAND`, without its trailing white space. What the
+/// command wrote to standard error says why it failed; its output (the secret) is never
+/// part of an error.
+fn run(command: &str) -> Result<String> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .args(["-c", command])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run the command `{command}`"))?;
+    // Read both pipes on threads, so a chatty command cannot fill one and stall.
+    let mut stdout = child.stdout.take().context("no pipe")?;
+    let mut stderr = child.stderr.take().context("no pipe")?;
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).map(|_| s)
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = crate::clock::instant() + COMMAND_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if crate::clock::instant() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the command `{command}` gave no secret within {COMMAND_LIMIT:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let output = out
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading the command's output failed"))?
+        .with_context(|| format!("the output of `{command}` is not UTF-8"))?;
+    let errors = err.join().unwrap_or_default();
+    if !status.success() {
+        bail!(
+            "the command `{command}` failed ({status}): {}",
+            errors.trim()
+        );
+    }
+    Ok(output.trim_end().to_string())
 }
 
 /// `Err` when users other than the owner can change the file; a warning when they can read

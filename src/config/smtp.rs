@@ -38,6 +38,8 @@ pub struct Smtp {
     pub security: Security,
     pub username: Option<String>,
     pub password: Option<SecretSource>,
+    /// An OAuth 2.0 access token for AUTH XOAUTH2, read afresh for each connection.
+    pub oauth_token: Option<SecretSource>,
     pub ca_file: Option<PathBuf>,
     pub hello_name: Option<String>,
     /// Send MAIL, RCPT and DATA in one write when the server offers PIPELINING (RFC 2920).
@@ -131,6 +133,8 @@ pub(super) struct RawSmtp {
     username: Option<Spanned<String>>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
+    oauth_token_command: Option<Spanned<String>>,
+    oauth_token_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
     hello_name: Option<Spanned<String>>,
     pipelining: Option<bool>,
@@ -207,6 +211,39 @@ pub(super) fn resolve_smtp(
             None
         }
     };
+    let oauth_token = match (&s.oauth_token_command, &s.oauth_token_file) {
+        (Some(command), None) if command.get_ref().trim().is_empty() => {
+            problems.push(at(
+                "smtp.oauth_token_command",
+                command.span(),
+                "must be a command that prints the access token".into(),
+            ));
+            None
+        }
+        (Some(command), None) => Some(SecretSource::Command(command.get_ref().clone())),
+        (None, Some(file)) => Some(SecretSource::File(dir.join(file))),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            problems.push(
+                Problem::new(
+                    path,
+                    "set `oauth_token_command` or `oauth_token_file`, not both",
+                )
+                .field("smtp"),
+            );
+            None
+        }
+    };
+    if oauth_token.is_some() && password.is_some() {
+        problems.push(
+            Problem::new(
+                path,
+                "an OAuth token and a password are both set: XOAUTH2 uses the token alone, so remove the password",
+            )
+            .field("smtp"),
+        );
+    }
+    let password = password.or_else(|| oauth_token.clone());
     match (&s.username, &password) {
         (Some(user), _) if security == Security::None => problems.push(at(
             "smtp.username",
@@ -216,9 +253,9 @@ pub(super) fn resolve_smtp(
         (Some(user), None) => problems.push(at(
             "smtp.username",
             user.span(),
-            "a username needs `password_env` or `password_file` (the password never goes in this file)".into(),
+            "a username needs `password_env` or `password_file` (the password never goes in this file), or an `oauth_token_command` or `oauth_token_file`".into(),
         )),
-        (None, Some(_)) => problems.push(Problem::new(path, "a password is set but no `username`").field("smtp")),
+        (None, Some(_)) => problems.push(Problem::new(path, "a password or token is set but no `username`").field("smtp")),
         _ => {}
     }
     let mut n = Numbers::new(path, source, "smtp");
@@ -311,7 +348,12 @@ pub(super) fn resolve_smtp(
         host,
         security,
         username: s.username.map(Spanned::into_inner),
-        password,
+        password: if oauth_token.is_some() {
+            None
+        } else {
+            password
+        },
+        oauth_token,
         ca_file: s.ca_file.map(|f| dir.join(f)),
         hello_name: s.hello_name.map(Spanned::into_inner),
         pipelining: s.pipelining.unwrap_or(true),

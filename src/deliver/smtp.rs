@@ -56,10 +56,18 @@ impl Connector {
                     .context("cannot read the SMTP password")
             })
             .transpose()?;
-        let (password, warning) = match loaded {
+        let (password, mut warning) = match loaded {
             Some((secret, warning)) => (Some(secret), warning),
             None => (None, None),
         };
+        // The token is read again for each connection; reading it once here stops a run
+        // whose token cannot be had before anything is sent.
+        if let Some(source) = &cfg.oauth_token {
+            let (_, w) = source
+                .load_private()
+                .context("cannot read the SMTP OAuth access token")?;
+            warning = warning.or(w);
+        }
         let extra_roots = match &cfg.ca_file {
             Some(path) => tls::read_ca_file(path)?,
             None => Vec::new(),
@@ -181,7 +189,7 @@ impl Connector {
             .await
             .with_context(|| format!("EHLO to {server}"))?;
         let offered = Offered::from_ehlo(ehlo.message().skip(1));
-        if let (Some(user), Some(password)) = (&cfg.username, &self.password) {
+        if let (Some(user), Some((secret, mechanisms))) = (&cfg.username, self.credentials()?) {
             // Config loading refuses credentials with security = "none"; this is the
             // last line of defence should that ever change.
             if cfg.security == Security::None {
@@ -189,14 +197,20 @@ impl Connector {
                     "refusing to send credentials over an unencrypted connection".into()
                 ));
             }
-            let creds = Credentials::new(user.clone(), password.expose().to_string());
-            timeout(
-                step,
-                conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
-            )
-            .await
-            .map_err(|_| anyhow!("authentication with {server} timed out"))?
-            .map_err(|e| Fatal(format!("{server} refused the credentials of {user:?}: {e}")))?;
+            let creds = Credentials::new(user.clone(), secret.expose().to_string());
+            timeout(step, conn.auth(mechanisms, &creds))
+                .await
+                .map_err(|_| anyhow!("authentication with {server} timed out"))?
+                .map_err(|e| {
+                    // A refused XOAUTH2 token comes back as a 334 challenge carrying the
+                    // error, which lettre reports as an unexpected challenge.
+                    let why = if cfg.oauth_token.is_some() {
+                        "the OAuth access token was not accepted (expired, or not for this account or scope)".to_string()
+                    } else {
+                        e.to_string()
+                    };
+                    Fatal(format!("{server} refused the credentials of {user:?}: {why}"))
+                })?;
         }
         Ok(Session::new(
             conn,
@@ -204,6 +218,22 @@ impl Connector {
             cfg.pipelining && offered.pipelining,
             offered.size,
         ))
+    }
+
+    /// The secret and the mechanisms to offer: the password with PLAIN or LOGIN, or an
+    /// OAuth access token with XOAUTH2, read now so a token refreshed outside this program
+    /// is the one used.
+    fn credentials(&self) -> Result<Option<(Secret, &'static [Mechanism])>> {
+        if let Some(source) = &self.cfg.oauth_token {
+            let token = source
+                .load()
+                .map_err(|e| Fatal(format!("cannot read the SMTP OAuth access token: {e:#}")))?;
+            return Ok(Some((token, &[Mechanism::Xoauth2])));
+        }
+        Ok(self
+            .password
+            .clone()
+            .map(|p| (p, &[Mechanism::Plain, Mechanism::Login][..])))
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters> {

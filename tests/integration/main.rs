@@ -24,6 +24,7 @@ mod import;
 mod input;
 mod layout;
 mod locale;
+mod oauth;
 mod outbox;
 mod pipelining;
 mod privacy;
