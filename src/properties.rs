@@ -47,6 +47,8 @@ const OTHER: [(&str, &[&str]); 3] = [
             "username",
             "password_env",
             "password_file",
+            "oauth_token_command",
+            "oauth_token_file",
             "ca_file",
             "hello_name",
             "pipelining",
