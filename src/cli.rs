@@ -10,7 +10,8 @@ Exit codes:
   0  done: every recipient was sent to (or failed permanently, see `status`); also when
      the edition was already sent, or no one is subscribed
   1  failed: an error stopped the run (server unreachable, credentials refused, I/O; or
-     nothing new while a feed source could not be read)
+     nothing new while a feed source could not be read); `check --dns` found a record
+     to publish
   2  usage: the command line is wrong
   3  bad input: a file has problems, all of them are listed, nothing was sent
   4  partial: recipients remain deferred or in doubt, or the run was stopped (signal,
@@ -370,6 +371,22 @@ pub struct CheckArgs {
     /// server offers and how a send would use it; nothing is sent.
     #[arg(long)]
     pub relay: bool,
+
+    /// Check the DNS instead: SPF authorises the sending path, each DKIM key is
+    /// published as configured, DMARC exists and aligns with From, MX where mail comes
+    /// back, PTR of one's own addresses. Each failure names the record to publish; exit 1
+    /// when one fails.
+    #[arg(long)]
+    pub dns: bool,
+
+    /// With --dns: ask this DNS server (IP or IP:PORT) instead of the system's resolvers.
+    #[arg(long, value_name = "ADDR", requires = "dns")]
+    pub resolver: Option<String>,
+
+    /// With --dns: the public address mail leaves from, when it is one's own server
+    /// (repeat for several); otherwise the relay's provider or address is used.
+    #[arg(long = "sending-ip", value_name = "IP", requires = "dns")]
+    pub sending_ips: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Args)]

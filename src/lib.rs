@@ -28,6 +28,7 @@ pub mod clock;
 pub(crate) mod commands;
 pub(crate) mod config;
 pub(crate) mod deliver;
+pub(crate) mod dns;
 pub(crate) mod edition;
 pub(crate) mod exit;
 pub(crate) mod feeds;

@@ -13,6 +13,9 @@ pub(crate) fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     if args.relay {
         return relay(cli);
     }
+    if args.dns {
+        return dns(cli, args);
+    }
     let config = crate::config::Config::load(&cli.config)?;
     let journal = Journal::open_read_only(&config.paths.state)?;
     let project = Project::load(
@@ -92,6 +95,92 @@ fn relay(cli: &Cli) -> Result<Exit> {
             || "no daily quota".to_string(),
             |q| format!("{q} messages a day")
         ),
+    );
+    Ok(Exit::Done)
+}
+
+/// `check --dns`: the findings on stdout, one a line, each failure with its record.
+fn dns(cli: &Cli, args: &CheckArgs) -> Result<Exit> {
+    use crate::dns::checks::{self, Level, Path, Setup};
+    let config = crate::config::Config::load(&cli.config)?;
+    let from_domain = config.newsletter.from.address.domain().to_ascii_lowercase();
+    let (dkim, _) = crate::mail::dkim::load(&config.dkim, &from_domain)?;
+    let dns = crate::dns::Dns::new(args.resolver.as_deref())?;
+    let path = if args.sending_ips.is_empty() {
+        match &config.transport {
+            crate::config::Transport::Outbox(_) => Path::Unknown(
+                "the transport is the outbox; name the address mail will leave from with --sending-ip".into(),
+            ),
+            crate::config::Transport::Smtp(smtp) => match checks::provider(&smtp.host) {
+                Some((name, include)) => Path::Provider { name, include },
+                None if crate::config::is_loopback(&smtp.host) => Path::Unknown(format!(
+                    "the relay is this machine ({}), so the public address mail leaves from is not known here; give it with --sending-ip",
+                    smtp.host
+                )),
+                None => match dns.ips(&smtp.host) {
+                    Ok(ips) if !ips.is_empty() => Path::Addresses {
+                        ips,
+                        what: format!("the relay {}", smtp.host),
+                    },
+                    Ok(_) => Path::Unknown(format!("the relay {} has no address in the DNS", smtp.host)),
+                    Err(e) => Path::Unknown(format!("{e:#}")),
+                },
+            },
+        }
+    } else {
+        Path::Addresses {
+            ips: args.sending_ips.clone(),
+            what: "given with --sending-ip".into(),
+        }
+    };
+    let envelope_domain = config
+        .bounces
+        .address
+        .as_ref()
+        .map_or_else(|| from_domain.clone(), |a| a.domain().to_ascii_lowercase());
+    let setup = Setup {
+        envelope_domain,
+        bounces: config.bounces.address.is_some(),
+        mailto_domain: config
+            .unsubscribe
+            .mailto
+            .as_ref()
+            .map(|m| m.domain().to_ascii_lowercase()),
+        report_address: config.newsletter.contact.to_string(),
+        dkim: &dkim,
+        path,
+        from_domain,
+    };
+    crate::say!("DNS of {} (asking {})", setup.from_domain, dns.server);
+    let findings = checks::run(&dns, &setup);
+    for f in &findings {
+        crate::say!("{:<5} {:<6} {}", f.level.label(), f.topic, f.text);
+        if let Some(record) = &f.publish {
+            crate::say!("{:<12} publish: {record}", "");
+        }
+    }
+    let failed = findings.iter().filter(|f| f.level == Level::Fail).count();
+    let unknown = findings
+        .iter()
+        .filter(|f| f.level == Level::Unknown)
+        .count();
+    if failed > 0 {
+        crate::say!(
+            "{failed} problem{} in the DNS: receivers will reject or junk this mail until the records above are published",
+            plural(failed)
+        );
+        return Ok(Exit::Failed);
+    }
+    crate::say!(
+        "the DNS is ready{}",
+        if unknown > 0 {
+            format!(
+                " as far as it could be checked ({unknown} check{} could not conclude)",
+                plural(unknown)
+            )
+        } else {
+            String::new()
+        }
     );
     Ok(Exit::Done)
 }

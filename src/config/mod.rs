@@ -31,7 +31,7 @@ pub(crate) use selection::Selection;
 use selection::{RawSelection, resolve_selection};
 pub(crate) use signup::Signup;
 use signup::{RawSignup, resolve_signup};
-pub(crate) use smtp::{Backoff, Pacing, Security, Smtp, Transport};
+pub(crate) use smtp::{Backoff, Pacing, Security, Smtp, Transport, is_loopback};
 use smtp::{RawSmtp, RawTransport, TransportKind, resolve_smtp};
 pub(crate) use webhooks::Webhooks;
 use webhooks::{RawWebhooks, resolve_webhooks};

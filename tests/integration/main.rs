@@ -16,6 +16,7 @@ mod bounces;
 mod cron;
 mod delivery;
 mod dkim;
+mod dns;
 mod endpoint;
 mod feeds;
 mod hardening;
