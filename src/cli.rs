@@ -11,7 +11,7 @@ Exit codes:
      the edition was already sent, or no one is subscribed
   1  failed: an error stopped the run (server unreachable, credentials refused, I/O; or
      nothing new while a feed source could not be read); `check --dns` found a record
-     to publish
+     to publish, `check --links` a broken link
   2  usage: the command line is wrong
   3  bad input: a file has problems, all of them are listed, nothing was sent
   4  partial: recipients remain deferred or in doubt, or the run was stopped (signal,
@@ -376,7 +376,7 @@ pub struct CheckArgs {
     /// published as configured, DMARC exists and aligns with From, MX where mail comes
     /// back, PTR of one's own addresses. Each failure names the record to publish; exit 1
     /// when one fails.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "relay")]
     pub dns: bool,
 
     /// With --dns: ask this DNS server (IP or IP:PORT) instead of the system's resolvers.
@@ -387,6 +387,22 @@ pub struct CheckArgs {
     /// (repeat for several); otherwise the relay's provider or address is used.
     #[arg(long = "sending-ip", value_name = "IP", requires = "dns")]
     pub sending_ips: Vec<std::net::IpAddr>,
+
+    /// Check the edition's links instead: every link and image is fetched (HEAD, then GET
+    /// where needed; 8 at a time), redirects are followed and shown, and each broken one
+    /// is listed with the article it is in; exit 1 when one is broken. Links that worked
+    /// are remembered for a day for this edition (`STATE.links.json`).
+    #[arg(long, conflicts_with_all = ["relay", "dns"])]
+    pub links: bool,
+
+    /// With --links: how long one request may take, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        requires = "links"
+    )]
+    pub link_timeout: f64,
 }
 
 #[derive(Debug, Args)]

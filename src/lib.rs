@@ -36,6 +36,7 @@ pub(crate) mod http;
 pub mod import;
 pub(crate) mod inbound;
 pub mod input;
+pub(crate) mod links;
 pub(crate) mod locale;
 pub(crate) mod mail;
 pub(crate) mod privacy;

@@ -6,6 +6,7 @@ pub(crate) mod bounces;
 pub(crate) mod check;
 pub(crate) mod import;
 pub(crate) mod init;
+pub(crate) mod links;
 pub(crate) mod list;
 pub(crate) mod preview;
 pub(crate) mod privacy;

@@ -24,6 +24,7 @@ mod imap;
 mod import;
 mod input;
 mod layout;
+mod links;
 mod locale;
 mod oauth;
 mod outbox;
