@@ -188,8 +188,10 @@ impl<'a> Mailer<'a> {
             envelope,
             message_id,
             bytes: match self.dkim {
-                Some(dkim) => dkim.sign(&message.formatted(), self.clock.epoch_seconds())?,
-                None => message.formatted(),
+                Some(dkim) if !dkim.is_empty() => {
+                    dkim.sign(&message.formatted(), self.clock.epoch_seconds())?
+                }
+                _ => message.formatted(),
             },
         })
     }
