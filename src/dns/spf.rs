@@ -352,42 +352,31 @@ mod tests {
     fn records_are_evaluated_as_receivers_do() {
         let t = table();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            check(&t, ip("192.0.2.25"), "harbour.example"),
-            Outcome::Pass
-        );
-        assert_eq!(
-            check(&t, ip("198.51.100.9"), "harbour.example"),
-            Outcome::Pass
-        );
-        assert_eq!(
-            check(&t, ip("2001:db8::7"), "harbour.example"),
-            Outcome::Pass
-        );
-        assert_eq!(
-            check(&t, ip("203.0.113.1"), "harbour.example"),
-            Outcome::Fail
-        );
-        assert_eq!(
-            check(&t, ip("203.0.113.1"), "redirected.example"),
-            Outcome::SoftFail
-        );
-        assert_eq!(
-            check(&t, ip("203.0.113.1"), "nothing.example"),
-            Outcome::None
-        );
-        assert!(matches!(
-            check(&t, ip("203.0.113.1"), "loop.example"),
-            Outcome::PermError(_)
-        ));
-        assert!(matches!(
-            check(&t, ip("203.0.113.1"), "two.example"),
-            Outcome::PermError(_)
-        ));
-        assert!(matches!(
-            check(&t, ip("203.0.113.1"), "macro.example"),
-            Outcome::Unverifiable(_)
-        ));
+        for (address, domain, expected) in [
+            ("192.0.2.25", "harbour.example", Outcome::Pass),
+            ("198.51.100.9", "harbour.example", Outcome::Pass),
+            ("2001:db8::7", "harbour.example", Outcome::Pass),
+            ("203.0.113.1", "harbour.example", Outcome::Fail),
+            ("203.0.113.1", "redirected.example", Outcome::SoftFail),
+            ("203.0.113.1", "nothing.example", Outcome::None),
+        ] {
+            assert_eq!(
+                check(&t, ip(address), domain),
+                expected,
+                "{address} {domain}"
+            );
+        }
+        for (domain, kind) in [
+            ("loop.example", "PermError"),
+            ("two.example", "PermError"),
+            ("macro.example", "Unverifiable"),
+        ] {
+            let outcome = check(&t, ip("203.0.113.1"), domain);
+            assert!(
+                format!("{outcome:?}").starts_with(kind),
+                "{domain}: {outcome:?}"
+            );
+        }
         assert!(includes(&t, "harbour.example", "esp.example"));
         assert!(!includes(&t, "harbour.example", "other.example"));
     }

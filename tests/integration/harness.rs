@@ -793,6 +793,21 @@ while True:
     time.sleep(3600)
 "#;
 
+/// Starts a server that prints `ready` on its standard output once it listens.
+pub(crate) fn start_until_ready(mut command: Command, what: &str) -> Child {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("read ready line");
+    assert_eq!(line.trim(), "ready", "{what} did not start");
+    child
+}
+
 /// aiosmtpd (Python's SMTP server) on a free loopback port: offers SMTPUTF8 or not, and
 /// SIZE with the given limit. Each message's envelope is a JSON line in `received.jsonl`.
 pub(crate) struct Aiosmtpd {
@@ -810,21 +825,14 @@ impl Aiosmtpd {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        command
             .arg(dir.path().join("server.py"))
             .arg(port.to_string())
             .arg(dir.path().join("received.jsonl"))
             .arg(if smtputf8 { "1" } else { "0" })
-            .arg(size_limit.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start aiosmtpd");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("read ready line");
-        assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
+            .arg(size_limit.to_string());
+        let child = start_until_ready(command, "aiosmtpd");
         Aiosmtpd { child, port, dir }
     }
 

@@ -1,9 +1,9 @@
 //! AUTH XOAUTH2 against aiosmtpd with an authenticator that checks the bearer token the
 //! way Gmail and Office 365 do: a bad token gets a 334 with an error, then 535.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use crate::harness::{Project, python_with, write_test_pki};
+use crate::harness::{Project, python_with, start_until_ready, write_test_pki};
 
 const SERVER: &str = r#"
 import base64, json, ssl, sys, time
@@ -55,20 +55,13 @@ impl OauthServer {
             .expect("free port")
             .port();
         let events = p.path("events.jsonl");
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        command
             .arg(p.path("server.py"))
             .arg(port.to_string())
             .arg(p.path("tls"))
-            .arg(&events)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start aiosmtpd");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("ready line");
-        assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
+            .arg(&events);
+        let child = start_until_ready(command, "aiosmtpd");
         OauthServer {
             child,
             port,
