@@ -60,6 +60,7 @@ use problems::Problems;
 pub fn run(cli: &Cli) -> Exit {
     let log = Log { quiet: cli.quiet };
     let result = match &cli.command {
+        Command::Check(args) if args.links => commands::links::run(cli, args),
         Command::Check(args) => commands::check::run(cli, args, &log),
         Command::Preview(args) => commands::preview::run(cli, args, &log),
         Command::Send(args) => commands::send::run(cli, args, &log),

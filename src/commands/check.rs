@@ -16,9 +16,6 @@ pub(crate) fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     if args.dns {
         return dns(cli, args);
     }
-    if args.links {
-        return super::links::run(cli, args);
-    }
     let config = crate::config::Config::load(&cli.config)?;
     let journal = Journal::open_read_only(&config.paths.state)?;
     let project = Project::load(
