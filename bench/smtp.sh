@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
-# SMTP throughput of `newsletter send` against the physical limit of this machine, measured
-# in one run: Postfix's smtp-source and newsletter take turns sending N ~40 KB messages to
-# one smtp-sink on 127.0.0.1, and the sink's own counter checks that exactly N arrived each
-# time. Prints each run, the medians and the ratios.
+# SMTP throughput of `newsletter send` against the physical limit of this machine and
+# against other senders, measured in one invocation: Postfix's smtp-source, newsletter
+# (journal on, journal off, DKIM on) and the peers take turns sending ~40 KB messages to
+# one smtp-sink on 127.0.0.1, at each concurrency, round after round, the order reversed
+# on alternate rounds; the sink's own counter checks that every message arrived. Prints
+# each run, then per mode and concurrency the median, the spread and the ratios, then the
+# system calls per message of the journal.
 #
-#   bench/smtp.sh                      # N=10000, 4 connections, 3 rounds
-#   N=1000 C=1 RUNS=5 bench/smtp.sh
-#   MODES="limit journal nojournal mailmerge" bench/smtp.sh
+#   bench/smtp.sh                                  # N=10000, CS="1 4 16", 5 rounds
+#   N=2000 RUNS=3 CS=4 bench/smtp.sh
+#   MODES="limit journal" PEERS="" bench/smtp.sh
+#   BASELINE_BIN=/path/to/old/newsletter bench/smtp.sh   # its syscall counts beside ours
 #
-# Modes: limit (smtp-source -d -s C), journal (newsletter send, the real thing),
-# nojournal (newsletter send without the journal, to show what durability costs),
-# mailmerge (the mailmerge CLI from PyPI, one connection per message).
-# Everything talks to 127.0.0.1 only; every run is bounded by `timeout`.
+# Modes (at each C in CS): limit (smtp-source -d -s C), journal (newsletter send, the
+# real thing), nojournal (without the journal: what durability costs), dkim (journal on,
+# every message signed with RSA-2048 and Ed25519). Peers (at PEER_C connections, PEER_N
+# messages): nodemailer (pooled, from npm), mailmerge (PyPI, one connection per message).
+# A run slower than 0.75 x the median of its mode is flagged as disturbed (other load on
+# the machine); medians are over all runs. Talks to 127.0.0.1 only; every run is bounded
+# by `timeout`.
 set -euo pipefail
 
 N=${N:-10000}
-C=${C:-4}
-RUNS=${RUNS:-3}
+CS=${CS:-"1 4 16"}
+RUNS=${RUNS:-5}
 PORT=${PORT:-39125}
-MODES=${MODES:-"limit journal nojournal"}
+MODES=${MODES:-"limit journal nojournal dkim"}
+PEERS=${PEERS:-"nodemailer mailmerge"}
+PEER_N=${PEER_N:-1000}
+PEER_C=${PEER_C:-4}
+SYSCALL_N=${SYSCALL_N:-2000}
 LIMIT_SECONDS=${LIMIT_SECONDS:-600}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK=${WORK:-$ROOT/target/bench-smtp}
@@ -26,15 +37,20 @@ BIN="$ROOT/target/release/newsletter"
 
 die() { echo "error: $*" >&2; exit 2; }
 [[ "$N" =~ ^[0-9]+$ && "$N" -ge 1 && "$N" -le 1000000 ]] || die "N must be 1..1000000"
-[[ "$C" =~ ^[0-9]+$ && "$C" -ge 1 && "$C" -le 64 ]] || die "C must be 1..64"
+for c in $CS $PEER_C; do [[ "$c" =~ ^[0-9]+$ && "$c" -ge 1 && "$c" -le 64 ]] || die "each C must be 1..64"; done
 [[ "$PORT" =~ ^[0-9]+$ && "$PORT" -ge 1024 ]] || die "PORT must be a high port"
 
 install_tools() {
-  "$ROOT/.ci/install" postfix
+  "$ROOT/.ci/install" postfix strace
   command -v smtp-sink >/dev/null || PATH="$PATH:/usr/sbin"
-  if [[ " $MODES " == *" mailmerge "* && ! -x "$WORK/venv/bin/mailmerge" ]]; then
+  if [[ " $PEERS " == *" mailmerge "* && ! -x "$WORK/venv/bin/mailmerge" ]]; then
     python3 -m venv "$WORK/venv"
     "$WORK/venv/bin/pip" install -q mailmerge
+  fi
+  if [[ " $PEERS " == *" nodemailer "* && ! -d "$WORK/node/node_modules/nodemailer" ]]; then
+    command -v npm >/dev/null || die "nodemailer needs node and npm"
+    mkdir -p "$WORK/node"
+    (cd "$WORK/node" && npm install --silent --no-audit --no-fund nodemailer@6 >/dev/null)
   fi
 }
 
@@ -46,7 +62,7 @@ start_sink() {
   if ss -Hltn "sport = :$PORT" | grep -q .; then die "port $PORT is in use; set PORT"; fi
   : >"$WORK/sink.log"
   # -c: a running count of completed DATA commands; 1024: listen backlog.
-  timeout "$((LIMIT_SECONDS * 4))" smtp-sink -c -u nobody "127.0.0.1:$PORT" 1024 >"$WORK/sink.log" 2>&1 &
+  timeout "$((LIMIT_SECONDS * 20))" smtp-sink -c -u nobody "127.0.0.1:$PORT" 1024 >"$WORK/sink.log" 2>&1 &
   sink_pid=$!
   for _ in $(seq 50); do ss -Hltn "sport = :$PORT" | grep -q . && return; sleep 0.1; done
   die "smtp-sink did not start"
@@ -60,13 +76,18 @@ prepare() {
   mkdir -p "$WORK"
   (cd "$ROOT" && cargo build --release --quiet --features bench)
   rm -rf "$WORK/project"
-  python3 "$ROOT/bench/make_project.py" --dir "$WORK/project" --n "$N" --port "$PORT" --connections "$C"
-  # The message smtp-source sends: one of ours, byte for byte.
+  python3 "$ROOT/bench/make_project.py" --dir "$WORK/project" --n "$N" --port "$PORT" --connections 4
+  # The same project, signing with both kinds of key.
+  (cd "$WORK/project" && openssl genrsa -out dkim-rsa.pem 2048 2>/dev/null &&
+    openssl genpkey -algorithm ed25519 -out dkim-ed.pem 2>/dev/null)
+  cp "$WORK/project/newsletter.toml" "$WORK/project/dkim.toml"
+  printf '\n[[dkim]]\ndomain = "harbour.example"\nselector = "rsa"\nprivate_key_file = "dkim-rsa.pem"\n\n[[dkim]]\ndomain = "harbour.example"\nselector = "ed"\nprivate_key_file = "dkim-ed.pem"\n' >>"$WORK/project/dkim.toml"
+  # The message smtp-source and the peers send: one of ours, byte for byte.
   rm -rf "$WORK/sample"
   "$BIN" -q --config "$WORK/project/newsletter.toml" preview --out "$WORK/sample" >/dev/null
   EML=$(ls "$WORK"/sample/*.eml)
-  if [[ " $MODES " == *" mailmerge "* ]]; then
-    python3 - "$WORK" "$N" "$PORT" "$EML" <<'PY'
+  if [[ " $PEERS " == *" mailmerge "* ]]; then
+    python3 - "$WORK" "$PEER_N" "$PORT" "$EML" <<'PY'
 import csv, pathlib, sys
 work, n, port, eml = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 body = pathlib.Path(eml).read_text().split("\n\n", 1)[1]
@@ -82,20 +103,42 @@ with open(work / "mm/database.csv", "w", newline="") as f:
     f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\nsecurity = Never\nusername = None\nratelimit = 0\n")
 PY
   fi
+  mkdir -p "$WORK/node"
+  cat >"$WORK/node/send.js" <<'JS'
+// nodemailer's pooled transport: `c` connections reused for every message.
+const nodemailer = require("nodemailer");
+const fs = require("fs");
+const [port, n, c, eml] = process.argv.slice(2);
+const raw = fs.readFileSync(eml);
+const t = nodemailer.createTransport({
+  host: "127.0.0.1", port: Number(port), secure: false, ignoreTLS: true,
+  pool: true, maxConnections: Number(c), maxMessages: Infinity,
+});
+let done = 0, failed = 0;
+const total = Number(n);
+for (let i = 0; i < total; i++) {
+  t.sendMail({ envelope: { from: "weekly@harbour.example", to: [`reader${i}@example.org`] }, raw },
+    (err) => { if (err) failed++; if (++done === total) { t.close(); process.exit(failed ? 1 : 0); } });
+}
+JS
 }
 
-run_one() { # mode -> prints "msgs_per_s rss_kb"
-  local mode=$1 before after start end rss
+run_one() { # mode c -> prints "msgs_per_s rss_kb"
+  local mode=$1 c=$2 n=$N before after start end rss
+  case $mode in nodemailer | mailmerge) n=$PEER_N ;; esac
   before=$(received)
   rm -f "$WORK"/project/newsletter.db* "$WORK/time.txt"
+  local send=("$BIN" -q --config "$WORK/project/newsletter.toml" send --connections "$c")
   start=$(date +%s%N)
   case $mode in
     limit) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
-             smtp-source -d -s "$C" -m "$N" -F "$EML" "127.0.0.1:$PORT" >/dev/null ;;
-    journal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
-             "$BIN" -q --config "$WORK/project/newsletter.toml" send >/dev/null ;;
-    nojournal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
-             "$BIN" -q --config "$WORK/project/newsletter.toml" send --no-journal >/dev/null ;;
+             smtp-source -d -s "$c" -m "$n" -F "$EML" "127.0.0.1:$PORT" >/dev/null ;;
+    journal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" "${send[@]}" >/dev/null ;;
+    nojournal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" "${send[@]}" --no-journal >/dev/null ;;
+    dkim) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
+             "$BIN" -q --config "$WORK/project/dkim.toml" send --connections "$c" >/dev/null ;;
+    nodemailer) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
+             node "$WORK/node/send.js" "$PORT" "$n" "$c" "$EML" >/dev/null ;;
     mailmerge) (cd "$WORK/mm" && timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
              "$WORK/venv/bin/mailmerge" --template template.txt --database database.csv \
              --config server.conf --no-dry-run --no-limit --output-format raw >/dev/null) ;;
@@ -105,43 +148,81 @@ run_one() { # mode -> prints "msgs_per_s rss_kb"
   sleep 0.3 # the sink's counter line is written as messages complete
   after=$(received)
   rss=$(tail -1 "$WORK/time.txt")
-  if (( after - before != N )); then
-    echo "run of $mode delivered $((after - before)) of $N" >&2
+  if (( after - before != n )); then
+    echo "run of $mode at C=$c delivered $((after - before)) of $n" >&2
     echo "NA $rss"
     return
   fi
-  awk -v n="$N" -v ns="$((end - start))" -v rss="$rss" 'BEGIN { printf "%.1f %s\n", n / (ns / 1e9), rss }'
+  awk -v n="$n" -v ns="$((end - start))" -v rss="$rss" 'BEGIN { printf "%.1f %s\n", n / (ns / 1e9), rss }'
 }
 
 median() { printf '%s\n' "$@" | grep -v NA | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+spread() { printf '%s\n' "$@" | grep -v NA | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {if (NR==0) print "NA"; else printf "%s-%s", lo, hi}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || b == 0) print "NA"; else printf "%.3f", a / b }'; }
+
+# System calls per message of one journaled send of SYSCALL_N messages at C, by `bin`.
+syscalls() { # bin c -> "fsync writes locks" per message
+  local bin=$1 c=$2
+  python3 "$ROOT/bench/make_project.py" --dir "$WORK/sys" --n "$SYSCALL_N" --port "$PORT" --connections "$c" >/dev/null
+  rm -f "$WORK"/sys/newsletter.db*
+  strace -f -qq -c -o "$WORK/strace.txt" -e trace=fsync,fdatasync,pwrite64,write,writev,fcntl \
+    timeout "$LIMIT_SECONDS" "$bin" -q --config "$WORK/sys/newsletter.toml" send --connections "$c" >/dev/null
+  awk -v n="$SYSCALL_N" '
+    $NF == "fsync" || $NF == "fdatasync" { s += $(NF-1) - 0 }
+    $NF == "pwrite64" { w += $(NF-1) }
+    $NF == "fcntl" { l += $(NF-1) }
+    END { printf "%.2f %.2f %.2f", s / n, w / n, l / n }' "$WORK/strace.txt"
+}
 
 install_tools
 prepare
 start_sink
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); N=$N messages of $(stat -c %s "$EML") bytes, C=$C connections, $RUNS rounds"
-declare -A results rss_of
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); N=$N messages of $(stat -c %s "$EML") bytes (peers: $PEER_N at C=$PEER_C), C in {$CS}, $RUNS rounds, order reversed on even rounds"
+runs=()
+for c in $CS; do for mode in $MODES; do runs+=("$mode $c"); done; done
+for peer in $PEERS; do runs+=("$peer $PEER_C"); done
+declare -A results round_of
 for r in $(seq "$RUNS"); do
-  for mode in $MODES; do
-    read -r rate rss < <(run_one "$mode")
-    results[$mode]+="$rate "
-    rss_of[$mode]="$rss"
-    printf 'round %d  %-10s %10s msgs/s  peak RSS %s KB\n' "$r" "$mode" "$rate" "$rss"
+  order=("${runs[@]}")
+  if (( r % 2 == 0 )); then
+    order=(); for (( i=${#runs[@]}-1; i>=0; i-- )); do order+=("${runs[$i]}"); done
+  fi
+  for run in "${order[@]}"; do
+    read -r mode c <<<"$run"
+    read -r rate rss < <(run_one "$mode" "$c")
+    results["$mode $c"]+="$rate "
+    round_of["$mode $c $r"]=$rate
+    printf 'round %d  %-10s C=%-3s %10s msgs/s  peak RSS %s KB\n' "$r" "$mode" "$c" "$rate" "$rss"
   done
 done
 echo "---"
-for mode in $MODES; do
+for run in "${runs[@]}"; do
+  read -r mode c <<<"$run"
   # shellcheck disable=SC2086
-  m[0]=$(median ${results[$mode]})
-  printf 'median     %-10s %10s msgs/s\n' "$mode" "${m[0]}"
-  eval "med_$mode=${m[0]}"
+  med=$(median ${results[$run]})
+  # shellcheck disable=SC2086
+  printf 'median     %-10s C=%-3s %10s msgs/s  spread %s\n' "$mode" "$c" "$med" "$(spread ${results[$run]})"
+  declare "med_${mode}_${c}=$med"
+  for r in $(seq "$RUNS"); do
+    v=${round_of["$run $r"]}
+    if [[ "$v" != NA && "$med" != NA ]] && awk -v v="$v" -v m="$med" 'BEGIN { exit !(v < 0.75 * m) }'; then
+      echo "           round $r of $mode at C=$c: $v msgs/s, under 0.75 x the median: disturbed by other load?"
+    fi
+  done
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || b == 0) print "NA"; else printf "%.3f", a / b }'; }
-if [[ " $MODES " == *" limit "* && " $MODES " == *" journal "* ]]; then
-  echo "ratio journal/limit:      $(ratio "${med_journal:-NA}" "${med_limit:-NA}")"
-fi
-if [[ " $MODES " == *" nojournal "* && " $MODES " == *" journal "* ]]; then
-  echo "ratio journal/nojournal:  $(ratio "${med_journal:-NA}" "${med_nojournal:-NA}")"
-fi
-if [[ " $MODES " == *" mailmerge "* && " $MODES " == *" journal "* ]]; then
-  echo "ratio journal/mailmerge:  $(ratio "${med_journal:-NA}" "${med_mailmerge:-NA}")"
+echo "---"
+for c in $CS; do
+  j="med_journal_$c"; l="med_limit_$c"; nj="med_nojournal_$c"; d="med_dkim_$c"
+  echo "C=$c: journal/limit $(ratio "${!j:-NA}" "${!l:-NA}")  journal/nojournal $(ratio "${!j:-NA}" "${!nj:-NA}")  dkim/journal $(ratio "${!d:-NA}" "${!j:-NA}")"
+done
+for peer in $PEERS; do
+  j="med_journal_$PEER_C"; p="med_${peer}_$PEER_C"
+  echo "journal at C=$PEER_C / $peer: $(ratio "${!j:-NA}" "${!p:-NA}")"
+done
+if [[ -n "$SYSCALL_N" && "$SYSCALL_N" != 0 ]]; then
+  echo "--- system calls per message (strace -c, $SYSCALL_N messages): fsync+fdatasync, pwrite64, fcntl"
+  for c in $CS; do
+    echo "C=$c  newsletter: $(syscalls "$BIN" "$c")"
+    if [[ -n "${BASELINE_BIN:-}" ]]; then echo "C=$c  baseline:   $(syscalls "$BASELINE_BIN" "$c")"; fi
+  done
 fi

@@ -58,7 +58,7 @@ fn relay(cli: &Cli) -> Result<Exit> {
         eprintln!("warning: {w}");
     }
     let offers = connector
-        .probe()
+        .probe(false)
         .map_err(|e| e.context(format!("cannot open a session with {}", connector.server())))?;
     let security = match smtp.security {
         crate::config::Security::Tls => "implicit TLS, certificate verified",

@@ -431,7 +431,7 @@ fn preflight(via: &Via) -> Result<()> {
     let Via::Smtp(connector) = via else {
         return Ok(());
     };
-    connector.probe().map(|_| ()).map_err(|e| {
+    connector.probe(true).map(|_| ()).map_err(|e| {
         e.context(format!(
             "cannot open a session with {} (nothing was sent)",
             connector.server()

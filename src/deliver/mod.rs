@@ -7,6 +7,7 @@
 pub(crate) mod outbox;
 pub(crate) mod progress;
 pub(crate) mod smtp;
+pub(crate) mod tap;
 pub(crate) mod tls;
 
 use std::collections::VecDeque;
@@ -379,11 +380,19 @@ pub(crate) fn run(
         clock,
     } = plan;
     // One thread composes and drives every connection: on a small machine, handing each
-    // message from thread to thread cost more in wake-ups than composing it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the network runtime")?;
+    // message from thread to thread cost more in wake-ups than composing it. Over SMTP it
+    // is the connector's runtime, where the session the send's check opened lives.
+    let own;
+    let runtime = match &via {
+        Via::Smtp(connector) => connector.runtime(),
+        Via::Outbox(_) => {
+            own = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the network runtime")?;
+            &own
+        }
+    };
     let (stop_tx, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         pacing: pacing.clone(),

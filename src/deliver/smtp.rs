@@ -9,14 +9,16 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::tap::{Tap, ehlo_keywords};
 use super::tls::{self, ImplicitTls};
 use crate::config::secret::Secret;
 use crate::config::{Security, Smtp};
@@ -25,6 +27,13 @@ pub(crate) use crate::mail::reply::{Stage, Verdict};
 
 /// Everything needed to open an authenticated connection, resolved once per run.
 pub(crate) struct Connector {
+    /// The session a send's first check opened, kept for its first worker: a small send
+    /// needs one session, not a check and then another. Declared before the runtime it
+    /// lives on, so it is dropped first.
+    spare: std::sync::Mutex<Option<Session>>,
+    /// The runtime every session of this connector runs on (a session cannot move to
+    /// another), current-thread: one thread drives every connection.
+    runtime: tokio::runtime::Runtime,
     cfg: Smtp,
     password: Option<Secret>,
     hello: ClientId,
@@ -82,6 +91,11 @@ impl Connector {
             Err(_) => ClientId::Domain(name),
         };
         Ok(Connector {
+            spare: std::sync::Mutex::new(None),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the network runtime")?,
             cfg: cfg.clone(),
             password,
             hello,
@@ -99,26 +113,42 @@ impl Connector {
         format!("{}:{}", self.cfg.host, self.cfg.port)
     }
 
-    /// Opens, secures and authenticates one connection. `Err(Fatal)` inside the anyhow
-    /// error marks failures that retrying cannot fix.
-    /// Opens and closes one session (TLS and AUTH as a send does them), sending nothing;
-    /// returns what the server offers.
-    pub(crate) fn probe(&self) -> Result<String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async {
-            let session = self.connect().await?;
+    /// The runtime the sessions of this connector run on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+
+    /// Opens one session (TLS and AUTH as a send does them), sending nothing; returns what
+    /// the server offers. With `keep`, the session stays open for the next `connect`.
+    pub(crate) fn probe(&self, keep: bool) -> Result<String> {
+        self.runtime.block_on(async {
+            let session = self.open().await?;
             let offers = session.offers();
-            session.quit().await;
+            if keep {
+                if let Ok(mut spare) = self.spare.lock() {
+                    *spare = Some(session);
+                }
+            } else {
+                session.quit().await;
+            }
             Ok(offers)
         })
     }
 
+    /// A session: the one `probe` kept, if any, else a new one.
     pub(crate) async fn connect(&self) -> Result<Session> {
+        if let Some(session) = self.spare.lock().ok().and_then(|mut s| s.take()) {
+            return Ok(session);
+        }
+        self.open().await
+    }
+
+    /// Opens, secures and authenticates one connection. `Err(Fatal)` inside the anyhow
+    /// error marks failures that retrying cannot fix.
+    async fn open(&self) -> Result<Session> {
         let cfg = &self.cfg;
         let server = self.server();
-        let tcp = timeout(
+        let mut tcp = timeout(
             cfg.connect_timeout,
             TcpStream::connect((cfg.host.as_str(), cfg.port)),
         )
@@ -132,63 +162,32 @@ impl Connector {
         .with_context(|| format!("cannot connect to {server}"))?;
         tcp.set_nodelay(true).context("cannot set TCP_NODELAY")?;
         let step = cfg.command_timeout;
-        let mut conn = match cfg.security {
-            Security::Tls => {
-                let connector =
-                    tokio_rustls::TlsConnector::from(tls::client_config(&self.extra_roots)?);
-                let name = ServerName::try_from(cfg.host.clone()).map_err(|e| {
-                    Fatal(format!(
-                        "{:?} is not a valid TLS server name: {e}",
-                        cfg.host
-                    ))
-                })?;
-                let stream = timeout(step, connector.connect(name, tcp))
+        // After our own STARTTLS the server says nothing until the client's EHLO: lettre,
+        // which starts by reading a greeting, is given one.
+        let (stream, greeting): (Box<dyn AsyncTokioStream>, &[u8]) = match cfg.security {
+            Security::None => (Box::new(tcp), b""),
+            Security::Tls => (Box::new(self.handshake(tcp).await?), b""),
+            Security::Starttls => {
+                timeout(step, self.starttls(&mut tcp))
                     .await
-                    .map_err(|_| anyhow!("TLS handshake with {server} timed out"))?
-                    .map_err(|e| Fatal(format!("TLS handshake with {server} failed: {e}")))?;
-                with_timeout(
-                    step,
-                    AsyncSmtpConnection::connect_with_transport(
-                        Box::new(ImplicitTls(stream)),
-                        &self.hello,
-                    ),
+                    .map_err(|_| anyhow!("STARTTLS with {server} timed out"))??;
+                (
+                    Box::new(self.handshake(tcp).await?),
+                    b"220 TLS in place\r\n",
                 )
-                .await
-                .with_context(|| format!("SMTP greeting from {server}"))?
             }
-            Security::Starttls | Security::None => with_timeout(
-                step,
-                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
-            )
-            .await
-            .with_context(|| format!("SMTP greeting from {server}"))?,
         };
-        if cfg.security == Security::Starttls {
-            if !conn.can_starttls() {
-                conn.abort().await;
-                return Err(Fatal(format!(
-                    "{server} does not offer STARTTLS, and security = \"starttls\" never falls back to plaintext"
-                ))
-                .into());
-            }
-            let params = self.tls_parameters()?;
-            timeout(step, conn.starttls(params, &self.hello))
-                .await
-                .map_err(|_| anyhow!("STARTTLS with {server} timed out"))?
-                .map_err(|e| {
-                    Fatal(format!(
-                        "STARTTLS with {server} failed: {}",
-                        crate::render::templates::chain(&e)
-                    ))
-                })?;
-        }
-        // lettre keeps only the EHLO keywords it knows, and neither PIPELINING nor SIZE is
-        // one of them: ask again (before AUTH, which some servers reset on EHLO) and read
-        // the reply.
-        let ehlo = with_timeout(step, conn.command(Ehlo::new(self.hello.clone())))
-            .await
-            .with_context(|| format!("EHLO to {server}"))?;
-        let offered = Offered::from_ehlo(ehlo.message().skip(1));
+        // One EHLO (one after TLS with STARTTLS, as RFC 3207 requires): lettre's, whose
+        // reply the tap keeps for the keywords lettre drops (PIPELINING, SIZE).
+        let (tap, heard) = Tap::new(stream, greeting);
+        let mut conn = with_timeout(
+            step,
+            AsyncSmtpConnection::connect_with_transport(Box::new(tap), &self.hello),
+        )
+        .await
+        .with_context(|| format!("SMTP greeting from {server}"))?;
+        let keywords = ehlo_keywords(&heard.stop());
+        let offered = Offered::from_ehlo(keywords.iter().map(String::as_str));
         if let (Some(user), Some((secret, mechanisms))) = (&cfg.username, self.credentials()?) {
             // Config loading refuses credentials with security = "none"; this is the
             // last line of defence should that ever change.
@@ -236,14 +235,100 @@ impl Connector {
             .map(|p| (p, &[Mechanism::Plain, Mechanism::Login][..])))
     }
 
-    fn tls_parameters(&self) -> Result<TlsParameters> {
-        let mut builder = TlsParameters::builder(self.cfg.host.clone());
-        for cert in &self.extra_roots {
-            let cert = Certificate::from_der(cert.to_vec())
-                .context("cannot use a certificate of the CA file")?;
-            builder = builder.add_root_certificate(cert);
+    /// The TLS handshake on `tcp`, the certificate checked for the configured host.
+    async fn handshake(&self, tcp: TcpStream) -> Result<ImplicitTls> {
+        let server = self.server();
+        let connector = tokio_rustls::TlsConnector::from(tls::client_config(&self.extra_roots)?);
+        let name = ServerName::try_from(self.cfg.host.clone()).map_err(|e| {
+            Fatal(format!(
+                "{:?} is not a valid TLS server name: {e}",
+                self.cfg.host
+            ))
+        })?;
+        let stream = timeout(self.cfg.command_timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| anyhow!("TLS handshake with {server} timed out"))?
+            .map_err(|e| Fatal(format!("TLS handshake with {server} failed: {e}")))?;
+        Ok(ImplicitTls(stream))
+    }
+
+    /// The plaintext start of a STARTTLS session (RFC 3207): the greeting, EHLO, and
+    /// STARTTLS, refused unless offered: `security = "starttls"` never falls back to
+    /// plaintext.
+    async fn starttls(&self, tcp: &mut TcpStream) -> Result<()> {
+        let server = self.server();
+        let (code, _) = read_reply(tcp)
+            .await
+            .with_context(|| format!("SMTP greeting from {server}"))?;
+        if code != 220 {
+            bail!("{server} greeted with {code}");
         }
-        builder.build_rustls().context("cannot set up TLS")
+        tcp.write_all(format!("EHLO {}\r\n", self.hello).as_bytes())
+            .await
+            .with_context(|| format!("EHLO to {server}"))?;
+        let (code, lines) = read_reply(tcp)
+            .await
+            .with_context(|| format!("EHLO to {server}"))?;
+        let offered = code == 250
+            && lines.iter().skip(1).any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("STARTTLS"))
+            });
+        if !offered {
+            return Err(Fatal(format!(
+                "{server} does not offer STARTTLS, and security = \"starttls\" never falls back to plaintext"
+            ))
+            .into());
+        }
+        tcp.write_all(b"STARTTLS\r\n")
+            .await
+            .with_context(|| format!("STARTTLS to {server}"))?;
+        let (code, lines) = read_reply(tcp)
+            .await
+            .with_context(|| format!("STARTTLS to {server}"))?;
+        if code != 220 {
+            return Err(Fatal(format!(
+                "STARTTLS with {server} failed: {code} {}",
+                lines.join(" ")
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// One SMTP reply read from `tcp`: its code and its lines' text. Only for the plaintext
+/// start of a session, when the server sends nothing it was not asked for.
+async fn read_reply(tcp: &mut TcpStream) -> Result<(u16, Vec<String>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("the server closed the connection");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 64 * 1024 {
+            bail!("an over-long reply");
+        }
+        if !buf.ends_with(b"\r\n") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let lines: Vec<&str> = text.trim_end().split("\r\n").collect();
+        let last = lines.last().copied().unwrap_or("");
+        if last.len() == 3 || last.as_bytes().get(3) == Some(&b' ') {
+            let code = last
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| anyhow!("not an SMTP reply: {last:?}"))?;
+            let texts = lines
+                .iter()
+                .map(|l| l.get(4..).unwrap_or("").to_string())
+                .collect();
+            return Ok((code, texts));
+        }
     }
 }
 

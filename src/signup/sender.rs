@@ -87,10 +87,7 @@ fn send_due(config: &Config, journal: &mut Journal, clock: Clock) -> Result<()> 
         }
         Transport::Smtp(smtp) => {
             let connector = Connector::new(smtp, config.newsletter.from.address.domain())?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
+            connector.runtime().block_on(async {
                 let mut session = connector.connect().await?;
                 for q in due {
                     let Ok(to) = EmailAddress::parse(&q.email) else {

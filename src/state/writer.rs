@@ -14,6 +14,11 @@ use crate::state::{Change, Journal, deliveries};
 /// Changes applied per transaction at most, so one commit never grows without bound.
 const MAX_BATCH: usize = 1024;
 
+/// How long changes that no one waits for (a `Sent`) may wait for one that someone does
+/// (the next message's `Attempting`) to share its commit: one fsync per message instead of
+/// two. A stalled connection delays them by this much at most.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 struct Request {
     email: String,
     change: Change,
@@ -103,10 +108,21 @@ fn run(
     let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
+        let deadline = crate::clock::instant() + LINGER;
+        loop {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            if batch.len() >= MAX_BATCH || batch.iter().any(|r| r.done.is_some()) {
+                break;
+            }
+            let left = deadline.saturating_duration_since(crate::clock::instant());
+            match rx.recv_timeout(left) {
                 Ok(r) => batch.push(r),
-                Err(_) => break,
+                Err(_) => break, // the moment passed, or the run is over
             }
         }
         // After a failed commit nothing more is written: the caller stops the run, and the

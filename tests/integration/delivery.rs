@@ -146,9 +146,9 @@ fn a_421_reconnects_and_finishes() {
     let run = p.run(&["send"]);
     run.expect_code(0);
     assert_eq!(server.deliveries(), exactly_once(&emails));
-    // The preflight session, the first session (messages 1, 2 and the 421), and a new one
-    // after the pause for message 3 (put back in the queue, not charged) and 4 and 5.
-    assert_eq!(server.sessions(), 3);
+    // The preflight's session, kept for the first messages (1, 2 and the 421), and a new
+    // one after the pause for message 3 (put back in the queue, not charged) and 4 and 5.
+    assert_eq!(server.sessions(), 2);
     assert_eq!(
         p.query("SELECT attempts FROM delivery WHERE email = 'reader3@example.org'"),
         ["1"]
@@ -365,8 +365,8 @@ fn connections_are_renewed_after_max_per_connection() {
     let (p, emails) = project_for(&server, 5, "max_per_connection = 2\n");
     p.run(&["send"]).expect_code(0);
     assert_eq!(server.deliveries(), exactly_once(&emails));
-    // The preflight, then 2 + 2 + 1 messages.
-    assert_eq!(server.sessions(), 4);
+    // 2 + 2 + 1 messages; the first session is the preflight's, kept.
+    assert_eq!(server.sessions(), 3);
 }
 
 #[test]
@@ -578,4 +578,14 @@ fn addresses_unsubscribed_by_hand_during_a_send_are_not_mailed() {
     for e in &emails[3..] {
         assert_eq!(state_of(&p, e), "skipped", "{e}");
     }
+}
+
+#[test]
+fn a_small_send_opens_one_session_the_check_of_the_relay_included() {
+    let server = SmtpServer::start(ServerOptions::default());
+    let (p, emails) = project_for(&server, 1, "");
+    p.run(&["send"]).expect_code(0);
+    assert_eq!(server.deliveries(), exactly_once(&emails));
+    // The session that checked the relay before anything was frozen carried the message.
+    assert_eq!(server.sessions(), 1);
 }

@@ -17,6 +17,7 @@ mod cron;
 mod delivery;
 mod dkim;
 mod dns;
+mod durability;
 mod endpoint;
 mod feeds;
 mod hardening;

@@ -221,7 +221,8 @@ fn the_server_certificate_must_be_trusted() {
     let run = p.run(&["send"]);
     run.expect_code(1);
     assert!(
-        run.stderr().contains("STARTTLS with localhost"),
+        run.stderr().contains("TLS handshake with localhost")
+            && run.stderr().contains("UnknownIssuer"),
         "{}",
         run.stderr()
     );

@@ -1,0 +1,169 @@
+//! The durability promise read from a syscall trace (strace): counts and order of the
+//! calls, never their timings. Each message's `attempting` is fsynced into the journal
+//! before any of its content is written to the socket, and a one-recipient send makes at
+//! most five fsyncs, in one SMTP session with one EHLO.
+
+use std::process::Command;
+
+use crate::harness::{Project, Sink, installed};
+
+/// One call of interest from the trace, in the order the calls completed.
+#[derive(Debug, PartialEq)]
+enum Call {
+    /// An fsync or fdatasync of the journal's write-ahead log or database.
+    JournalSync,
+    /// Any other fsync or fdatasync.
+    OtherSync(String),
+    /// A write of SMTP commands (MAIL, RCPT, DATA, EHLO, QUIT, ...) to the relay.
+    Commands(String),
+    /// A write of message content to the relay.
+    Content,
+}
+
+/// Runs `newsletter send` under `strace -f` and returns the calls in completion order.
+fn traced_send(p: &Project, port: u16) -> Vec<Call> {
+    let strace = installed("strace", &["/usr/bin/strace"]);
+    let trace = p.path("trace.txt");
+    let status = Command::new(strace)
+        .args(["-f", "-qq", "-yy", "-s", "24", "-o"])
+        .arg(&trace)
+        .args([
+            "-e",
+            "trace=fsync,fdatasync,write,writev,sendto,sendmsg",
+            env!("CARGO_BIN_EXE_newsletter"),
+            "-q",
+            "send",
+        ])
+        .current_dir(p.dir.path())
+        .env("SOURCE_DATE_EPOCH", crate::harness::PINNED_EPOCH)
+        .status()
+        .expect("run strace");
+    assert!(status.success(), "the traced send failed");
+    let text = std::fs::read_to_string(&trace).expect("trace");
+    let relay = format!(":{port}]");
+    let mut calls = Vec::new();
+    // A call interrupted by another thread's shows as "<unfinished ...>" and completes
+    // at its "resumed" line: that is where it counts.
+    let mut unfinished = std::collections::HashMap::<String, String>::new();
+    for line in text.lines() {
+        let (pid, rest) = line.split_once(' ').unwrap_or(("", line));
+        let rest = rest.trim_start();
+        let whole = if rest.ends_with("<unfinished ...>") {
+            unfinished.insert(pid.to_string(), rest.to_string());
+            continue;
+        } else if rest.starts_with("<...") {
+            match unfinished.remove(pid) {
+                Some(start) => start,
+                None => continue,
+            }
+        } else {
+            rest.to_string()
+        };
+        let name = whole.split('(').next().unwrap_or("");
+        match name {
+            "fsync" | "fdatasync" => {
+                if whole.contains(".db-wal>") || whole.contains(".db>") {
+                    calls.push(Call::JournalSync);
+                } else {
+                    calls.push(Call::OtherSync(whole.clone()));
+                }
+            }
+            "write" | "writev" | "sendto" | "sendmsg" if whole.contains(&relay) => {
+                let data = whole.split('"').nth(1).unwrap_or("");
+                let verb = data.split([' ', ':', '\\']).next().unwrap_or("");
+                if [
+                    "MAIL", "RCPT", "DATA", "EHLO", "HELO", "QUIT", "RSET", "NOOP", "STARTTLS",
+                ]
+                .contains(&verb)
+                {
+                    calls.push(Call::Commands(verb.to_string()));
+                } else {
+                    calls.push(Call::Content);
+                }
+            }
+            _ => {}
+        }
+    }
+    calls
+}
+
+fn sink_project(n: usize) -> (Project, Sink) {
+    let sink = Sink::start(&[]);
+    let p = Project::new();
+    p.use_loopback(sink.port, 1, "");
+    p.subscribers(n);
+    (p, sink)
+}
+
+#[test]
+fn each_message_is_fsynced_as_attempting_before_its_content_is_written() {
+    let (p, sink) = sink_project(5);
+    let calls = traced_send(&p, sink.port);
+    assert_eq!(sink.wait_for(5).len(), 5);
+    // Where each message's content starts: the first content write after its MAIL (or
+    // DATA) command.
+    let mut starts = Vec::new();
+    let mut in_envelope = false;
+    for (i, call) in calls.iter().enumerate() {
+        match call {
+            Call::Commands(verb) if verb == "MAIL" || verb == "DATA" => in_envelope = true,
+            Call::Content if in_envelope => {
+                starts.push(i);
+                in_envelope = false;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(starts.len(), 5, "{calls:?}");
+    let mut from = 0;
+    for (k, &start) in starts.iter().enumerate() {
+        let syncs = calls[from..start]
+            .iter()
+            .filter(|c| **c == Call::JournalSync)
+            .count();
+        assert!(
+            syncs >= 1,
+            "message {} went out with no journal fsync since the one before: {:?}",
+            k + 1,
+            &calls[from..=start]
+        );
+        from = start + 1;
+    }
+}
+
+#[test]
+fn a_one_recipient_send_makes_few_fsyncs() {
+    let (p, sink) = sink_project(1);
+    // The first send makes the state database; the next edition's is the one counted.
+    p.run(&["send"]).expect_code(0);
+    p.write(
+        "articles/market.md",
+        &crate::harness::article("Christmas market", "2026-11-26", true)
+            .replace("/n/2026-11-26", "/n/market"),
+    );
+    let calls = traced_send(&p, sink.port);
+    assert_eq!(sink.wait_for(2).values().sum::<usize>(), 2);
+    let syncs: Vec<&Call> = calls
+        .iter()
+        .filter(|c| matches!(c, Call::JournalSync | Call::OtherSync(_)))
+        .collect();
+    assert!(syncs.len() <= 5, "{} fsyncs: {calls:?}", syncs.len());
+    // One session (the relay's check carries the message), one EHLO in it.
+    let verbs: Vec<&str> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Commands(v) => Some(v.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        verbs.iter().filter(|v| **v == "EHLO").count(),
+        1,
+        "{verbs:?}"
+    );
+    assert_eq!(
+        verbs.iter().filter(|v| **v == "QUIT").count(),
+        1,
+        "{verbs:?}"
+    );
+}
