@@ -181,8 +181,14 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             work.len(),
             plural(work.len())
         ));
-        let mailer = project.mailer(edition);
+        // DKIM signatures are made on threads of their own (`deliver::sign`), with the
+        // same keys and time the mailer would use.
+        let mailer = project.mailer(edition).unsigned();
         let build = |r: &Subscriber| outgoing(&composer, &mailer, r);
+        let time = mailer.signing_time();
+        let sign_with = |bytes: &[u8]| project.dkim.sign(bytes, time);
+        let sign: Option<deliver::sign::Sign<'_>> =
+            (!project.dkim.is_empty()).then_some(&sign_with);
         let quota_left = match pacing.daily_quota {
             Some(q) => Some(q.saturating_sub(journal.sent_on(project.clock.today())?)),
             None => None,
@@ -207,7 +213,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             quota_left,
             quiet: cli.quiet,
         };
-        (journal, stop) = deliver_journaled(journal, &project, edition, plan, &work, &build)?;
+        (journal, stop) = deliver_journaled(journal, &project, edition, plan, &work, &build, sign)?;
     }
 
     let complete = journal.complete_if_done(&edition.id, project.clock.now())?;
@@ -363,6 +369,7 @@ fn deliver_journaled(
     delivery: Delivery,
     work: &[Work],
     build: &dyn Fn(&Subscriber) -> Result<crate::mail::message::Outgoing>,
+    sign: Option<deliver::sign::Sign<'_>>,
 ) -> Result<(Journal, Option<StopReason>)> {
     let watch = crate::state::watch::ListWatch::start(
         &project.config.paths.subscribers,
@@ -383,7 +390,7 @@ fn deliver_journaled(
         counters,
         clock: project.clock,
     };
-    let outcome = deliver::run(plan, work, build);
+    let outcome = deliver::run(plan, work, build, sign);
     watch.stop();
     progress.finish();
     let (returned, write_error) = writer.finish();
@@ -628,7 +635,7 @@ fn deliver_unjournaled(
         counters: Arc::clone(&counters),
         clock: project.clock,
     };
-    let end = deliver::run(plan, &work, &build)?;
+    let end = deliver::run(plan, &work, &build, None)?;
     Ok((work, counters, end.stop))
 }
 

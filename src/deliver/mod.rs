@@ -6,6 +6,7 @@
 
 pub(crate) mod outbox;
 pub(crate) mod progress;
+pub(crate) mod sign;
 pub(crate) mod smtp;
 pub(crate) mod tap;
 pub(crate) mod tls;
@@ -369,6 +370,20 @@ pub(crate) fn run(
     plan: Plan,
     work: &[Work],
     build: &dyn Fn(&Subscriber) -> Result<Outgoing>,
+    sign: Option<sign::Sign<'_>>,
+) -> Result<RunEnd> {
+    std::thread::scope(|scope| {
+        let signer = sign.map(|f| sign::Pool::start(scope, f, sign::threads()));
+        run_with(plan, work, build, signer.as_ref())
+        // The signers stop when `signer` is dropped here, before the scope ends.
+    })
+}
+
+fn run_with(
+    plan: Plan,
+    work: &[Work],
+    build: &dyn Fn(&Subscriber) -> Result<Outgoing>,
+    signer: Option<&sign::Pool>,
 ) -> Result<RunEnd> {
     let Plan {
         via,
@@ -443,6 +458,7 @@ pub(crate) fn run(
                     .collect(),
             );
             let context = Worker {
+                signer,
                 via: &via,
                 shared: &shared,
                 queue: &queue,
@@ -479,6 +495,8 @@ type Queue = std::sync::Mutex<VecDeque<Next>>;
 
 /// What every connection's loop shares within one pass.
 struct Worker<'a> {
+    /// Signs each message off this thread, when DKIM is on.
+    signer: Option<&'a sign::Pool>,
     via: &'a Via,
     shared: &'a Shared,
     queue: &'a Queue,
@@ -520,7 +538,16 @@ impl Worker<'_> {
                 break;
             }
             let subscriber = &self.work[index].subscriber;
-            let message = match (self.build)(subscriber) {
+            let built = match ((self.build)(subscriber), self.signer) {
+                (Ok(mut m), Some(signer)) => {
+                    match signer.sign(std::mem::take(&mut m.bytes)).await {
+                        Ok(bytes) => Ok(Outgoing { bytes, ..m }),
+                        Err(e) => Err(e),
+                    }
+                }
+                (built, _) => built,
+            };
+            let message = match built {
                 Ok(m) => m,
                 Err(e) => {
                     // This recipient's message cannot exist; the others still go out.
@@ -768,7 +795,7 @@ mod tests {
                 bytes: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
             })
         };
-        let end = run(plan, &list, &build).expect("the run goes on");
+        let end = run(plan, &list, &build, None).expect("the run goes on");
         assert_eq!(end.stop, None);
         assert_eq!(counters.sent.load(Ordering::Relaxed), 2);
         assert_eq!(counters.failed.load(Ordering::Relaxed), 1);

@@ -81,7 +81,20 @@ impl<'a> Mailer<'a> {
         }
     }
 
-    /// Signs every message with this DKIM key.
+    /// Messages left unsigned: the caller signs them (on other threads) with the same keys
+    /// and `signing_time`.
+    #[must_use]
+    pub fn unsigned(mut self) -> Self {
+        self.dkim = None;
+        self
+    }
+
+    /// The `t=` of every signature of the run: the run's frozen clock.
+    pub fn signing_time(&self) -> u64 {
+        self.clock.epoch_seconds()
+    }
+
+    /// Signs every message with these DKIM keys.
     pub fn with_dkim(mut self, dkim: &'a Signatures) -> Self {
         self.dkim = Some(dkim);
         self

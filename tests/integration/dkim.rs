@@ -302,3 +302,59 @@ fn short_rsa_keys_are_refused_and_a_foreign_domain_warned() {
     run.expect_code(0);
     assert!(!run.stderr().contains("warning"), "{}", run.stderr());
 }
+
+#[test]
+fn messages_signed_on_the_signing_threads_verify_and_equal_their_preview() {
+    let sink = crate::harness::Sink::start(&[]);
+    let p = Project::new();
+    p.use_loopback(sink.port, 3, "");
+    let emails = p.subscribers(6);
+    let rsa = rsa_key(&p, "dkim-rsa.pem", false);
+    let ed = ed25519_key(&p, "dkim-ed.pem");
+    let mut config = p.read("newsletter.toml");
+    for (selector, file) in [("rsa2026", "dkim-rsa.pem"), ("ed2026", "dkim-ed.pem")] {
+        let _ = write!(
+            config,
+            "\n[[dkim]]\ndomain = \"harbour.example\"\nselector = \"{selector}\"\nprivate_key_file = \"{file}\"\n"
+        );
+    }
+    p.write("newsletter.toml", &config);
+    p.write(
+        "records.json",
+        &serde_json::json!({
+            "rsa2026._domainkey.harbour.example": rsa,
+            "ed2026._domainkey.harbour.example": ed,
+        })
+        .to_string(),
+    );
+    let preview = p.run(&["preview", "--to", &emails[0], "--out", "pv"]);
+    preview.expect_code(0);
+    p.run(&["send"]).expect_code(0);
+    assert_eq!(sink.wait_for(6).len(), 6);
+    let previewed = std::fs::read_dir(p.path("pv"))
+        .expect("pv")
+        .map(|e| std::fs::read(e.expect("entry").path()).expect("eml"))
+        .next()
+        .expect("a preview");
+    let mut matched = false;
+    for dump in sink.dumps() {
+        let text = String::from_utf8_lossy(&dump).replace('\r', "");
+        // smtp-sink's envelope lines come first; the message starts with its signatures.
+        let message = &text[text.find("DKIM-Signature:").expect("signed")..];
+        let (ok, summary) = dkimpy(&p, message.replace('\n', "\r\n").as_bytes());
+        assert!(
+            ok && summary.starts_with("2 verified verified"),
+            "{summary}"
+        );
+        if text.contains(&format!("X-Rcpt-Args: <{}>", emails[0])) {
+            // smtp-sink ends its dump with one more line break.
+            let previewed = String::from_utf8_lossy(&previewed).replace('\r', "");
+            assert!(
+                message.trim_end() == previewed.trim_end(),
+                "the preview is not the message sent"
+            );
+            matched = true;
+        }
+    }
+    assert!(matched, "no message to {}", emails[0]);
+}
