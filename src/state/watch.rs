@@ -4,8 +4,7 @@
 //! journal, before its message can start (the attempting step only takes waiting rows).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -31,7 +30,8 @@ pub(crate) fn interval() -> Duration {
 
 /// A thread that watches the list while a send runs; `stop` ends it.
 pub(crate) struct ListWatch {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the watch: the thread wakes at once, not at its next look.
+    stop: Option<mpsc::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -43,24 +43,23 @@ impl ListWatch {
         interval: Duration,
         clock: Clock,
     ) -> ListWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (flag, list, state, edition): (_, PathBuf, PathBuf, String) = (
-            Arc::clone(&stop),
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (list, state, edition): (PathBuf, PathBuf, String) = (
             list.to_path_buf(),
             state.to_path_buf(),
             edition_id.to_string(),
         );
         let handle = std::thread::spawn(move || {
-            watch(&flag, &list, &state, &edition, interval, clock);
+            watch(&stopped, &list, &state, &edition, interval, clock);
         });
         ListWatch {
-            stop,
+            stop: Some(stop),
             handle: Some(handle),
         }
     }
 
     pub(crate) fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        drop(self.stop.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -72,7 +71,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 fn watch(
-    stop: &AtomicBool,
+    stopped: &mpsc::Receiver<()>,
     list: &Path,
     state: &Path,
     edition: &str,
@@ -80,16 +79,8 @@ fn watch(
     clock: Clock,
 ) {
     let mut seen = modified(list);
-    // Short sleeps, so that the end of the send is not held up by a whole interval.
-    let nap = Duration::from_millis(50).min(interval);
-    let mut waited = Duration::ZERO;
-    while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(nap);
-        waited += nap;
-        if waited < interval {
-            continue;
-        }
-        waited = Duration::ZERO;
+    // Waiting on the channel rather than sleeping: the end of the send is not held up.
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
         let now = modified(list);
         if now == seen {
             continue;
