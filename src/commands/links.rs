@@ -40,9 +40,9 @@ pub(crate) fn run(cli: &Cli, args: &CheckArgs) -> Result<Exit> {
         .config
         .archive
         .as_ref()
-        .and_then(|a| a.url.as_ref())
-        .map(|u| vec![format!("{u}{}/", edition.id)])
-        .unwrap_or_default();
+        .and_then(|a| a.page_url(&edition.id))
+        .into_iter()
+        .collect();
     let links = collect(&page, edition, &skip);
 
     let file = cache::path(&project.config.paths.state);

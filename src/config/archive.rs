@@ -29,6 +29,13 @@ pub struct Archive {
     pub publish: Option<String>,
 }
 
+impl Archive {
+    /// The address of an edition's page, when the archive is served somewhere.
+    pub fn page_url(&self, edition_id: &str) -> Option<String> {
+        self.url.as_ref().map(|u| format!("{u}{edition_id}/"))
+    }
+}
+
 pub(super) fn resolve_archive(
     raw: Option<RawArchive>,
     dir: &Path,

@@ -48,6 +48,23 @@ pub(crate) fn client_config(
     Ok(Arc::new(config))
 }
 
+/// TLS for the HTTP client (feeds, link checks): rustls on aws-lc-rs, the web's roots, or
+/// only `roots` when given (a private CA).
+pub(crate) fn http_tls(roots: Option<&[CertificateDer<'static>]>) -> ureq::tls::TlsConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(provider);
+    if let Some(roots) = roots {
+        let roots: Vec<ureq::tls::Certificate<'static>> = roots
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
+    }
+    tls.build()
+}
+
 /// A TLS stream opened by us, handed to lettre as its transport.
 #[derive(Debug)]
 pub(crate) struct ImplicitTls(pub TlsStream<TcpStream>);

@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::NaiveDate;
@@ -167,17 +166,11 @@ fn read(source: &Source, cached: Option<Cached>) -> Result<Fetched> {
 }
 
 fn agent(source: &Source) -> Result<ureq::Agent> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut tls = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(provider);
-    if let Some(path) = &source.ca_file {
-        let roots: Vec<ureq::tls::Certificate<'static>> = crate::deliver::tls::read_ca_file(path)?
-            .iter()
-            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
-    }
+    let roots = match &source.ca_file {
+        Some(path) => Some(crate::deliver::tls::read_ca_file(path)?),
+        None => None,
+    };
+    let tls = crate::deliver::tls::http_tls(roots.as_deref());
     Ok(ureq::Agent::config_builder()
         .timeout_connect(Some(source.timeout))
         .timeout_recv_response(Some(source.timeout))
@@ -185,7 +178,7 @@ fn agent(source: &Source) -> Result<ureq::Agent> {
         .http_status_as_error(false)
         .max_redirects(5)
         .user_agent(concat!("newsletter/", env!("CARGO_PKG_VERSION")))
-        .tls_config(tls.build())
+        .tls_config(tls)
         .build()
         .new_agent())
 }

@@ -1,7 +1,6 @@
 //! One link checked as a browser would reach it: HEAD, then GET where the server will not
 //! answer HEAD properly, redirects followed one by one so each hop is reported.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -36,11 +35,7 @@ impl Outcome {
 
 /// An HTTP client that follows nothing by itself.
 pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(provider)
-        .build();
+    let tls = crate::deliver::tls::http_tls(None);
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)

@@ -278,8 +278,7 @@ impl<'a> Composer<'a> {
         let archive_url = config
             .archive
             .as_ref()
-            .and_then(|a| a.url.as_ref())
-            .map(|u| format!("{u}{}/", edition.id));
+            .and_then(|a| a.page_url(&edition.id));
         base.insert("archive_url", &archive_url);
         base.insert("web", &false);
         base.insert(
