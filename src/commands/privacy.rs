@@ -41,6 +41,9 @@ pub(crate) fn forget(cli: &Cli, args: &AddressArgs) -> Result<Exit> {
     let _run = RunLock::acquire(&config.paths.state, "newsletter forget")?;
     let clock = Clock::from_env()?;
     let mut journal = Journal::open(&config.paths.state)?;
+    // A send that stopped may have left the address in its log: into the database with it,
+    // and the log cleared, before the rows are deleted.
+    journal.replay_send_log(&config.paths.state)?;
     let key = ForgetKey::load_or_create(&config.paths.state)?;
     // The file first: if the run stops after it, running forget again finishes the rest.
     let entries = crate::state::listfile::remove(&config, &email)?;

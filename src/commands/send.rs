@@ -254,6 +254,8 @@ fn without_journal(config: Config, clock: Clock, args: &SendArgs, log: &Log) -> 
 /// doubt, and list changes recorded while no one held the lock reach the file.
 fn open_journal(config: &Config, clock: &Clock, log: &Log) -> Result<Journal> {
     let mut journal = Journal::open(&config.paths.state)?;
+    // The steps of a run that stopped reach the database before anything reads it.
+    journal.replay_send_log(&config.paths.state)?;
     let recovered = journal.recover_in_flight(clock.now())?;
     if recovered > 0 {
         log.warn(format!(
@@ -371,14 +373,17 @@ fn deliver_journaled(
     build: &dyn Fn(&Subscriber) -> Result<crate::mail::message::Outgoing>,
     sign: Option<deliver::sign::Sign<'_>>,
 ) -> Result<(Journal, Option<StopReason>)> {
+    let writer = Writer::start(
+        journal,
+        &project.config.paths.state,
+        edition.id.clone(),
+        project.clock,
+    )?;
     let watch = crate::state::watch::ListWatch::start(
         &project.config.paths.subscribers,
-        &project.config.paths.state,
-        &edition.id,
+        writer.recorder(),
         crate::state::watch::interval(),
-        project.clock,
     );
-    let writer = Writer::start(journal, edition.id.clone(), project.clock);
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(work.len(), Arc::clone(&counters), delivery.quiet);
     let plan = deliver::Plan {

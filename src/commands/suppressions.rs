@@ -46,6 +46,7 @@ fn lift(config: &Config, args: &LiftArgs, json: bool) -> Result<Exit> {
     // Reopening an edition must not race a send that is finishing it.
     let _lock = RunLock::acquire(&config.paths.state, "newsletter suppressions lift")?;
     let mut journal = Journal::open(&config.paths.state)?;
+    journal.replay_send_log(&config.paths.state)?;
     if args.sender_side {
         let restored = suppressions::lift_sender_side(&mut journal, Clock::from_env()?.now())?;
         if json {

@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
 
 /// The schema version this binary reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: usize = 5;
+pub(crate) const SCHEMA_VERSION: usize = 6;
 
 /// Forward migrations: `MIGRATIONS[n]` brings a database from version n to n + 1, in one
 /// transaction. Version 0 is every database made before the schema had a version: the
 /// tables below, created as needed, and the feed cache, created by the feeds module.
-const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3, V4, V5];
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3, V4, V5, V6];
 
 /// Version 1: the tables of version 0, all of them here, `IF NOT EXISTS` so that a
 /// database of version 0 keeps its rows.
@@ -154,6 +154,15 @@ CREATE TABLE IF NOT EXISTS outgoing (
 CREATE INDEX IF NOT EXISTS outgoing_state ON outgoing (state, next_try);
 ALTER TABLE list_change ADD COLUMN tags TEXT;
 ALTER TABLE list_change ADD COLUMN consent TEXT;
+";
+
+/// Version 6: the number of the last step of the send log (`sendlog.rs`) applied here.
+const V6: &str = "
+CREATE TABLE IF NOT EXISTS send_log (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    applied  INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO send_log (id, applied) VALUES (1, 0);
 ";
 
 pub struct Journal {

@@ -3,16 +3,18 @@
 //! server's 250, so after any crash no one is skipped and no recorded success is repeated.
 //! Rows left `attempting` by a dead run become `in_doubt`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::path::Path;
 use std::time::SystemTime;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::db::{Journal, unix};
+use super::sendlog::{self, Entry};
 
 /// A recipient's place in the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -110,6 +112,35 @@ pub(crate) enum Change {
         code: Option<u16>,
         reply: String,
     },
+    /// Not mailed: unsubscribed after the edition was frozen.
+    Skipped {
+        reason: String,
+    },
+}
+
+impl State {
+    /// The delivery state machine: where `change` takes a row in this state, or `None` when
+    /// it does not apply, so a recorded success (or a final failure) is never undone by a
+    /// late or repeated change. The send decides with this; the statements below keep the
+    /// same rules in their `WHERE` clauses.
+    pub(crate) fn after(self, change: &Change) -> Option<State> {
+        use State::{Attempting, Deferred, Failed, InDoubt, Pending, Sent, Skipped};
+        let waiting = matches!(self, Pending | Deferred | InDoubt);
+        match change {
+            Change::Attempting { .. } if waiting => Some(Attempting),
+            Change::Skipped { .. } if waiting => Some(Skipped),
+            Change::Sent { .. } if self == Attempting => Some(Sent),
+            Change::InDoubt { .. } if self == Attempting => Some(InDoubt),
+            Change::Deferred { .. } if matches!(self, Pending | Attempting | Deferred) => {
+                Some(Deferred)
+            }
+            Change::Released { .. } if matches!(self, Pending | Attempting | Deferred) => {
+                Some(Pending)
+            }
+            Change::Failed { .. } if waiting || self == Attempting => Some(Failed),
+            _ => None,
+        }
+    }
 }
 
 impl Journal {
@@ -223,6 +254,80 @@ impl Journal {
         Ok(out)
     }
 
+    /// The rows of an edition that a send may still change, with their states.
+    pub(crate) fn waiting(&self, edition_id: &str) -> Result<HashMap<String, State>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT email, state FROM delivery WHERE edition_id = ?1 AND state IN ('pending','deferred','in_doubt','attempting')",
+        )?;
+        let rows = stmt.query_map(params![edition_id], |r| {
+            Ok((r.get(0)?, State::parse(&r.get::<_, String>(1)?)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Applies the steps of the send log that this database has not applied yet, in order,
+    /// in one transaction; with `durable`, that transaction is synced to disk before this
+    /// returns (otherwise the log still holds the steps). Returns the last step applied.
+    pub(crate) fn apply_log(&mut self, entries: &[Entry], durable: bool) -> Result<u64> {
+        let sync = if durable { "FULL" } else { "NORMAL" };
+        self.conn.pragma_update(None, "synchronous", sync)?;
+        let tx = self.conn.transaction()?;
+        let mut applied: u64 = tx
+            .query_row("SELECT applied FROM send_log WHERE id = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| u64::try_from(n).unwrap_or(0))?;
+        let mut sent: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+        let start = applied;
+        for e in entries.iter().skip_while(|e| e.seq <= start) {
+            if e.seq != applied + 1 {
+                break; // a step is missing: the ones after it wait for it
+            }
+            if apply(&tx, &e.edition, &e.email, &e.change, e.at)?
+                && matches!(e.change, Change::Sent { .. })
+            {
+                *sent.entry(utc_day(e.at)).or_default() += 1;
+            }
+            applied = e.seq;
+        }
+        for (day, n) in sent {
+            count_sent(&tx, n, day)?;
+        }
+        tx.execute(
+            "UPDATE send_log SET applied = ?1 WHERE id = 1",
+            params![i64::try_from(applied).unwrap_or(i64::MAX)],
+        )?;
+        tx.commit()?;
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(applied)
+    }
+
+    /// The number of the last step of the send log applied here.
+    pub(crate) fn log_applied(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT applied FROM send_log WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Applies what a run that stopped left in the send log, durably, then clears the log.
+    /// Only under the run lock: no send is writing the log. Returns the steps applied.
+    pub(crate) fn replay_send_log(&mut self, state: &Path) -> Result<usize> {
+        let path = sendlog::path_for(state);
+        let entries = sendlog::read(&path)?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let before = self.log_applied()?;
+        let after = self
+            .apply_log(&entries, true)
+            .with_context(|| format!("cannot apply the send log {}", path.display()))?;
+        sendlog::wipe(&path, &entries)?;
+        Ok(usize::try_from(after.saturating_sub(before)).unwrap_or(usize::MAX))
+    }
+
     /// Messages sent on `day` (UTC) across all runs, for the daily quota.
     pub fn sent_on(&self, day: NaiveDate) -> Result<u64> {
         let n: Option<i64> = self
@@ -252,18 +357,18 @@ pub(super) fn insert_pending(
     Ok(())
 }
 
-/// Adds `sent` messages to today's count (UTC), for the daily quota: once per batch.
+/// The UTC day of a moment, the daily quota's unit.
+pub(crate) fn utc_day(t: SystemTime) -> NaiveDate {
+    chrono::DateTime::<chrono::Utc>::from(t).date_naive()
+}
+
+/// Adds `sent` messages to a day's count (UTC), for the daily quota: once per batch.
 pub(crate) fn count_sent(
     tx: &Transaction<'_>,
     sent: usize,
-    now: SystemTime,
+    day: NaiveDate,
 ) -> rusqlite::Result<()> {
-    if sent == 0 {
-        return Ok(());
-    }
-    let day = chrono::DateTime::<chrono::Utc>::from(now)
-        .date_naive()
-        .to_string();
+    let day = day.to_string();
     tx.prepare_cached(
         "INSERT INTO daily_count (day, sent) VALUES (?1, ?2) ON CONFLICT(day) DO UPDATE SET sent = sent + ?2",
     )?
@@ -275,12 +380,10 @@ pub(crate) fn count_sent(
 /// recorded success (or a final failure) can never be undone by a late or repeated change.
 const TO_ATTEMPTING: &str = "
     UPDATE delivery SET state = 'attempting', message_id = ?3, updated_at = ?4
-    WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'deferred', 'in_doubt')
-      AND NOT EXISTS (SELECT 1 FROM unsubscribed u WHERE u.email = delivery.email)";
+    WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'deferred', 'in_doubt')";
 const TO_SKIPPED: &str = "
-    UPDATE delivery SET state = 'skipped', reply = 'unsubscribed during the send', updated_at = ?3
-    WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'deferred', 'in_doubt')
-      AND EXISTS (SELECT 1 FROM unsubscribed u WHERE u.email = delivery.email)";
+    UPDATE delivery SET state = 'skipped', reply = ?3, updated_at = ?4
+    WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'deferred', 'in_doubt')";
 const TO_SENT: &str = "
     UPDATE delivery SET state = 'sent', attempts = attempts + 1, code = 250, reply = ?3,
         next_try = NULL, updated_at = ?4
@@ -303,10 +406,8 @@ const TO_IN_DOUBT: &str = "
     UPDATE delivery SET state = 'in_doubt', attempts = attempts + 1, reply = ?3, updated_at = ?4
     WHERE edition_id = ?1 AND email = ?2 AND state = 'attempting'";
 
-/// Applies one change inside the writer's transaction (statements are prepared once per
-/// connection and cached: this runs for every message). Returns whether it applied; an
-/// `Attempting` that does not apply (unsubscribed meanwhile, or not waiting) means the
-/// message must not be sent.
+/// Applies one change inside a transaction (statements are prepared once per connection
+/// and cached: this runs for every message). Returns whether it applied.
 pub(crate) fn apply(
     tx: &Transaction<'_>,
     edition_id: &str,
@@ -316,17 +417,12 @@ pub(crate) fn apply(
 ) -> rusqlite::Result<bool> {
     let now_s = unix(now);
     let n = match change {
-        Change::Attempting { message_id } => {
-            let n = tx
-                .prepare_cached(TO_ATTEMPTING)?
-                .execute(params![edition_id, email, message_id, now_s])?;
-            if n == 0 {
-                // Unsubscribed meanwhile (serve and the CLI commit that before answering).
-                tx.prepare_cached(TO_SKIPPED)?
-                    .execute(params![edition_id, email, now_s])?;
-            }
-            n
-        }
+        Change::Attempting { message_id } => tx
+            .prepare_cached(TO_ATTEMPTING)?
+            .execute(params![edition_id, email, message_id, now_s])?,
+        Change::Skipped { reason } => tx
+            .prepare_cached(TO_SKIPPED)?
+            .execute(params![edition_id, email, reason, now_s])?,
         Change::Sent { reply } => tx
             .prepare_cached(TO_SENT)?
             .execute(params![edition_id, email, reply, now_s])?,
@@ -514,11 +610,35 @@ mod tests {
     }
 
     #[test]
-    fn an_unsubscribe_during_the_send_skips_the_row() {
-        let (_d, mut j) = journal();
-        j.record_unsubscribe("r@example.org", "test", UNIX_EPOCH)
-            .expect("unsubscribe");
-        assert!(!step(&mut j, &attempting()));
-        assert_eq!(state(&mut j).0, "skipped");
+    fn the_statements_and_the_state_machine_agree_for_every_state_and_change() {
+        let skipped = Change::Skipped {
+            reason: "unsubscribed".into(),
+        };
+        let changes = [
+            attempting(),
+            sent(),
+            deferred(),
+            failed(false),
+            released(),
+            in_doubt(),
+            skipped,
+        ];
+        for from in State::ALL {
+            for change in &changes {
+                let (_d, mut j) = journal();
+                j.connection()
+                    .execute("UPDATE delivery SET state = ?1", [from.as_str()])
+                    .expect("set");
+                let applied = step(&mut j, change);
+                let expected = from.after(change);
+                assert_eq!(applied, expected.is_some(), "{from} + {change:?}");
+                let now = state(&mut j).0;
+                assert_eq!(
+                    now,
+                    expected.unwrap_or(from).as_str(),
+                    "{from} + {change:?}"
+                );
+            }
+        }
     }
 }

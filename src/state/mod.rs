@@ -10,6 +10,7 @@ pub(crate) mod inbound;
 pub(crate) mod list;
 pub(crate) mod listfile;
 pub(crate) mod lock;
+pub(crate) mod sendlog;
 pub(crate) mod signup;
 pub(crate) mod suppressions;
 pub(crate) mod watch;

@@ -219,7 +219,7 @@ impl Journal {
             params![id, if sent { "sent" } else { "failed" }, reply, unix(now)],
         )?;
         if sent {
-            super::deliveries::count_sent(&tx, 1, now)?;
+            super::deliveries::count_sent(&tx, 1, super::deliveries::utc_day(now))?;
         }
         tx.commit()?;
         Ok(())

@@ -1,7 +1,8 @@
 //! Hand edits of `subscribers.toml` during a long send: every `LIST_RECHECK` the file's
 //! modification time is compared; when it changed, the list is read again and every
-//! address now marked unsubscribed that this edition has not mailed yet is skipped, in the
-//! journal, before its message can start (the attempting step only takes waiting rows).
+//! address now marked unsubscribed that this edition has not mailed yet is skipped, through
+//! the send's journal writer, before its message can start (the attempting step only takes
+//! waiting rows).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -9,10 +10,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use rusqlite::params;
 
-use super::{Journal, unix};
-use crate::clock::Clock;
+use super::Change;
+use super::writer::Recorder;
 use crate::input::subscribers::{self, Status};
 
 /// How often a running send looks at the subscriber file, unless
@@ -36,21 +36,11 @@ pub(crate) struct ListWatch {
 }
 
 impl ListWatch {
-    pub(crate) fn start(
-        list: &Path,
-        state: &Path,
-        edition_id: &str,
-        interval: Duration,
-        clock: Clock,
-    ) -> ListWatch {
+    pub(crate) fn start(list: &Path, recorder: Recorder, interval: Duration) -> ListWatch {
         let (stop, stopped) = mpsc::channel::<()>();
-        let (list, state, edition): (PathBuf, PathBuf, String) = (
-            list.to_path_buf(),
-            state.to_path_buf(),
-            edition_id.to_string(),
-        );
+        let list: PathBuf = list.to_path_buf();
         let handle = std::thread::spawn(move || {
-            watch(&stopped, &list, &state, &edition, interval, clock);
+            watch(&stopped, &list, &recorder, interval);
         });
         ListWatch {
             stop: Some(stop),
@@ -70,14 +60,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn watch(
-    stopped: &mpsc::Receiver<()>,
-    list: &Path,
-    state: &Path,
-    edition: &str,
-    interval: Duration,
-    clock: Clock,
-) {
+fn watch(stopped: &mpsc::Receiver<()>, list: &Path, recorder: &Recorder, interval: Duration) {
     let mut seen = modified(list);
     // Waiting on the channel rather than sleeping: the end of the send is not held up.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
@@ -86,7 +69,7 @@ fn watch(
             continue;
         }
         // A file caught half-written does not parse: the next look reads it whole.
-        match skip_unsubscribed(list, state, edition, clock) {
+        match skip_unsubscribed(list, recorder) {
             Ok(n) => {
                 seen = now;
                 if n > 0 {
@@ -102,25 +85,22 @@ fn watch(
     }
 }
 
-/// Skips, in the journal, the waiting rows of addresses the file now marks unsubscribed.
-fn skip_unsubscribed(list: &Path, state: &Path, edition: &str, clock: Clock) -> Result<usize> {
+/// Skips the waiting rows of addresses the file now marks unsubscribed; returns how many.
+fn skip_unsubscribed(list: &Path, recorder: &Recorder) -> Result<usize> {
     let parsed = subscribers::load(list).map_err(|p| anyhow::anyhow!("{p}"))?;
-    let mut journal = Journal::open(state)?;
-    let tx = journal.connection().transaction()?;
-    let mut skipped = 0;
-    {
-        let mut stmt = tx.prepare(
-            "UPDATE delivery SET state = 'skipped', reply = 'unsubscribed in the list during the send', updated_at = ?3
-             WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'deferred', 'in_doubt')",
-        )?;
-        for s in parsed
-            .entries
-            .iter()
-            .filter(|s| s.status == Status::Unsubscribed)
-        {
-            skipped += stmt.execute(params![edition, s.email.as_str(), unix(clock.now())])?;
-        }
-    }
-    tx.commit()?;
-    Ok(skipped)
+    let changes = parsed
+        .entries
+        .iter()
+        .filter(|s| s.status == Status::Unsubscribed)
+        .map(|s| {
+            (
+                s.email.to_string(),
+                Change::Skipped {
+                    reason: "unsubscribed in the list during the send".into(),
+                },
+            )
+        })
+        .collect();
+    let applied = recorder.commit_blocking(changes)?;
+    Ok(applied.into_iter().filter(|a| *a).count())
 }

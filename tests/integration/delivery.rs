@@ -108,6 +108,45 @@ fn killed_after_the_final_dot_the_message_is_in_doubt_and_not_resent() {
     assert_eq!(state_of(&p, &emails[2]), "sent");
 }
 
+/// Holds every write to the send log of process `pid` (strace injects a long delay into
+/// them) until the process dies; returns once strace traces each of its threads.
+#[allow(clippy::zombie_processes)] // returned: the caller kills and waits for it
+fn hold_send_log_writes(p: &Project, pid: u32) -> std::process::Child {
+    let strace = crate::harness::installed("strace", &["/usr/bin/strace"]);
+    let mut strace_run = std::process::Command::new(strace)
+        .args(["-f", "-qq", "-o", "/dev/null", "-p", &pid.to_string(), "-P"])
+        .arg(p.path("newsletter.db-sendlog"))
+        .args([
+            "-e",
+            "trace=pwrite64,write",
+            "-e",
+            "inject=pwrite64,write:delay_enter=60000000",
+        ])
+        .spawn()
+        .expect("run strace");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+        let attached = tasks.is_ok_and(|tasks| {
+            tasks.flatten().all(|t| {
+                std::fs::read_to_string(t.path().join("status")).is_ok_and(|s| {
+                    s.lines()
+                        .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
+                })
+            })
+        });
+        if attached {
+            return strace_run;
+        }
+        if Instant::now() > deadline {
+            let _ = strace_run.kill();
+            let _ = strace_run.wait();
+            panic!("strace did not attach");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn killed_after_the_reply_but_before_the_journal_commit_nothing_is_sent_twice() {
     let server = SmtpServer::start(ServerOptions {
@@ -117,17 +156,15 @@ fn killed_after_the_reply_but_before_the_journal_commit_nothing_is_sent_twice() 
     let (p, emails) = project_for(&server, 5, "");
     let mut child = p.spawn(&["send"]);
     server.gate.wait_reached();
-    // Hold the journal's write lock, so the client gets its 250 but cannot record it.
-    let blocker = rusqlite::Connection::open(p.path("newsletter.db")).expect("open journal");
-    blocker
-        .execute_batch("BEGIN IMMEDIATE")
-        .expect("lock the journal");
+    // Hold the send log's writes, so the client gets its 250 but cannot record it.
+    let mut tracer = hold_send_log_writes(&p, child.id());
     server.gate.release();
     std::thread::sleep(Duration::from_millis(500));
     child.kill().expect("kill -9");
+    // The killed process stays the tracer's until strace goes: it never runs again.
+    let _ = tracer.kill();
+    let _ = tracer.wait();
     child.wait().expect("wait");
-    blocker.execute_batch("ROLLBACK").expect("unlock");
-    drop(blocker);
     assert_eq!(server.messages().len(), 3);
 
     let rerun = p.run(&["send"]);

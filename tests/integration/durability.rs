@@ -10,7 +10,7 @@ use crate::harness::{Project, Sink, installed};
 /// One call of interest from the trace, in the order the calls completed.
 #[derive(Debug, PartialEq)]
 enum Call {
-    /// An fsync or fdatasync of the journal's write-ahead log or database.
+    /// An fsync or fdatasync of the send log, or of the database or its write-ahead log.
     JournalSync,
     /// Any other fsync or fdatasync.
     OtherSync(String),
@@ -62,7 +62,10 @@ fn traced_send(p: &Project, port: u16) -> Vec<Call> {
         let name = whole.split('(').next().unwrap_or("");
         match name {
             "fsync" | "fdatasync" => {
-                if whole.contains(".db-wal>") || whole.contains(".db>") {
+                if [".db-sendlog>", ".db-wal>", ".db>"]
+                    .iter()
+                    .any(|f| whole.contains(f))
+                {
                     calls.push(Call::JournalSync);
                 } else {
                     calls.push(Call::OtherSync(whole.clone()));

@@ -38,10 +38,15 @@ fn occurs(haystack: &[u8], needle: &str) -> bool {
 }
 
 fn state_files(p: &Project) -> Vec<(String, Vec<u8>)> {
-    ["newsletter.db", "newsletter.db-wal", "newsletter.db-shm"]
-        .iter()
-        .filter_map(|f| std::fs::read(p.path(f)).ok().map(|b| ((*f).to_string(), b)))
-        .collect()
+    [
+        "newsletter.db",
+        "newsletter.db-wal",
+        "newsletter.db-shm",
+        "newsletter.db-sendlog",
+    ]
+    .iter()
+    .filter_map(|f| std::fs::read(p.path(f)).ok().map(|b| ((*f).to_string(), b)))
+    .collect()
 }
 
 fn forms() -> Vec<String> {
@@ -65,6 +70,12 @@ fn forget_erases_every_trace_and_the_address_is_never_mailed_again() {
     p.write("subscribers.toml", &list);
     p.run(&["preview", "--to", JOSE_FILE]).expect_code(0);
     p.run(&["send"]).expect_code(0);
+    // The send's log is cleared once the database holds its steps.
+    let log = std::fs::read(p.path("newsletter.db-sendlog")).expect("the send log");
+    assert!(
+        !occurs(&log, JOSE) && !log.contains(&b'@'),
+        "an address in the send log"
+    );
     p.write("bounce.eml", BOUNCE);
     let bounced = p.run(&["bounces", "bounce.eml"]);
     bounced.expect_code(0);

@@ -76,7 +76,7 @@ fn databases_of_earlier_releases_open_with_every_row_intact() {
         let list = p.run(&["suppressions"]);
         list.expect_code(0);
         assert_eq!(list.stdout().lines().count(), 3, "{db}: {}", list.stdout());
-        assert_eq!(p.query("PRAGMA user_version"), ["5"], "{db}");
+        assert_eq!(p.query("PRAGMA user_version"), ["6"], "{db}");
         assert_eq!(counts(&p), before, "{db}");
         assert_eq!(
             p.query("SELECT edition_id, email, state, attempts, code FROM delivery ORDER BY 1, 2"),

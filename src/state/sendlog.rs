@@ -1,0 +1,526 @@
+//! The send log: where a running send makes each delivery step durable. A group of steps is
+//! one write and one `fdatasync` into a file already filled with zeros (so the sync moves
+//! data, never the file's size or block map); the database learns of the steps a moment
+//! later, off the path of the messages, and the log is replayed into it after a crash.
+//!
+//! Records follow each other from the start of the file, each numbered one more than the one
+//! before and checksummed: reading stops at the first torn, stale or zeroed record. The
+//! database keeps the number of the last record it applied, so a record is never applied
+//! twice, and the file is written again from its start once everything in it is applied.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+
+use super::db::{from_unix, unix};
+use super::deliveries::Change;
+
+/// The file first holds this many zeros, and doubles up to `MAX_LEN` as a run needs.
+const FIRST_LEN: u64 = 64 * 1024;
+/// Past this, the writer waits for the database to catch up and starts again at offset 0.
+pub(crate) const MAX_LEN: u64 = 16 * 1024 * 1024;
+/// Length (u32), number (u64), checksum (u64).
+const HEADER: usize = 20;
+/// No record is this long; a length beyond it is a torn or stale header.
+const MAX_RECORD: usize = 1024 * 1024;
+
+/// One delivery step.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub seq: u64,
+    pub at: SystemTime,
+    pub edition: String,
+    pub email: String,
+    pub change: Change,
+}
+
+/// The log file beside the database: `newsletter.db` keeps `newsletter.db-sendlog`.
+pub(crate) fn path_for(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-sendlog");
+    PathBuf::from(name)
+}
+
+/// The log open for appending, from its start.
+pub(crate) struct SendLog {
+    file: File,
+    len: u64,
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+/// What an append asks of its caller.
+pub(crate) enum Appended {
+    Done,
+    /// The file is full: apply every record to the database, `restart`, append again.
+    Full,
+}
+
+impl SendLog {
+    /// Opens (creating, owner-only, with its first zeros made durable) the log.
+    pub(crate) fn open(path: &Path) -> Result<SendLog> {
+        let existed = path.exists();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot open the send log {}", path.display()))?;
+        let len = file.metadata()?.len();
+        let mut log = SendLog {
+            file,
+            len,
+            offset: 0,
+            buf: Vec::with_capacity(4096),
+        };
+        if len < FIRST_LEN {
+            log.grow(FIRST_LEN)
+                .with_context(|| format!("cannot prepare the send log {}", path.display()))?;
+        }
+        if !existed {
+            // The file's name must survive a power cut as surely as what is written in it.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir).and_then(|d| d.sync_all())?;
+            }
+        }
+        Ok(log)
+    }
+
+    /// Fills the file with zeros up to `len`, durably (this one sync does change its size).
+    fn grow(&mut self, len: u64) -> std::io::Result<()> {
+        let zeros = vec![0u8; 64 * 1024];
+        let mut at = self.len;
+        while at < len {
+            let n = usize::try_from((len - at).min(zeros.len() as u64)).unwrap_or(zeros.len());
+            self.file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        self.file.sync_all()?;
+        self.len = len;
+        Ok(())
+    }
+
+    /// Writes `entries` in one write and, with `sync`, makes them (and every write before
+    /// them) durable with one `fdatasync`. Steps no one waits for are written without it:
+    /// the next sync, or the database's at the end of the run, covers them.
+    pub(crate) fn append(&mut self, entries: &[Entry], sync: bool) -> Result<Appended> {
+        self.buf.clear();
+        for e in entries {
+            encode(e, &mut self.buf);
+        }
+        let end = self.offset + self.buf.len() as u64;
+        if end > self.len {
+            if end > MAX_LEN && self.offset > 0 {
+                return Ok(Appended::Full);
+            }
+            let want = (self.len * 2)
+                .max(end.next_power_of_two())
+                .min(MAX_LEN.max(end));
+            self.grow(want).context("cannot lengthen the send log")?;
+        }
+        self.file
+            .write_all_at(&self.buf, self.offset)
+            .context("cannot write the send log")?;
+        if sync {
+            self.file
+                .sync_data()
+                .context("cannot sync the send log to disk")?;
+        }
+        self.offset = end;
+        Ok(Appended::Done)
+    }
+
+    /// Starts again at the beginning: every record so far is in the database.
+    pub(crate) fn restart(&mut self) {
+        self.offset = 0;
+    }
+
+    /// Zeros what was written, so the addresses in it do not outlive the run; the next
+    /// reader finds an empty log. No sync is needed: a record that survives is one the
+    /// database already has, and is skipped.
+    pub(crate) fn wipe(&mut self) -> Result<()> {
+        wipe_file(&self.file, self.offset)?;
+        self.offset = 0;
+        Ok(())
+    }
+}
+
+fn wipe_file(file: &File, len: u64) -> Result<()> {
+    let zeros = vec![0u8; 64 * 1024];
+    let mut at = 0;
+    while at < len {
+        let n = usize::try_from((len - at).min(zeros.len() as u64)).unwrap_or(zeros.len());
+        file.write_all_at(&zeros[..n], at)
+            .context("cannot clear the send log")?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// The records of the log at `path`, in order (none when there is no log).
+pub(crate) fn read(path: &Path) -> Result<Vec<Entry>> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes)
+                .with_context(|| format!("cannot read the send log {}", path.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the send log {}", path.display()));
+        }
+    }
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while let Some((entry, next)) = decode(&bytes, at) {
+        if entries
+            .last()
+            .is_some_and(|prev: &Entry| entry.seq != prev.seq + 1)
+        {
+            break; // a record of an earlier pass through the file
+        }
+        entries.push(entry);
+        at = next;
+    }
+    Ok(entries)
+}
+
+/// Zeros the log at `path` up to its last readable record.
+pub(crate) fn wipe(path: &Path, entries: &[Entry]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open the send log {}", path.display()))?;
+    let len = entries
+        .iter()
+        .map(|e| {
+            let mut b = Vec::new();
+            encode(e, &mut b);
+            b.len() as u64
+        })
+        .sum();
+    wipe_file(&file, len)
+}
+
+/// FNV-1a, 64 bits: enough to tell a whole record from a torn or stale one.
+fn checksum(seq: u64, payload: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seq.to_le_bytes().iter().chain(payload) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_code(out: &mut Vec<u8>, code: Option<u16>) {
+    out.extend_from_slice(&code.unwrap_or(0).to_le_bytes());
+}
+
+fn encode(e: &Entry, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER]);
+    out.extend_from_slice(&unix(e.at).to_le_bytes());
+    put_str(out, &e.edition);
+    put_str(out, &e.email);
+    match &e.change {
+        Change::Attempting { message_id } => {
+            out.push(0);
+            put_str(out, message_id);
+        }
+        Change::Sent { reply } => {
+            out.push(1);
+            put_str(out, reply);
+        }
+        Change::Deferred {
+            code,
+            reply,
+            next_try,
+        } => {
+            out.push(2);
+            put_code(out, *code);
+            put_str(out, reply);
+            out.extend_from_slice(&unix(*next_try).to_le_bytes());
+        }
+        Change::Failed {
+            code,
+            reply,
+            suppress,
+        } => {
+            out.push(3);
+            put_code(out, *code);
+            put_str(out, reply);
+            out.push(u8::from(*suppress));
+        }
+        Change::InDoubt { reason } => {
+            out.push(4);
+            put_str(out, reason);
+        }
+        Change::Released { code, reply } => {
+            out.push(5);
+            put_code(out, *code);
+            put_str(out, reply);
+        }
+        Change::Skipped { reason } => {
+            out.push(6);
+            put_str(out, reason);
+        }
+    }
+    let payload_len = out.len() - start - HEADER;
+    let sum = checksum(e.seq, &out[start + HEADER..]);
+    let header = &mut out[start..start + HEADER];
+    header[..4].copy_from_slice(&u32::try_from(payload_len).unwrap_or(u32::MAX).to_le_bytes());
+    header[4..12].copy_from_slice(&e.seq.to_le_bytes());
+    header[12..20].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Reads the fields of one payload in order.
+struct Fields<'a> {
+    bytes: &'a [u8],
+}
+
+impl Fields<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.bytes.len() < n {
+            return None;
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    /// A reply code; 0 stands for none.
+    fn code(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let n = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        let s = self.take(usize::try_from(n).ok()?)?;
+        String::from_utf8(s.to_vec()).ok()
+    }
+}
+
+/// The record at `at`, and where the next one starts; `None` where the log ends.
+fn decode(bytes: &[u8], at: usize) -> Option<(Entry, usize)> {
+    let header = bytes.get(at..at + HEADER)?;
+    let len = usize::try_from(u32::from_le_bytes(header[..4].try_into().ok()?)).ok()?;
+    let seq = u64::from_le_bytes(header[4..12].try_into().ok()?);
+    let sum = u64::from_le_bytes(header[12..20].try_into().ok()?);
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let payload = bytes.get(at + HEADER..at + HEADER + len)?;
+    if checksum(seq, payload) != sum {
+        return None;
+    }
+    let mut f = Fields { bytes: payload };
+    let stamp = f.i64()?;
+    let edition = f.string()?;
+    let email = f.string()?;
+    let change = match f.u8()? {
+        0 => Change::Attempting {
+            message_id: f.string()?,
+        },
+        1 => Change::Sent { reply: f.string()? },
+        2 => Change::Deferred {
+            code: Some(f.code()?).filter(|c| *c != 0),
+            reply: f.string()?,
+            next_try: from_unix(f.i64()?),
+        },
+        3 => Change::Failed {
+            code: Some(f.code()?).filter(|c| *c != 0),
+            reply: f.string()?,
+            suppress: f.u8()? != 0,
+        },
+        4 => Change::InDoubt {
+            reason: f.string()?,
+        },
+        5 => Change::Released {
+            code: Some(f.code()?).filter(|c| *c != 0),
+            reply: f.string()?,
+        },
+        6 => Change::Skipped {
+            reason: f.string()?,
+        },
+        _ => return None,
+    };
+    Some((
+        Entry {
+            seq,
+            at: from_unix(stamp),
+            edition,
+            email,
+            change,
+        },
+        at + HEADER + len,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn entry(seq: u64, email: &str, change: Change) -> Entry {
+        Entry {
+            seq,
+            at: UNIX_EPOCH + Duration::from_hours(498_825),
+            edition: "2026-11-27-weekly".into(),
+            email: email.into(),
+            change,
+        }
+    }
+
+    fn every_change() -> Vec<Change> {
+        vec![
+            Change::Attempting {
+                message_id: "<a@harbour.example>".into(),
+            },
+            Change::Sent {
+                reply: "250 2.0.0 queued".into(),
+            },
+            Change::Deferred {
+                code: Some(451),
+                reply: "later".into(),
+                next_try: UNIX_EPOCH + Duration::from_mins(29_929_510),
+            },
+            Change::Failed {
+                code: None,
+                reply: "5.1.1 unknown".into(),
+                suppress: true,
+            },
+            Change::InDoubt {
+                reason: "lost".into(),
+            },
+            Change::Released {
+                code: Some(421),
+                reply: "slow down".into(),
+            },
+            Change::Skipped {
+                reason: "unsubscribed".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn records_read_back_in_order_and_a_torn_one_ends_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db-sendlog");
+        let mut log = SendLog::open(&path).expect("open");
+        let entries: Vec<Entry> = every_change()
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| entry(10 + i as u64, &format!("r{i}@harbour.example"), c))
+            .collect();
+        log.append(&entries[..3], true).expect("append");
+        log.append(&entries[3..], false).expect("append");
+        let back = read(&path).expect("read");
+        assert_eq!(format!("{back:?}"), format!("{entries:?}"));
+
+        // A byte of the fifth record changed: the log ends after the fourth.
+        let mut bytes = std::fs::read(&path).expect("bytes");
+        let mut at = 0;
+        for _ in 0..4 {
+            let (_, next) = decode(&bytes, at).expect("record");
+            at = next;
+        }
+        bytes[at + HEADER + 3] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        assert_eq!(read(&path).expect("read").len(), 4);
+    }
+
+    #[test]
+    fn after_a_restart_the_records_of_the_earlier_pass_are_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db-sendlog");
+        let mut log = SendLog::open(&path).expect("open");
+        let sent = || Change::Sent {
+            reply: "250 ok".into(),
+        };
+        let first: Vec<Entry> = (1..=5)
+            .map(|i| entry(i, "a-rather-long-address@harbour.example", sent()))
+            .collect();
+        log.append(&first, true).expect("append");
+        log.restart();
+        log.append(&[entry(6, "b@h.example", sent())], true)
+            .expect("append");
+        let back = read(&path).expect("read");
+        assert_eq!(back.len(), 1, "{back:?}");
+        assert_eq!(back[0].seq, 6);
+    }
+
+    #[test]
+    fn a_wiped_log_reads_empty_and_holds_no_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db-sendlog");
+        let mut log = SendLog::open(&path).expect("open");
+        log.append(
+            &[entry(
+                1,
+                "reader@harbour.example",
+                every_change()[0].clone(),
+            )],
+            true,
+        )
+        .expect("append");
+        log.wipe().expect("wipe");
+        assert!(read(&path).expect("read").is_empty());
+        let bytes = std::fs::read(&path).expect("bytes");
+        assert!(!bytes.windows(6).any(|w| w == b"reader"));
+        assert_eq!(
+            bytes.len() as u64,
+            FIRST_LEN,
+            "the zeros stay for the next run"
+        );
+    }
+
+    #[test]
+    fn the_file_grows_past_its_first_zeros_and_reports_full_at_its_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db-sendlog");
+        let mut log = SendLog::open(&path).expect("open");
+        let reply = "x".repeat(200_000);
+        let mut seq = 0;
+        let mut full = false;
+        for _ in 0..200 {
+            seq += 1;
+            let e = entry(
+                seq,
+                "r@h.example",
+                Change::Sent {
+                    reply: reply.clone(),
+                },
+            );
+            if let Appended::Full = log.append(&[e], true).expect("append") {
+                full = true;
+                break;
+            }
+        }
+        assert!(full, "the log reported full");
+        assert!(log.len <= MAX_LEN);
+        assert_eq!(read(&path).expect("read").len() as u64, seq - 1);
+    }
+}
