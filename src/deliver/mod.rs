@@ -683,14 +683,15 @@ async fn over_smtp(
 
     // The record that this message may be delivered must be on disk before its content
     // goes out. The commit (an fsync) runs during the round trip that ends in the DATA
-    // command's 354: the pipelined MAIL, RCPT and DATA, or the DATA alone.
+    // command's 354: the pipelined MAIL, RCPT and DATA, or the DATA alone. It is asked for
+    // first (`join!` polls in order), so the sync starts before the commands are written.
     let attempting = Change::Attempting {
         message_id: job.message.message_id.clone(),
     };
-    let (started, recorded) = if open.pipelining() {
+    let (recorded, started) = if open.pipelining() {
         tokio::join!(
-            open.begin_pipelined(&job.message.envelope, &job.message.bytes),
-            shared.recorder.commit(&job.email, attempting)
+            shared.recorder.commit(&job.email, attempting),
+            open.begin_pipelined(&job.message.envelope, &job.message.bytes)
         )
     } else {
         if let Err(r) = open
@@ -701,8 +702,8 @@ async fn over_smtp(
             return;
         }
         tokio::join!(
-            open.start_data(),
-            shared.recorder.commit(&job.email, attempting)
+            shared.recorder.commit(&job.email, attempting),
+            open.start_data()
         )
     };
     match recorded {
