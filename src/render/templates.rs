@@ -59,15 +59,24 @@ impl Templates {
     fn unknown_variables(&self) -> Problems {
         let mut problems = Problems::default();
         // Names an including template defines may reach an included one.
-        let included: std::collections::BTreeSet<String> = self
+        // The templates as Tera parsed them: parsing is most of the start-up time.
+        let parsed: Vec<(&String, &PathBuf, &String, &tera::Template)> = self
             .sources
-            .values()
-            .flat_map(|(_, text)| crate::render::variables::includes(text))
+            .iter()
+            .filter_map(|(name, (path, text))| {
+                self.tera
+                    .get_template(name)
+                    .ok()
+                    .map(|t| (name, path, text, t))
+            })
+            .collect();
+        let included: std::collections::BTreeSet<String> = parsed
+            .iter()
+            .flat_map(|(_, _, _, t)| crate::render::variables::includes(t))
             .collect();
         let strings: Vec<&str> = self.locale.strings.keys().map(String::as_str).collect();
-        for (name, (path, text)) in &self.sources {
-            for u in crate::render::variables::check(name, text, included.contains(name), &strings)
-            {
+        for (name, path, text, template) in parsed {
+            for u in crate::render::variables::check(template, included.contains(name), &strings) {
                 let problem = Problem::new(path, u.message);
                 problems.push(match line_using(text, &u.name) {
                     Some(line) => problem.at_line(line),
@@ -110,12 +119,6 @@ impl Templates {
         locale: Locale,
     ) -> Result<Templates, Problems> {
         let mut problems = Problems::default();
-        // Parse each file on its own first, so every syntax error is reported, not just one.
-        for (name, (path, text)) in &sources {
-            if let Err(e) = Tera::default().add_raw_template(name, text) {
-                problems.push(Problem::new(path, chain(&e)));
-            }
-        }
         let texts = sources
             .iter()
             .map(|(n, (_, t))| (n.clone(), t.clone()))
@@ -134,8 +137,22 @@ impl Templates {
         tera.register_filter("wrap", wrap_filter);
         tera.register_filter("fill", fill_filter);
         tera.register_filter("fill_links", fill_links_filter);
-        tera.add_raw_templates(sources.iter().map(|(n, (_, t))| (n.as_str(), t.as_str())))
-            .map_err(|e| Problem::new(Path::new("templates"), chain(&e)))?;
+        if let Err(all) =
+            tera.add_raw_templates(sources.iter().map(|(n, (_, t))| (n.as_str(), t.as_str())))
+        {
+            // Each file parsed on its own, so that every syntax error is reported, not just
+            // the first (parsing twice only when something is wrong: parsing is most of the
+            // start-up time).
+            for (name, (path, text)) in &sources {
+                if let Err(e) = Tera::default().add_raw_template(name, text) {
+                    problems.push(Problem::new(path, chain(&e)));
+                }
+            }
+            if problems.is_empty() {
+                problems.push(Problem::new(Path::new("templates"), chain(&all)));
+            }
+            return Err(problems);
+        }
         Ok(Templates {
             tera,
             sources,

@@ -81,8 +81,8 @@ fn context(strings: &[&str]) -> HashMap<String, Shape> {
     ])
 }
 
-/// The templates `source` includes (`{% include "…" %}`, in any branch).
-pub(crate) fn includes(source: &str) -> Vec<String> {
+/// The templates `template` includes (`{% include "…" %}`, in any branch).
+pub(crate) fn includes(template: &tera::Template) -> Vec<String> {
     fn walk(nodes: &[Node], out: &mut Vec<String>) {
         for node in nodes {
             match node {
@@ -105,11 +105,9 @@ pub(crate) fn includes(source: &str) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    if let Ok(t) = tera::Template::new("t", None, source) {
-        walk(&t.ast, &mut out);
-        for m in t.macros.values() {
-            walk(&m.body, &mut out);
-        }
+    walk(&template.ast, &mut out);
+    for m in template.macros.values() {
+        walk(&m.body, &mut out);
     }
     out
 }
@@ -121,12 +119,9 @@ pub(crate) struct Unknown {
     pub message: String,
 }
 
-/// Checks one template's source. `included`: other templates include this one, so names
+/// Checks one parsed template. `included`: other templates include this one, so names
 /// their loops and `set`s define may reach it; only fields of known names are checked then.
-pub(crate) fn check(name: &str, source: &str, included: bool, strings: &[&str]) -> Vec<Unknown> {
-    let Ok(template) = tera::Template::new(name, None, source) else {
-        return Vec::new(); // a syntax error is reported on its own
-    };
+pub(crate) fn check(template: &tera::Template, included: bool, strings: &[&str]) -> Vec<Unknown> {
     let mut walker = Walker {
         scopes: vec![context(strings)],
         lenient: included,
@@ -359,7 +354,8 @@ mod tests {
     fn check(name: &str, source: &str, included: bool) -> Vec<Unknown> {
         let keys = keys();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        super::check(name, source, included, &keys)
+        let template = tera::Template::new(name, None, source).expect("a template");
+        super::check(&template, included, &keys)
     }
 
     fn names(source: &str) -> Vec<String> {
@@ -408,6 +404,9 @@ mod tests {
 
     #[test]
     fn includes_are_read_from_every_branch() {
+        let includes = |source: &str| {
+            super::includes(&tera::Template::new("t", None, source).expect("a template"))
+        };
         assert_eq!(
             includes(
                 "{% if x %}{% include \"a.html\" %}{% else %}{% for i in y %}{% include \"b.html\" %}{% endfor %}{% endif %}"
