@@ -156,6 +156,23 @@ run_one() { # mode c -> prints "msgs_per_s rss_kb"
   awk -v n="$n" -v ns="$((end - start))" -v rss="$rss" 'BEGIN { printf "%.1f %s\n", n / (ns / 1e9), rss }'
 }
 
+# One fdatasync as the send log makes it: a small record overwritten in place in a file
+# already filled with zeros, on the disk the project is on. Prints the median in µs.
+fdatasync_us() {
+  python3 - "$WORK/fdatasync.probe" <<'PY'
+import os, statistics, sys, time
+path = sys.argv[1]
+fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, b"\0" * (1 << 20)); os.fsync(fd)
+times = []
+for i in range(1000):
+    os.pwrite(fd, b"x" * 200, i * 200)
+    t = time.perf_counter(); os.fdatasync(fd); times.append(time.perf_counter() - t)
+os.close(fd); os.unlink(path)
+print(f"{statistics.median(times) * 1e6:.0f}")
+PY
+}
+
 median() { printf '%s\n' "$@" | grep -v NA | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 spread() { printf '%s\n' "$@" | grep -v NA | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {if (NR==0) print "NA"; else printf "%s-%s", lo, hi}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || b == 0) print "NA"; else printf "%.3f", a / b }'; }
@@ -182,11 +199,15 @@ runs=()
 for c in $CS; do for mode in $MODES; do runs+=("$mode $c"); done; done
 for peer in $PEERS; do runs+=("$peer $PEER_C"); done
 declare -A results round_of
+syncs=""
 for r in $(seq "$RUNS"); do
   order=("${runs[@]}")
   if (( r % 2 == 0 )); then
     order=(); for (( i=${#runs[@]}-1; i>=0; i-- )); do order+=("${runs[$i]}"); done
   fi
+  sync_us=$(fdatasync_us)
+  syncs+="$sync_us "
+  printf 'round %d  one fdatasync of the send log: %s µs\n' "$r" "$sync_us"
   for run in "${order[@]}"; do
     read -r mode c <<<"$run"
     read -r rate rss < <(run_one "$mode" "$c")
@@ -214,6 +235,18 @@ echo "---"
 for c in $CS; do
   j="med_journal_$c"; l="med_limit_$c"; nj="med_nojournal_$c"; d="med_dkim_$c"
   echo "C=$c: journal/limit $(ratio "${!j:-NA}" "${!l:-NA}")  journal/nojournal $(ratio "${!j:-NA}" "${!nj:-NA}")  dkim/journal $(ratio "${!d:-NA}" "${!j:-NA}")"
+done
+# shellcheck disable=SC2086
+sync_med=$(median $syncs)
+# shellcheck disable=SC2086
+echo "one fdatasync: median $sync_med µs, spread $(spread $syncs) (one per round)"
+for c in $CS; do
+  j="med_journal_$c"; nj="med_nojournal_$c"
+  if [[ "${!j:-NA}" != NA && "${!nj:-NA}" != NA ]]; then
+    awk -v j="${!j}" -v nj="${!nj}" -v s="$sync_med" -v c="$c" 'BEGIN {
+      d = 1e6 / j - 1e6 / nj
+      printf "C=%s: the journal adds %.0f µs per message (%.0f against %.0f); one fdatasync is %s µs: %s\n", c, d, 1e6 / j, 1e6 / nj, s, (d <= s) ? "within it" : "more than it" }'
+  fi
 done
 for peer in $PEERS; do
   j="med_journal_$PEER_C"; p="med_${peer}_$PEER_C"
