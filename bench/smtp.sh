@@ -14,7 +14,9 @@
 #
 # Modes (at each C in CS): limit (smtp-source -d -s C), journal (newsletter send, the
 # real thing), nojournal (without the journal: what durability costs), dkim (journal on,
-# every message signed with RSA-2048 and Ed25519). Peers (at PEER_C connections, PEER_N
+# every message signed with RSA-2048 and Ed25519), starttls (journal on, over STARTTLS:
+# stunnel offers it in front of the same smtp-sink, with a certificate of a CA made here;
+# smtp-source has no TLS, so its ratio is to journal). Peers (at PEER_C connections, PEER_N
 # messages): nodemailer (pooled, from npm), mailmerge (PyPI, one connection per message).
 # A run slower than 0.75 x the median of its mode is flagged as disturbed (other load on
 # the machine); medians are over all runs. Talks to 127.0.0.1 only; every run is bounded
@@ -25,7 +27,8 @@ N=${N:-10000}
 CS=${CS:-"1 4 16"}
 RUNS=${RUNS:-5}
 PORT=${PORT:-39125}
-MODES=${MODES:-"limit journal nojournal dkim"}
+MODES=${MODES:-"limit journal nojournal dkim starttls"}
+TLS_PORT=${TLS_PORT:-$((PORT + 1))}
 PEERS=${PEERS-"nodemailer mailmerge"}
 PEER_N=${PEER_N:-1000}
 PEER_C=${PEER_C:-4}
@@ -42,6 +45,7 @@ for c in $CS $PEER_C; do [[ "$c" =~ ^[0-9]+$ && "$c" -ge 1 && "$c" -le 64 ]] || 
 
 install_tools() {
   "$ROOT/.ci/install" postfix strace
+  if [[ " $MODES " == *" starttls "* ]]; then "$ROOT/.ci/install" stunnel; fi
   command -v smtp-sink >/dev/null || PATH="$PATH:/usr/sbin"
   if [[ " $PEERS " == *" mailmerge "* && ! -x "$WORK/venv/bin/mailmerge" ]]; then
     python3 -m venv "$WORK/venv"
@@ -55,7 +59,12 @@ install_tools() {
 }
 
 sink_pid=""
-stop_sink() { [[ -n "$sink_pid" ]] && kill "$sink_pid" 2>/dev/null; wait 2>/dev/null || true; }
+tls_pid=""
+stop_sink() {
+  [[ -n "$sink_pid" ]] && kill "$sink_pid" 2>/dev/null
+  [[ -n "$tls_pid" ]] && kill "$tls_pid" 2>/dev/null
+  wait 2>/dev/null || true
+}
 trap stop_sink EXIT
 
 start_sink() {
@@ -64,8 +73,16 @@ start_sink() {
   # -c: a running count of completed DATA commands; 1024: listen backlog.
   timeout "$((LIMIT_SECONDS * 20))" smtp-sink -c -u nobody "127.0.0.1:$PORT" 1024 >"$WORK/sink.log" 2>&1 &
   sink_pid=$!
-  for _ in $(seq 50); do ss -Hltn "sport = :$PORT" | grep -q . && return; sleep 0.1; done
-  die "smtp-sink did not start"
+  for _ in $(seq 50); do ss -Hltn "sport = :$PORT" | grep -q . && break; sleep 0.1; done
+  ss -Hltn "sport = :$PORT" | grep -q . || die "smtp-sink did not start"
+  if [[ " $MODES " == *" starttls "* ]]; then
+    if ss -Hltn "sport = :$TLS_PORT" | grep -q .; then die "port $TLS_PORT is in use; set TLS_PORT"; fi
+    local stunnel; stunnel=$(command -v stunnel4 || command -v stunnel)
+    timeout "$((LIMIT_SECONDS * 20))" "$stunnel" "$WORK/stunnel.conf" >"$WORK/stunnel.log" 2>&1 &
+    tls_pid=$!
+    for _ in $(seq 50); do ss -Hltn "sport = :$TLS_PORT" | grep -q . && return; sleep 0.1; done
+    die "stunnel did not start"
+  fi
 }
 
 received() { # messages counted by the sink so far
@@ -82,6 +99,22 @@ prepare() {
     openssl genpkey -algorithm ed25519 -out dkim-ed.pem 2>/dev/null)
   cp "$WORK/project/newsletter.toml" "$WORK/project/dkim.toml"
   printf '\n[[dkim]]\ndomain = "harbour.example"\nselector = "rsa"\nprivate_key_file = "dkim-rsa.pem"\n\n[[dkim]]\ndomain = "harbour.example"\nselector = "ed"\nprivate_key_file = "dkim-ed.pem"\n' >>"$WORK/project/dkim.toml"
+  # STARTTLS: a CA, a certificate for localhost, stunnel in front of the sink (RFC 2487
+  # in server mode: it answers the EHLO, offers STARTTLS, then passes the session through).
+  if [[ " $MODES " == *" starttls "* ]]; then
+    local tls="$WORK/project/tls"
+    mkdir -p "$tls"
+    (cd "$tls" &&
+      openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=bench-ca 2>/dev/null &&
+      openssl req -newkey rsa:2048 -nodes -keyout key.pem -out cert.csr -subj /CN=localhost 2>/dev/null &&
+      printf 'subjectAltName=DNS:localhost\n' >san.ext &&
+      openssl x509 -req -in cert.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 2 -extfile san.ext 2>/dev/null)
+    printf 'foreground = yes\npid =\ndebug = 3\n[smtp]\naccept = 127.0.0.1:%s\nconnect = 127.0.0.1:%s\nprotocol = smtp\ncert = %s/cert.pem\nkey = %s/key.pem\n' \
+      "$TLS_PORT" "$PORT" "$tls" "$tls" >"$WORK/stunnel.conf"
+    sed -e 's/^host = .*/host = "localhost"/' -e "s/^port = .*/port = $TLS_PORT/" \
+      -e 's/^security = .*/security = "starttls"\nca_file = "tls\/ca.pem"/' \
+      "$WORK/project/newsletter.toml" >"$WORK/project/tls.toml"
+  fi
   # The message smtp-source and the peers send: one of ours, byte for byte.
   rm -rf "$WORK/sample"
   "$BIN" -q --config "$WORK/project/newsletter.toml" preview --out "$WORK/sample" >/dev/null
@@ -137,6 +170,8 @@ run_one() { # mode c -> prints "msgs_per_s rss_kb"
     nojournal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" "${send[@]}" --no-journal >/dev/null ;;
     dkim) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
              "$BIN" -q --config "$WORK/project/dkim.toml" send --connections "$c" >/dev/null ;;
+    starttls) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
+             "$BIN" -q --config "$WORK/project/tls.toml" send --connections "$c" >/dev/null ;;
     nodemailer) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
              node "$WORK/node/send.js" "$PORT" "$n" "$c" "$EML" >/dev/null ;;
     mailmerge) (cd "$WORK/mm" && timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
@@ -233,8 +268,8 @@ for run in "${runs[@]}"; do
 done
 echo "---"
 for c in $CS; do
-  j="med_journal_$c"; l="med_limit_$c"; nj="med_nojournal_$c"; d="med_dkim_$c"
-  echo "C=$c: journal/limit $(ratio "${!j:-NA}" "${!l:-NA}")  journal/nojournal $(ratio "${!j:-NA}" "${!nj:-NA}")  dkim/journal $(ratio "${!d:-NA}" "${!j:-NA}")"
+  j="med_journal_$c"; l="med_limit_$c"; nj="med_nojournal_$c"; d="med_dkim_$c"; t="med_starttls_$c"
+  echo "C=$c: journal/limit $(ratio "${!j:-NA}" "${!l:-NA}")  journal/nojournal $(ratio "${!j:-NA}" "${!nj:-NA}")  dkim/journal $(ratio "${!d:-NA}" "${!j:-NA}")  starttls/journal $(ratio "${!t:-NA}" "${!j:-NA}")"
 done
 # shellcheck disable=SC2086
 sync_med=$(median $syncs)

@@ -39,7 +39,7 @@ pub(crate) fn client_config(
             .add(cert.clone())
             .context("cannot use a certificate of the CA file")?;
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("cannot set up TLS")?
@@ -48,10 +48,10 @@ pub(crate) fn client_config(
     Ok(Arc::new(config))
 }
 
-/// TLS for the HTTP client (feeds, link checks): rustls on aws-lc-rs, the web's roots, or
+/// TLS for the HTTP client (feeds, link checks): rustls on ring, the web's roots, or
 /// only `roots` when given (a private CA).
 pub(crate) fn http_tls(roots: Option<&[CertificateDer<'static>]>) -> ureq::tls::TlsConfig {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
         .unversioned_rustls_crypto_provider(provider);

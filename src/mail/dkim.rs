@@ -3,11 +3,9 @@
 //! one key, where receivers want an RSA and an Ed25519 signature side by side.
 
 use anyhow::{Context, Result, anyhow, bail};
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::KeyPair as RsaKeyPair;
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use ring::signature::{Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
@@ -150,34 +148,29 @@ impl DkimKey {
 
     /// The public key as the `p=` of the DNS record carries it: the `SubjectPublicKeyInfo`
     /// for RSA, the raw 32 bytes for Ed25519 (RFC 8463 §4.2).
-    pub fn public_key(&self) -> Result<Vec<u8>> {
-        Ok(match &self.key {
-            Key::Rsa(k) => k
-                .public_key()
-                .as_der()
-                .map_err(|_| anyhow!("cannot encode the RSA public key"))?
-                .as_ref()
-                .to_vec(),
+    pub fn public_key(&self) -> Vec<u8> {
+        match &self.key {
+            Key::Rsa(k) => rsa_spki(k.public().as_ref()),
             Key::Ed25519(k) => k.public_key().as_ref().to_vec(),
-        })
+        }
     }
 
     /// The TXT record that publishes this key.
-    pub fn record(&self) -> Result<String> {
-        Ok(format!(
+    pub fn record(&self) -> String {
+        format!(
             "v=DKIM1; k={}; p={}",
             self.kind(),
-            STANDARD.encode(self.public_key()?)
-        ))
+            STANDARD.encode(self.public_key())
+        )
     }
 
     fn sign_bytes(&self, data: &[u8]) -> Result<Vec<u8>> {
         match &self.key {
             Key::Rsa(k) => {
-                let mut signature = vec![0; k.public_modulus_len()];
+                let mut signature = vec![0; k.public().modulus_len()];
                 k.sign(
                     &RSA_PKCS1_SHA256,
-                    &aws_lc_rs::rand::SystemRandom::new(),
+                    &ring::rand::SystemRandom::new(),
                     data,
                     &mut signature,
                 )
@@ -192,10 +185,10 @@ impl DkimKey {
 
 fn rsa(
     path: &std::path::Path,
-    key: Result<RsaKeyPair, aws_lc_rs::error::KeyRejected>,
+    key: Result<RsaKeyPair, ring::error::KeyRejected>,
 ) -> Result<RsaKeyPair> {
     let key = key.map_err(|e| {
-        if e.description_() == "TooSmall" {
+        if e.to_string() == "TooSmall" {
             anyhow!(
                 "{}: the RSA key is shorter than {RSA_MIN_BITS} bits, which RFC 8301 asks for: make a new one with `openssl genrsa -out dkim.pem 2048` and publish it under a new selector",
                 path.display()
@@ -205,6 +198,37 @@ fn rsa(
         }
     })?;
     Ok(key)
+}
+
+/// An RSA public key (PKCS#1 `RSAPublicKey`, DER) in a `SubjectPublicKeyInfo`, the form
+/// `openssl rsa -pubout` prints and DKIM records carry.
+fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {
+    fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(u8::try_from(len).unwrap_or(0));
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            out.push(0x80 | u8::try_from(bytes.len()).unwrap_or(0));
+            out.extend_from_slice(&bytes);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+    // AlgorithmIdentifier { rsaEncryption (1.2.840.113549.1.1.1), NULL }
+    const RSA_ENCRYPTION: [u8; 15] = [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    let mut bits = vec![0u8]; // no unused bits
+    bits.extend_from_slice(pkcs1);
+    let mut body = RSA_ENCRYPTION.to_vec();
+    body.extend(der(0x03, &bits));
+    der(0x30, &body)
 }
 
 impl DkimAlgorithm {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mailin_embedded::response::{self, Response};
-use mailin_embedded::{AuthMechanism, Handler, Server, SslConfig};
+use mailin_embedded::{Handler, Server};
 
 /// 2026-11-27 09:00:00 UTC: every run in the tests sees this clock.
 pub(crate) const PINNED_EPOCH: &str = "1795770000";
@@ -269,7 +269,6 @@ pub(crate) struct Received {
 #[derive(Default)]
 pub(crate) struct Seen {
     pub messages: Vec<Received>,
-    pub auth_users: Vec<String>,
     pub connections: usize,
     pub mails: usize,
 }
@@ -329,7 +328,6 @@ struct Recorder {
     throttle_mails: std::ops::Range<usize>,
     slow_mails: usize,
     slow_for: std::time::Duration,
-    password: Option<String>,
     from: String,
     to: Vec<String>,
     data: Vec<u8>,
@@ -407,38 +405,11 @@ impl Handler for Recorder {
         }
         response::OK
     }
-
-    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
-        self.check_password(user, password)
-    }
-
-    fn auth_login(&mut self, user: &str, password: &str) -> Response {
-        self.check_password(user, password)
-    }
-}
-
-impl Recorder {
-    fn check_password(&mut self, user: &str, password: &str) -> Response {
-        if self.password.as_deref() == Some(password) {
-            self.seen
-                .lock()
-                .expect("lock")
-                .auth_users
-                .push(user.to_string());
-            response::AUTH_OK
-        } else {
-            response::INVALID_CREDENTIALS
-        }
-    }
 }
 
 /// What the test server demands and refuses.
 #[derive(Default)]
 pub(crate) struct ServerOptions {
-    /// STARTTLS with a certificate for `localhost` signed by the CA written to `ca.pem`.
-    pub tls_dir: Option<PathBuf>,
-    /// Require AUTH (allowed only after STARTTLS) with this password.
-    pub password: Option<String>,
     /// RCPT replies for chosen addresses, e.g. ("bob@example.net", 550); "@" matches all.
     pub reject: Vec<(String, u16)>,
     /// Hold the server at this point until the test releases the gate.
@@ -474,7 +445,6 @@ impl SmtpServer {
             throttle_mails: options.throttle_mails,
             slow_mails: options.slow_mails,
             slow_for: options.slow_for,
-            password: options.password.clone(),
             from: String::new(),
             to: Vec::new(),
             data: Vec::new(),
@@ -485,20 +455,6 @@ impl SmtpServer {
             .with_name("test.localhost")
             .with_tcp_listener(listener)
             .with_num_threads(8);
-        if let Some(dir) = &options.tls_dir {
-            let (cert, key) = write_test_pki(dir);
-            server
-                .with_ssl(SslConfig::SelfSigned {
-                    cert_path: cert.display().to_string(),
-                    key_path: key.display().to_string(),
-                })
-                .expect("tls config");
-        }
-        if options.password.is_some() {
-            server
-                .with_auth(AuthMechanism::Plain)
-                .with_auth(AuthMechanism::Login);
-        }
         // The server runs until the test process exits.
         std::thread::spawn(move || {
             let _ = server.serve();
@@ -542,7 +498,7 @@ pub(crate) fn tls_front(backend: u16, dir: &Path) -> u16 {
         .collect::<Result<_, _>>()
         .expect("certs");
     let key = PrivateKeyDer::from_pem_file(&key).expect("key");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
@@ -806,6 +762,110 @@ pub(crate) fn start_until_ready(mut command: Command, what: &str) -> Child {
         .expect("read ready line");
     assert_eq!(line.trim(), "ready", "{what} did not start");
     child
+}
+
+const TLS_SMTPD: &str = r#"
+import base64, json, ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+port, tls, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+password = sys.argv[4] if len(sys.argv) > 4 else None
+GOOD = {f"ya29.token-{n}" for n in range(1, 10)}
+def log(**event):
+    with open(out, "a") as f:
+        f.write(json.dumps(event) + "\n")
+class Handler:
+    async def auth_XOAUTH2(self, server, args):
+        raw = base64.b64decode(args[1]).decode() if len(args) > 1 else ""
+        fields = dict(p.split("=", 1) for p in raw.split("\x01") if "=" in p)
+        user, token = fields.get("user"), fields.get("auth", "").removeprefix("Bearer ")
+        if user == "weekly@harbour.example" and token in GOOD:
+            log(auth="ok", token=token)
+            return AuthResult(success=True)
+        log(auth="refused")
+        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"})
+        await server.challenge_auth(error)
+        return AuthResult(success=False, message="535 5.7.8 Username and Password not accepted")
+    async def handle_DATA(self, server, session, envelope):
+        log(to=envelope.rcpt_tos)
+        return "250 2.0.0 OK"
+def authenticator(server, session, envelope, mechanism, auth_data):
+    user = auth_data.login.decode()
+    ok = password is not None and user == "weekly" and auth_data.password.decode() == password
+    log(auth="ok" if ok else "refused", user=user)
+    return AuthResult(success=ok, handled=False)
+context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+context.load_cert_chain(tls + "/cert.pem", tls + "/key.pem")
+Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=context,
+           require_starttls=True, auth_require_tls=True, authenticator=authenticator,
+           auth_exclude_mechanism=["LOGIN"]).start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+/// aiosmtpd requiring STARTTLS (a certificate of the test CA in `tls/`) on a free port, with
+/// XOAUTH2 (tokens `ya29.token-1` to `-9`) and, given a password, PLAIN for the
+/// user `weekly`; what it saw (authentications, recipients) is in `events.jsonl`.
+pub(crate) struct TlsSmtpd {
+    child: Child,
+    pub port: u16,
+    events: std::path::PathBuf,
+}
+
+impl TlsSmtpd {
+    pub(crate) fn start(p: &Project, password: Option<&str>) -> TlsSmtpd {
+        let python = python_with("aiosmtpd", &["aiosmtpd==1.4.6"]);
+        write_test_pki(&p.path("tls"));
+        p.write("tls-smtpd.py", TLS_SMTPD);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let events = p.path("events.jsonl");
+        let mut command = Command::new(python);
+        command
+            .arg(p.path("tls-smtpd.py"))
+            .arg(port.to_string())
+            .arg(p.path("tls"))
+            .arg(&events);
+        if let Some(password) = password {
+            command.arg(password);
+        }
+        let child = start_until_ready(command, "aiosmtpd");
+        TlsSmtpd {
+            child,
+            port,
+            events,
+        }
+    }
+
+    pub(crate) fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.events)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+}
+
+impl Drop for TlsSmtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TlsSmtpd {
+    /// The recipients of each message received, in order.
+    pub(crate) fn recipients(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter_map(|e| e["to"].as_array().cloned())
+            .flatten()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect()
+    }
 }
 
 /// aiosmtpd (Python's SMTP server) on a free loopback port: offers SMTPUTF8 or not, and

@@ -1,6 +1,7 @@
-//! Delivery to a real SMTP server (mailin-embedded) on loopback.
+//! Delivery to real SMTP servers on loopback: mailin-embedded, and aiosmtpd for STARTTLS
+//! and authentication.
 
-use crate::harness::{Project, ServerOptions, SmtpServer, parse};
+use crate::harness::{Project, ServerOptions, SmtpServer, TlsSmtpd, parse};
 
 fn plain_server(p: &Project, reject: Vec<(String, u16)>) -> SmtpServer {
     let server = SmtpServer::start(ServerOptions {
@@ -135,12 +136,7 @@ fn a_refused_recipient_is_reported_and_the_others_are_delivered() {
 #[test]
 fn starttls_and_auth_are_used_when_the_server_requires_them() {
     let p = Project::new();
-    let tls = p.path("tls");
-    let server = SmtpServer::start(ServerOptions {
-        tls_dir: Some(tls.clone()),
-        password: Some("s3cret-pass".into()),
-        ..ServerOptions::default()
-    });
+    let server = TlsSmtpd::start(&p, Some("s3cret-pass"));
     p.use_smtp(&format!(
         "host = \"localhost\"\nport = {}\nsecurity = \"starttls\"\nusername = \"weekly\"\npassword_env = \"TEST_SMTP_PASSWORD\"\nca_file = \"tls/ca.pem\"\n",
         server.port
@@ -148,25 +144,24 @@ fn starttls_and_auth_are_used_when_the_server_requires_them() {
     let run = p.run_with_env(&["send"], &[("TEST_SMTP_PASSWORD", "s3cret-pass")]);
     run.expect_code(0);
     assert_eq!(server.recipients().len(), 3);
+    let auths: Vec<serde_json::Value> = server
+        .events()
+        .into_iter()
+        .filter(|e| e.get("auth").is_some())
+        .collect();
+    assert!(!auths.is_empty(), "no authentication");
     assert!(
-        server
-            .seen
-            .lock()
-            .expect("lock")
-            .auth_users
+        auths
             .iter()
-            .all(|u| u == "weekly")
+            .all(|e| e["auth"] == "ok" && e["user"] == "weekly"),
+        "{auths:?}"
     );
 }
 
 #[test]
 fn a_wrong_password_stops_the_run_sends_nothing_and_is_never_printed() {
     let p = Project::new();
-    let server = SmtpServer::start(ServerOptions {
-        tls_dir: Some(p.path("tls")),
-        password: Some("right".into()),
-        ..ServerOptions::default()
-    });
+    let server = TlsSmtpd::start(&p, Some("right"));
     p.use_smtp(&format!(
         "host = \"localhost\"\nport = {}\nusername = \"weekly\"\npassword_file = \"smtp-password\"\nca_file = \"tls/ca.pem\"\n",
         server.port
@@ -180,7 +175,7 @@ fn a_wrong_password_stops_the_run_sends_nothing_and_is_never_printed() {
         !all.contains("wrong-and-secret"),
         "the password was printed: {all}"
     );
-    assert!(server.messages().is_empty());
+    assert!(server.recipients().is_empty());
     assert_eq!(
         p.editions(),
         0,
@@ -209,10 +204,7 @@ fn starttls_is_never_skipped_when_the_server_does_not_offer_it() {
 #[test]
 fn the_server_certificate_must_be_trusted() {
     let p = Project::new();
-    let server = SmtpServer::start(ServerOptions {
-        tls_dir: Some(p.path("tls")),
-        ..ServerOptions::default()
-    });
+    let server = TlsSmtpd::start(&p, None);
     // No ca_file: the test CA is not trusted, so the handshake must fail.
     p.use_smtp(&format!(
         "host = \"localhost\"\nport = {}\nsecurity = \"starttls\"\n",
@@ -226,7 +218,7 @@ fn the_server_certificate_must_be_trusted() {
         "{}",
         run.stderr()
     );
-    assert!(server.messages().is_empty());
+    assert!(server.recipients().is_empty());
 }
 
 #[test]

@@ -100,7 +100,7 @@ fn check_url(url: &str) -> Result<(), Refusal> {
 }
 
 fn fetch(url: &str) -> anyhow::Result<String> {
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
         .unversioned_rustls_crypto_provider(provider)
@@ -204,7 +204,7 @@ pub(crate) fn read(
         )
     })?;
     ee.verify_signature(
-        webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA256,
+        webpki::ring::RSA_PKCS1_2048_8192_SHA256,
         signed.as_bytes(),
         &signature,
     )
