@@ -5,16 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::path::Path;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::NaiveDate;
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::db::{Journal, unix};
-use super::sendlog::{self, Entry};
 
 /// A recipient's place in the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -265,97 +263,6 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Applies the steps of the send log that this database has not applied yet, in order,
-    /// in one transaction; with `durable`, that transaction is synced to disk before this
-    /// returns (otherwise the log still holds the steps). Returns the last step applied.
-    pub(crate) fn apply_log(&mut self, entries: &[Entry], durable: bool) -> Result<u64> {
-        let sync = if durable { "FULL" } else { "NORMAL" };
-        self.conn.pragma_update(None, "synchronous", sync)?;
-        let tx = self.conn.transaction()?;
-        let mut applied: u64 = tx
-            .query_row("SELECT applied FROM send_log WHERE id = 1", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| u64::try_from(n).unwrap_or(0))?;
-        let start = applied;
-        // The steps not applied yet, contiguous from the last one applied.
-        let mut rows: HashMap<(&str, &str), Vec<&Entry>> = HashMap::new();
-        for e in entries.iter().skip_while(|e| e.seq <= start) {
-            if e.seq != applied + 1 {
-                break; // a step is missing: the ones after it wait for it
-            }
-            rows.entry((e.edition.as_str(), e.email.as_str()))
-                .or_default()
-                .push(e);
-            applied = e.seq;
-        }
-        // Each row's steps in their order (rows do not depend on each other); a message's
-        // attempting and sent in the same batch, the usual case, as one statement: half the
-        // index updates.
-        let mut sent: BTreeMap<NaiveDate, usize> = BTreeMap::new();
-        for ((edition, email), steps) in rows {
-            if let [attempt, done] = steps.as_slice()
-                && let (Change::Attempting { message_id }, Change::Sent { reply }) =
-                    (&attempt.change, &done.change)
-            {
-                let n = tx.prepare_cached(TO_ATTEMPTED_AND_SENT)?.execute(params![
-                    edition,
-                    email,
-                    message_id,
-                    reply,
-                    unix(done.at)
-                ])?;
-                if n > 0 {
-                    *sent.entry(utc_day(done.at)).or_default() += 1;
-                }
-                continue;
-            }
-            for e in steps {
-                if apply(&tx, edition, email, &e.change, e.at)?
-                    && matches!(e.change, Change::Sent { .. })
-                {
-                    *sent.entry(utc_day(e.at)).or_default() += 1;
-                }
-            }
-        }
-        for (day, n) in sent {
-            count_sent(&tx, n, day)?;
-        }
-        tx.execute(
-            "UPDATE send_log SET applied = ?1 WHERE id = 1",
-            params![i64::try_from(applied).unwrap_or(i64::MAX)],
-        )?;
-        tx.commit()?;
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
-        Ok(applied)
-    }
-
-    /// The number of the last step of the send log applied here.
-    pub(crate) fn log_applied(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT applied FROM send_log WHERE id = 1", [], |r| {
-                r.get(0)
-            })?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    /// Applies what a run that stopped left in the send log, durably, then clears the log.
-    /// Only under the run lock: no send is writing the log. Returns the steps applied.
-    pub(crate) fn replay_send_log(&mut self, state: &Path) -> Result<usize> {
-        let path = sendlog::path_for(state);
-        let entries = sendlog::read(&path)?;
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        let before = self.log_applied()?;
-        let after = self
-            .apply_log(&entries, true)
-            .with_context(|| format!("cannot apply the send log {}", path.display()))?;
-        sendlog::wipe(&path, &entries)?;
-        Ok(usize::try_from(after.saturating_sub(before)).unwrap_or(usize::MAX))
-    }
-
     /// Messages sent on `day` (UTC) across all runs, for the daily quota.
     pub fn sent_on(&self, day: NaiveDate) -> Result<u64> {
         let n: Option<i64> = self
@@ -412,7 +319,7 @@ const TO_ATTEMPTING: &str = "
 const TO_SKIPPED: &str = "
     UPDATE delivery SET state = 'skipped', reply = ?3, updated_at = ?4
     WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'deferred', 'in_doubt')";
-/// `TO_ATTEMPTING` then `TO_SENT`, in one statement.
+/// `TO_ATTEMPTING` then `TO_SENT`, in one statement (`attempted_and_sent`).
 const TO_ATTEMPTED_AND_SENT: &str = "
     UPDATE delivery SET state = 'sent', message_id = ?3, attempts = attempts + 1, code = 250,
         reply = ?4, next_try = NULL, updated_at = ?5
@@ -438,6 +345,26 @@ const TO_RELEASED: &str = "
 const TO_IN_DOUBT: &str = "
     UPDATE delivery SET state = 'in_doubt', attempts = attempts + 1, reply = ?3, updated_at = ?4
     WHERE edition_id = ?1 AND email = ?2 AND state = 'attempting'";
+
+/// A message's `Attempting` and `Sent` applied together, as one statement: half the index
+/// updates of the two. Returns whether it applied.
+pub(crate) fn attempted_and_sent(
+    tx: &Transaction<'_>,
+    edition_id: &str,
+    email: &str,
+    message_id: &str,
+    reply: &str,
+    now: SystemTime,
+) -> rusqlite::Result<bool> {
+    let n = tx.prepare_cached(TO_ATTEMPTED_AND_SENT)?.execute(params![
+        edition_id,
+        email,
+        message_id,
+        reply,
+        unix(now)
+    ])?;
+    Ok(n > 0)
+}
 
 /// Applies one change inside a transaction (statements are prepared once per connection
 /// and cached: this runs for every message). Returns whether it applied.
@@ -640,76 +567,6 @@ mod tests {
         assert_eq!(j.work("e", true, None).expect("work").len(), 1);
         assert!(step(&mut j, &attempting()), "resend of an in-doubt row");
         assert!(step(&mut j, &sent()));
-    }
-
-    /// A row as the test compares it: email, state, attempts, reply, `message_id`.
-    type Dumped = (String, String, u32, Option<String>, Option<String>);
-
-    #[test]
-    fn the_log_applied_in_one_batch_leaves_the_rows_as_its_steps_one_by_one() {
-        use std::time::Duration;
-        let at = UNIX_EPOCH + Duration::from_hours(72);
-        let rows = ["a@example.org", "b@example.org", "c@example.org"];
-        let steps: Vec<(usize, Change)> = vec![
-            (0, attempting()),
-            (1, attempting()),
-            (0, sent()),
-            (1, deferred()),
-            (2, attempting()),
-            (2, in_doubt()),
-            (1, attempting()),
-            (1, sent()),
-        ];
-        let entries: Vec<Entry> = steps
-            .iter()
-            .enumerate()
-            .map(|(i, (r, c))| Entry {
-                seq: i as u64 + 1,
-                at,
-                edition: "e".into(),
-                email: rows[*r].into(),
-                change: c.clone(),
-            })
-            .collect();
-        let fresh = || {
-            let (d, mut j) = journal();
-            j.connection()
-                .execute_batch(
-                    "DELETE FROM delivery;
-                     INSERT INTO delivery (edition_id, email, state, updated_at) VALUES
-                       ('e', 'a@example.org', 'pending', 0), ('e', 'b@example.org', 'pending', 0),
-                       ('e', 'c@example.org', 'pending', 0);",
-                )
-                .expect("rows");
-            (d, j)
-        };
-        let dump = |j: &mut Journal| -> Vec<Dumped> {
-            let mut stmt = j
-                .connection()
-                .prepare(
-                    "SELECT email, state, attempts, reply, message_id FROM delivery ORDER BY email",
-                )
-                .expect("select");
-            stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .expect("rows")
-            .collect::<rusqlite::Result<_>>()
-            .expect("rows")
-        };
-        let (_d1, mut one_by_one) = fresh();
-        for e in &entries {
-            let tx = one_by_one.connection().transaction().expect("tx");
-            apply(&tx, "e", &e.email, &e.change, at).expect("apply");
-            tx.commit().expect("commit");
-        }
-        let (_d2, mut batched) = fresh();
-        assert_eq!(batched.apply_log(&entries, true).expect("apply"), 8);
-        assert_eq!(dump(&mut batched), dump(&mut one_by_one));
-        assert_eq!(batched.sent_on(utc_day(at)).expect("count"), 2);
-        // Applied once: the same steps again change nothing.
-        assert_eq!(batched.apply_log(&entries, true).expect("again"), 8);
-        assert_eq!(batched.sent_on(utc_day(at)).expect("count"), 2);
     }
 
     #[test]
