@@ -222,55 +222,11 @@ impl Journal {
     pub(crate) fn apply_log(&mut self, entries: &[Entry], durable: bool) -> Result<u64> {
         let sync = if durable { "FULL" } else { "NORMAL" };
         self.conn.pragma_update(None, "synchronous", sync)?;
-        let tx = self.conn.transaction()?;
-        let mut applied: u64 = tx
-            .query_row("SELECT applied FROM send_log WHERE id = 1", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| u64::try_from(n).unwrap_or(0))?;
-        let start = applied;
-        // The steps not applied yet, contiguous from the last one applied.
-        let mut rows: HashMap<(&str, &str), Vec<&Entry>> = HashMap::new();
-        for e in entries.iter().skip_while(|e| e.seq <= start) {
-            if e.seq != applied + 1 {
-                break; // a step is missing: the ones after it wait for it
-            }
-            rows.entry((e.edition.as_str(), e.email.as_str()))
-                .or_default()
-                .push(e);
-            applied = e.seq;
-        }
-        // Each row's steps in their order (rows do not depend on each other); a message's
-        // attempting and sent in the same batch, the usual case, as one statement: half the
-        // index updates.
-        let mut sent: BTreeMap<NaiveDate, usize> = BTreeMap::new();
-        for ((edition, email), steps) in rows {
-            if let [attempt, done] = steps.as_slice()
-                && let (Change::Attempting { message_id }, Change::Sent { reply }) =
-                    (&attempt.change, &done.change)
-            {
-                if attempted_and_sent(&tx, edition, email, message_id, reply, done.at)? {
-                    *sent.entry(utc_day(done.at)).or_default() += 1;
-                }
-                continue;
-            }
-            for e in steps {
-                if apply(&tx, edition, email, &e.change, e.at)?
-                    && matches!(e.change, Change::Sent { .. })
-                {
-                    *sent.entry(utc_day(e.at)).or_default() += 1;
-                }
-            }
-        }
-        for (day, n) in sent {
-            count_sent(&tx, n, day)?;
-        }
-        tx.execute(
-            "UPDATE send_log SET applied = ?1 WHERE id = 1",
-            params![i64::try_from(applied).unwrap_or(i64::MAX)],
-        )?;
-        tx.commit()?;
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let result = apply_steps(&mut self.conn, entries);
+        // The connection's other writes stay synced to disk, whatever happened here.
+        let reset = self.conn.pragma_update(None, "synchronous", "FULL");
+        let applied = result?;
+        reset?;
         Ok(applied)
     }
 
@@ -299,6 +255,59 @@ impl Journal {
         wipe(&path, &entries)?;
         Ok(usize::try_from(after.saturating_sub(before)).unwrap_or(usize::MAX))
     }
+}
+
+/// The steps not applied yet, applied in one transaction; the last step applied.
+fn apply_steps(conn: &mut rusqlite::Connection, entries: &[Entry]) -> Result<u64> {
+    let tx = conn.transaction()?;
+    let mut applied: u64 = tx
+        .query_row("SELECT applied FROM send_log WHERE id = 1", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| u64::try_from(n).unwrap_or(0))?;
+    let start = applied;
+    // The steps not applied yet, contiguous from the last one applied.
+    let mut rows: HashMap<(&str, &str), Vec<&Entry>> = HashMap::new();
+    for e in entries.iter().skip_while(|e| e.seq <= start) {
+        if e.seq != applied + 1 {
+            break; // a step is missing: the ones after it wait for it
+        }
+        rows.entry((e.edition.as_str(), e.email.as_str()))
+            .or_default()
+            .push(e);
+        applied = e.seq;
+    }
+    // Each row's steps in their order (rows do not depend on each other); a message's
+    // attempting and sent in the same batch, the usual case, as one statement: half the
+    // index updates.
+    let mut sent: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+    for ((edition, email), steps) in rows {
+        if let [attempt, done] = steps.as_slice()
+            && let (Change::Attempting { message_id }, Change::Sent { reply }) =
+                (&attempt.change, &done.change)
+        {
+            if attempted_and_sent(&tx, edition, email, message_id, reply, done.at)? {
+                *sent.entry(utc_day(done.at)).or_default() += 1;
+            }
+            continue;
+        }
+        for e in steps {
+            if apply(&tx, edition, email, &e.change, e.at)?
+                && matches!(e.change, Change::Sent { .. })
+            {
+                *sent.entry(utc_day(e.at)).or_default() += 1;
+            }
+        }
+    }
+    for (day, n) in sent {
+        count_sent(&tx, n, day)?;
+    }
+    tx.execute(
+        "UPDATE send_log SET applied = ?1 WHERE id = 1",
+        params![i64::try_from(applied).unwrap_or(i64::MAX)],
+    )?;
+    tx.commit()?;
+    Ok(applied)
 }
 
 /// FNV-1a, 64 bits: enough to tell a whole record from a torn or stale one.
