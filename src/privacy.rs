@@ -16,12 +16,7 @@ use crate::state::forget::Spellings;
 
 /// The key's file: beside the state database, created on the first `forget`.
 pub(crate) fn key_path(state: &Path) -> PathBuf {
-    let mut name = state
-        .file_name()
-        .map(std::ffi::OsStr::to_os_string)
-        .unwrap_or_default();
-    name.push(".forget-key");
-    state.with_file_name(name)
+    crate::state::beside(state, ".forget-key")
 }
 
 /// The key that hashes forgotten addresses.

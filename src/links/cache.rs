@@ -21,9 +21,7 @@ pub(crate) struct Cache {
 
 /// `newsletter.db.links.json` beside `newsletter.db`.
 pub(crate) fn path(state: &Path) -> PathBuf {
-    let mut name = state.as_os_str().to_owned();
-    name.push(".links.json");
-    PathBuf::from(name)
+    crate::state::beside(state, ".links.json")
 }
 
 impl Cache {

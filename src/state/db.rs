@@ -2,7 +2,7 @@
 //! `SCHEMA_VERSION` by forward migrations, a newer one refused, a damaged one explained.
 //! The tables themselves are read and written by the modules beside this one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -167,6 +167,14 @@ INSERT OR IGNORE INTO send_log (id, applied) VALUES (1, 0);
 
 pub struct Journal {
     pub(super) conn: Connection,
+}
+
+/// A file kept beside the state database: its path with `suffix` added to the name
+/// (`newsletter.db` and `.links.json` make `newsletter.db.links.json`).
+pub(crate) fn beside(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// A time stored as seconds since 1970.

@@ -16,7 +16,7 @@ pub(crate) mod suppressions;
 pub(crate) mod watch;
 pub(crate) mod writer;
 
-pub(crate) use db::{Journal, from_unix, unix};
+pub(crate) use db::{Journal, beside, from_unix, unix};
 pub(crate) use deliveries::{Change, Row, State};
 pub(crate) use editions::{Frozen, content_hash};
 pub(crate) use list::ListChange;

@@ -44,9 +44,7 @@ pub(crate) struct Entry {
 
 /// The log file beside the database: `newsletter.db` keeps `newsletter.db-sendlog`.
 pub(crate) fn path_for(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-sendlog");
-    PathBuf::from(name)
+    super::db::beside(db, "-sendlog")
 }
 
 /// The log open for appending, from its start.
@@ -98,13 +96,7 @@ impl SendLog {
 
     /// Fills the file with zeros up to `len`, durably (this one sync does change its size).
     fn grow(&mut self, len: u64) -> std::io::Result<()> {
-        let zeros = vec![0u8; 64 * 1024];
-        let mut at = self.len;
-        while at < len {
-            let n = usize::try_from((len - at).min(zeros.len() as u64)).unwrap_or(zeros.len());
-            self.file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
+        zero(&self.file, self.len, len)?;
         self.file.sync_all()?;
         self.len = len;
         Ok(())
@@ -149,33 +141,34 @@ impl SendLog {
     /// reader finds an empty log. No sync is needed: a record that survives is one the
     /// database already has, and is skipped.
     pub(crate) fn wipe(&mut self) -> Result<()> {
-        wipe_file(&self.file, self.offset)?;
+        zero(&self.file, 0, self.offset).context("cannot clear the send log")?;
         self.offset = 0;
         Ok(())
     }
 }
 
-fn wipe_file(file: &File, len: u64) -> Result<()> {
+/// Writes zeros over `from..to` of `file`.
+fn zero(file: &File, from: u64, to: u64) -> std::io::Result<()> {
     let zeros = vec![0u8; 64 * 1024];
-    let mut at = 0;
-    while at < len {
-        let n = usize::try_from((len - at).min(zeros.len() as u64)).unwrap_or(zeros.len());
-        file.write_all_at(&zeros[..n], at)
-            .context("cannot clear the send log")?;
+    let mut at = from;
+    while at < to {
+        let n = usize::try_from((to - at).min(zeros.len() as u64)).unwrap_or(zeros.len());
+        file.write_all_at(&zeros[..n], at)?;
         at += n as u64;
     }
     Ok(())
 }
 
-/// The records of the log at `path`, in order (none when there is no log).
-pub(crate) fn read(path: &Path) -> Result<Vec<Entry>> {
+/// The records of the log at `path`, in order (none when there is no log), and where the
+/// last one ends.
+fn read(path: &Path) -> Result<(Vec<Entry>, u64)> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
             f.read_to_end(&mut bytes)
                 .with_context(|| format!("cannot read the send log {}", path.display()))?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => {
             return Err(e).with_context(|| format!("cannot read the send log {}", path.display()));
         }
@@ -192,27 +185,19 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Entry>> {
         entries.push(entry);
         at = next;
     }
-    Ok(entries)
+    Ok((entries, at as u64))
 }
 
-/// Zeros the log at `path` up to its last readable record.
-pub(crate) fn wipe(path: &Path, entries: &[Entry]) -> Result<()> {
-    if entries.is_empty() {
+/// Zeros the log at `path` up to `len`, where its last readable record ends.
+fn wipe(path: &Path, len: u64) -> Result<()> {
+    if len == 0 {
         return Ok(());
     }
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
         .with_context(|| format!("cannot open the send log {}", path.display()))?;
-    let len = entries
-        .iter()
-        .map(|e| {
-            let mut b = Vec::new();
-            encode(e, &mut b);
-            b.len() as u64
-        })
-        .sum();
-    wipe_file(&file, len)
+    zero(&file, 0, len).context("cannot clear the send log")
 }
 
 impl Journal {
@@ -244,7 +229,7 @@ impl Journal {
     /// Only under the run lock: no send is writing the log. Returns the steps applied.
     pub(crate) fn replay_send_log(&mut self, state: &Path) -> Result<usize> {
         let path = path_for(state);
-        let entries = read(&path)?;
+        let (entries, end) = read(&path)?;
         if entries.is_empty() {
             return Ok(0);
         }
@@ -252,7 +237,7 @@ impl Journal {
         let after = self
             .apply_log(&entries, true)
             .with_context(|| format!("cannot apply the send log {}", path.display()))?;
-        wipe(&path, &entries)?;
+        wipe(&path, end)?;
         Ok(usize::try_from(after.saturating_sub(before)).unwrap_or(usize::MAX))
     }
 }
@@ -613,7 +598,7 @@ mod tests {
             .collect();
         log.append(&entries[..3], true).expect("append");
         log.append(&entries[3..], false).expect("append");
-        let back = read(&path).expect("read");
+        let back = read(&path).expect("read").0;
         assert_eq!(format!("{back:?}"), format!("{entries:?}"));
 
         // A byte of the fifth record changed: the log ends after the fourth.
@@ -625,7 +610,7 @@ mod tests {
         }
         bytes[at + HEADER + 3] ^= 1;
         std::fs::write(&path, &bytes).expect("write");
-        assert_eq!(read(&path).expect("read").len(), 4);
+        assert_eq!(read(&path).expect("read").0.len(), 4);
     }
 
     #[test]
@@ -643,7 +628,7 @@ mod tests {
         log.restart();
         log.append(&[entry(6, "b@h.example", sent())], true)
             .expect("append");
-        let back = read(&path).expect("read");
+        let back = read(&path).expect("read").0;
         assert_eq!(back.len(), 1, "{back:?}");
         assert_eq!(back[0].seq, 6);
     }
@@ -663,7 +648,7 @@ mod tests {
         )
         .expect("append");
         log.wipe().expect("wipe");
-        assert!(read(&path).expect("read").is_empty());
+        assert!(read(&path).expect("read").0.is_empty());
         let bytes = std::fs::read(&path).expect("bytes");
         assert!(!bytes.windows(6).any(|w| w == b"reader"));
         assert_eq!(
@@ -697,6 +682,6 @@ mod tests {
         }
         assert!(full, "the log reported full");
         assert!(log.len <= MAX_LEN);
-        assert_eq!(read(&path).expect("read").len() as u64, seq - 1);
+        assert_eq!(read(&path).expect("read").0.len() as u64, seq - 1);
     }
 }

@@ -34,10 +34,8 @@ pub(crate) struct Certificates {
 impl Certificates {
     /// Beside the state database: `STATE.sns-certs/`.
     pub(crate) fn beside(state: &Path) -> Certificates {
-        let mut dir = state.as_os_str().to_owned();
-        dir.push(".sns-certs");
         Certificates {
-            dir: PathBuf::from(dir),
+            dir: crate::state::beside(state, ".sns-certs"),
         }
     }
 
