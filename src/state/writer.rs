@@ -7,8 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -24,12 +24,13 @@ const MAX_BATCH: usize = 1024;
 
 /// How long changes that no one waits for (a `Sent`) may wait for one that someone does
 /// (the next message's `Attempting`) to share its sync: one `fdatasync` per message instead
-/// of two. A stalled connection delays them by this much at most.
+/// of two. Such a change does not wake the writer, which looks this often anyway.
 const LINGER: Duration = Duration::from_millis(5);
 
 /// The database is brought up to date this often during a send (or sooner, after
-/// `APPLY_BATCH` steps), so that `status` and bounce handling see the run's progress.
-const APPLY_EVERY: Duration = Duration::from_millis(100);
+/// `APPLY_BATCH` steps), so that `status` and bounce handling see the run's progress. The
+/// applier looks this often; steps reach it without waking it.
+const APPLY_EVERY: Duration = Duration::from_secs(1);
 const APPLY_BATCH: usize = 4096;
 
 const UNSUBSCRIBED: &str = "unsubscribed during the send";
@@ -46,8 +47,39 @@ enum ToApplier {
     Sync(mpsc::Sender<Result<(), String>>),
 }
 
+/// The workers' requests, in the order they were made. Only a request someone waits for
+/// wakes the writer: waking a thread costs more than the step itself (in a virtual machine
+/// an interrupt to another core), and a send would otherwise wake it twice per message.
+#[derive(Default)]
+struct Queue {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    requests: Vec<Request>,
+    waited: bool,
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> Result<MutexGuard<'_, Pending>> {
+        self.pending
+            .lock()
+            .map_err(|_| anyhow!("the journal writer has stopped"))
+    }
+
+    fn close(&self) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.closed = true;
+        }
+        self.ready.notify_one();
+    }
+}
+
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Request>,
+    queue: Arc<Queue>,
     handle: JoinHandle<Option<String>>,
     applier: JoinHandle<(Journal, Option<String>)>,
 }
@@ -55,7 +87,7 @@ pub(crate) struct Writer {
 /// A cheap handle for workers. A disabled recorder (for test copies) records nothing.
 #[derive(Clone)]
 pub(crate) struct Recorder {
-    tx: Option<mpsc::Sender<Request>>,
+    queue: Option<Arc<Queue>>,
 }
 
 impl Writer {
@@ -75,7 +107,13 @@ impl Writer {
             .into_connection();
         let (to_applier, from_writer) = mpsc::channel::<ToApplier>();
         let applier = std::thread::spawn(move || apply(journal, &from_writer));
-        let (tx, rx) = mpsc::channel::<Request>();
+        let to_db = ToDb {
+            tx: to_applier,
+            thread: applier.thread().clone(),
+            queued: 0,
+        };
+        let queue = Arc::new(Queue::default());
+        let from_workers = Arc::clone(&queue);
         let mut decider = Decider {
             rows,
             reader,
@@ -83,9 +121,9 @@ impl Writer {
             next_seq,
             clock,
         };
-        let handle = std::thread::spawn(move || write(&mut decider, log, &rx, &to_applier));
+        let handle = std::thread::spawn(move || write(&mut decider, log, &from_workers, to_db));
         Ok(Writer {
-            tx,
+            queue,
             handle,
             applier,
         })
@@ -93,14 +131,14 @@ impl Writer {
 
     pub(crate) fn recorder(&self) -> Recorder {
         Recorder {
-            tx: Some(self.tx.clone()),
+            queue: Some(Arc::clone(&self.queue)),
         }
     }
 
     /// Waits until every change sent so far is durable and in the database; returns the
-    /// journal and the first error, if any.
+    /// journal and the first error, if any. Recorders are not to be used after this.
     pub(crate) fn finish(self) -> (Option<Journal>, Option<String>) {
-        drop(self.tx);
+        self.queue.close();
         let written = self
             .handle
             .join()
@@ -117,7 +155,7 @@ impl Writer {
 
 impl Recorder {
     pub(crate) fn disabled() -> Recorder {
-        Recorder { tx: None }
+        Recorder { queue: None }
     }
 
     /// Records a change and returns once it is on disk; `false` when it did not apply (an
@@ -154,7 +192,7 @@ impl Recorder {
         change: Change,
         wait: bool,
     ) -> Result<Option<oneshot::Receiver<Result<bool, String>>>> {
-        let Some(tx) = &self.tx else {
+        let Some(queue) = &self.queue else {
             return Ok(None);
         };
         let (done, waiting) = if wait {
@@ -163,12 +201,21 @@ impl Recorder {
         } else {
             (None, None)
         };
-        tx.send(Request {
+        let mut pending = queue.lock()?;
+        if pending.closed {
+            return Err(anyhow!("the journal writer has stopped"));
+        }
+        pending.requests.push(Request {
             email: email.to_string(),
             change,
             done,
-        })
-        .map_err(|_| anyhow!("the journal writer has stopped"))?;
+        });
+        let wake = wait || pending.requests.len() >= MAX_BATCH;
+        pending.waited |= wait;
+        drop(pending);
+        if wake {
+            queue.ready.notify_one();
+        }
         Ok(waiting)
     }
 }
@@ -262,16 +309,16 @@ impl Decider {
 fn write(
     decider: &mut Decider,
     mut log: SendLog,
-    rx: &mpsc::Receiver<Request>,
-    applier: &mpsc::Sender<ToApplier>,
+    queue: &Queue,
+    mut applier: ToDb,
 ) -> Option<String> {
     let mut failed: Option<String> = None;
-    while let Some(batch) = gather(rx) {
+    while let Some(batch) = gather(queue) {
         // After a failure nothing more is written: the caller stops the run, and the log
         // keeps the last steps that reached the disk.
         let result = match &failed {
             Some(e) => Err(e.clone()),
-            None => durable(decider, &mut log, &batch, applier).map_err(|e| format!("{e:#}")),
+            None => durable(decider, &mut log, &batch, &mut applier).map_err(|e| format!("{e:#}")),
         };
         if let Err(e) = &result {
             failed.get_or_insert_with(|| e.clone());
@@ -288,36 +335,39 @@ fn write(
     }
     // The run is over: once the database holds every step, the log is cleared.
     if failed.is_none() {
-        let end = sync(applier).and_then(|()| log.wipe());
+        let end = applier.sync().and_then(|()| log.wipe());
         if let Err(e) = end {
             failed = Some(format!("{e:#}"));
         }
     }
+    applier.close();
     failed
 }
 
-/// The next batch: what has queued up, waiting up to `LINGER` for a change someone waits
-/// for when none does yet. `None` when the run is over.
-fn gather(rx: &mpsc::Receiver<Request>) -> Option<Vec<Request>> {
-    let first = rx.recv().ok()?;
-    let mut batch = vec![first];
-    let deadline = crate::clock::instant() + LINGER;
+/// The next batch: what has queued up, once someone waits for a change in it or, when no
+/// one does, after `LINGER`. `None` when the run is over and everything is written.
+fn gather(queue: &Queue) -> Option<Vec<Request>> {
+    // A poisoned lock means a worker panicked while queueing: the run is over.
+    let mut p = queue.pending.lock().ok()?;
     loop {
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        if batch.len() >= MAX_BATCH || batch.iter().any(|r| r.done.is_some()) {
+        if p.waited || p.requests.len() >= MAX_BATCH {
             break;
         }
-        let left = deadline.saturating_duration_since(crate::clock::instant());
-        match rx.recv_timeout(left) {
-            Ok(r) => batch.push(r),
-            Err(_) => break, // the moment passed, or the run is over
+        if p.closed {
+            if p.requests.is_empty() {
+                return None;
+            }
+            break;
+        }
+        let (next, waited) = queue.ready.wait_timeout(p, LINGER).ok()?;
+        p = next;
+        if waited.timed_out() && !p.requests.is_empty() {
+            break;
         }
     }
+    let take = p.requests.len().min(MAX_BATCH);
+    let batch: Vec<Request> = p.requests.drain(..take).collect();
+    p.waited = p.requests.iter().any(|r| r.done.is_some());
     Some(batch)
 }
 
@@ -326,7 +376,7 @@ fn durable(
     decider: &mut Decider,
     log: &mut SendLog,
     batch: &[Request],
-    applier: &mpsc::Sender<ToApplier>,
+    applier: &mut ToDb,
 ) -> Result<Vec<bool>> {
     let (entries, took) = decider.decide(batch)?;
     if entries.is_empty() {
@@ -334,25 +384,54 @@ fn durable(
     }
     let waited = batch.iter().any(|r| r.done.is_some());
     if let Appended::Full = log.append(&entries, waited)? {
-        sync(applier)?;
+        applier.sync()?;
         log.restart();
         log.append(&entries, waited)?;
     }
-    applier
-        .send(ToApplier::Entries(entries))
-        .map_err(|_| anyhow!("the journal's database thread has stopped"))?;
+    applier.entries(entries)?;
     Ok(took)
 }
 
-/// Waits until the database holds, durably, every step sent to the applier.
-fn sync(applier: &mpsc::Sender<ToApplier>) -> Result<()> {
-    let (tx, rx) = mpsc::channel();
-    applier
-        .send(ToApplier::Sync(tx))
-        .map_err(|_| anyhow!("the journal's database thread has stopped"))?;
-    rx.recv()
-        .map_err(|_| anyhow!("the journal's database thread has stopped"))?
-        .map_err(|e| anyhow!(e))
+/// The writer's side of the applier thread. Steps are handed over without waking it (it
+/// looks every `APPLY_EVERY`); a sync, a large backlog and the end of the run wake it.
+struct ToDb {
+    tx: mpsc::Sender<ToApplier>,
+    thread: Thread,
+    queued: usize,
+}
+
+impl ToDb {
+    fn entries(&mut self, entries: Vec<Entry>) -> Result<()> {
+        self.queued += entries.len();
+        self.tx
+            .send(ToApplier::Entries(entries))
+            .map_err(|_| anyhow!("the journal's database thread has stopped"))?;
+        if self.queued >= APPLY_BATCH {
+            self.queued = 0;
+            self.thread.unpark();
+        }
+        Ok(())
+    }
+
+    /// Waits until the database holds, durably, every step handed over.
+    fn sync(&mut self) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(ToApplier::Sync(tx))
+            .map_err(|_| anyhow!("the journal's database thread has stopped"))?;
+        self.queued = 0;
+        self.thread.unpark();
+        rx.recv()
+            .map_err(|_| anyhow!("the journal's database thread has stopped"))?
+            .map_err(|e| anyhow!(e))
+    }
+
+    /// The run is over: the applier applies what is left and ends.
+    fn close(self) {
+        let ToDb { tx, thread, .. } = self;
+        drop(tx);
+        thread.unpark();
+    }
 }
 
 /// The applier thread: steps into the database, in large transactions. Returns the journal
@@ -360,31 +439,39 @@ fn sync(applier: &mpsc::Sender<ToApplier>) -> Result<()> {
 fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Option<String>) {
     let mut pending: Vec<Entry> = Vec::new();
     let mut failed: Option<String> = None;
-    loop {
-        let got = if pending.is_empty() {
-            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-        } else {
-            rx.recv_timeout(APPLY_EVERY)
-        };
-        let result = match got {
-            Ok(ToApplier::Entries(mut entries)) => {
-                pending.append(&mut entries);
-                if pending.len() >= APPLY_BATCH {
-                    into_db(&mut journal, &mut pending, false)
-                } else {
-                    Ok(())
+    let mut applied_at = crate::clock::instant();
+    let mut open = true;
+    while open {
+        loop {
+            let result = match rx.try_recv() {
+                Ok(ToApplier::Entries(mut entries)) => {
+                    pending.append(&mut entries);
+                    continue;
                 }
+                Ok(ToApplier::Sync(reply)) => {
+                    let result = into_db(&mut journal, &mut pending, true);
+                    applied_at = crate::clock::instant();
+                    let _ = reply.send(result.clone());
+                    result
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            };
+            if let Err(e) = result {
+                failed.get_or_insert(e);
             }
-            Ok(ToApplier::Sync(reply)) => {
-                let result = into_db(&mut journal, &mut pending, true);
-                let _ = reply.send(result.clone());
-                result
+        }
+        if open && (pending.len() >= APPLY_BATCH || applied_at.elapsed() >= APPLY_EVERY) {
+            if let Err(e) = into_db(&mut journal, &mut pending, false) {
+                failed.get_or_insert(e);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => into_db(&mut journal, &mut pending, false),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        if let Err(e) = result {
-            failed.get_or_insert(e);
+            applied_at = crate::clock::instant();
+        }
+        if open {
+            std::thread::park_timeout(APPLY_EVERY.saturating_sub(applied_at.elapsed()));
         }
     }
     if !pending.is_empty()
