@@ -512,6 +512,8 @@ impl Worker<'_> {
     /// connections.
     async fn run(&self, id: usize) {
         let shared = self.shared;
+        // The journal's syncs wait for each live connection's step (a group commit).
+        let _member = shared.recorder.member();
         let mut session: Option<Session> = None;
         loop {
             if shared.stopped() || !shared.wait_for_relay(id).await || shared.stopped() {

@@ -27,6 +27,13 @@ const MAX_BATCH: usize = 1024;
 /// of two. Such a change does not wake the writer, which looks this often anyway.
 const LINGER: Duration = Duration::from_millis(5);
 
+/// How long the first waiting change may wait for the other connections' before the sync
+/// (a group commit): each connection needs one sync per message (between a message's 250
+/// and the next one's content, so that at most one message per connection is in doubt), and
+/// in a virtual machine a sync costs ~0.1 ms of CPU. Syncing once the sending connections
+/// all wait, or after this, took 0.10 syncs per message at 16 connections instead of 0.75.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// The database is brought up to date this often during a send (or sooner, after
 /// `APPLY_BATCH` steps), so that `status` and bounce handling see the run's progress. The
 /// applier looks this often; steps reach it without waking it.
@@ -59,8 +66,19 @@ struct Queue {
 #[derive(Default)]
 struct Pending {
     requests: Vec<Request>,
-    waited: bool,
+    /// Requests someone waits for.
+    waiting: usize,
+    /// Connections sending at the moment (`Recorder::member`): once each of them waits,
+    /// no one else will ask before the sync.
+    members: usize,
     closed: bool,
+}
+
+impl Pending {
+    /// Everyone who could join the group has: sync now.
+    fn complete(&self) -> bool {
+        self.waiting > 0 && self.waiting >= self.members
+    }
 }
 
 impl Queue {
@@ -210,13 +228,53 @@ impl Recorder {
             change,
             done,
         });
-        let wake = wait || pending.requests.len() >= MAX_BATCH;
-        pending.waited |= wait;
+        if wait {
+            pending.waiting += 1;
+        }
+        // The first waiting request starts the writer's clock; the one that completes the
+        // group ends its wait.
+        let wake = (wait && (pending.waiting == 1 || pending.complete()))
+            || pending.requests.len() >= MAX_BATCH;
         drop(pending);
         if wake {
             queue.ready.notify_one();
         }
         Ok(waiting)
+    }
+}
+
+/// A sending connection, for as long as it lives: the writer waits (up to `GATHER`) for
+/// each member's change before a sync.
+pub(crate) struct Member {
+    queue: Option<Arc<Queue>>,
+}
+
+impl Recorder {
+    pub(crate) fn member(&self) -> Member {
+        if let Some(queue) = &self.queue
+            && let Ok(mut p) = queue.pending.lock()
+        {
+            p.members += 1;
+        }
+        Member {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let complete = queue.pending.lock().is_ok_and(|mut p| {
+            p.members = p.members.saturating_sub(1);
+            p.complete()
+        });
+        // The group may be complete without this connection.
+        if complete {
+            queue.ready.notify_one();
+        }
     }
 }
 
@@ -349,8 +407,9 @@ fn write(
 fn gather(queue: &Queue) -> Option<Vec<Request>> {
     // A poisoned lock means a worker panicked while queueing: the run is over.
     let mut p = queue.pending.lock().ok()?;
+    let mut deadline = None;
     loop {
-        if p.waited || p.requests.len() >= MAX_BATCH {
+        if p.complete() || p.requests.len() >= MAX_BATCH {
             break;
         }
         if p.closed {
@@ -359,15 +418,24 @@ fn gather(queue: &Queue) -> Option<Vec<Request>> {
             }
             break;
         }
+        if p.waiting > 0 {
+            let now = crate::clock::instant();
+            let until = *deadline.get_or_insert(now + GATHER);
+            if now >= until {
+                break;
+            }
+            p = queue.ready.wait_timeout(p, until - now).ok()?.0;
+            continue;
+        }
         let (next, waited) = queue.ready.wait_timeout(p, LINGER).ok()?;
         p = next;
-        if waited.timed_out() && !p.requests.is_empty() {
+        if waited.timed_out() && !p.requests.is_empty() && p.waiting == 0 {
             break;
         }
     }
     let take = p.requests.len().min(MAX_BATCH);
     let batch: Vec<Request> = p.requests.drain(..take).collect();
-    p.waited = p.requests.iter().any(|r| r.done.is_some());
+    p.waiting = p.requests.iter().filter(|r| r.done.is_some()).count();
     Some(batch)
 }
 
@@ -493,4 +561,137 @@ fn into_db(journal: &mut Journal, pending: &mut Vec<Entry>, durable: bool) -> Re
         .map_err(|e| format!("cannot bring the state database up to date: {e:#}"))?;
     pending.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    /// A writer for edition `e` with `n` pending rows `r0@…`, `r1@…`.
+    fn writer(n: usize) -> (tempfile::TempDir, Writer) {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("state.db");
+        let mut j = Journal::open(&path).expect("open");
+        j.connection()
+            .execute(
+                "INSERT INTO edition (id, date, created_at, frozen) VALUES ('e', '2026-11-27', 0, '{}')",
+                [],
+            )
+            .expect("edition");
+        for i in 0..n {
+            j.connection()
+                .execute(
+                    "INSERT INTO delivery (edition_id, email, state, updated_at) VALUES ('e', ?1, 'pending', 0)",
+                    [format!("r{i}@harbour.example")],
+                )
+                .expect("row");
+        }
+        let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
+        let w = Writer::start(j, &path, "e".into(), clock).expect("start");
+        (d, w)
+    }
+
+    fn attempting(i: usize) -> Change {
+        Change::Attempting {
+            message_id: format!("<{i}@harbour.example>"),
+        }
+    }
+
+    #[test]
+    fn a_member_that_never_asks_delays_a_sync_by_the_gathering_time_only() {
+        let (_d, w) = writer(1);
+        let recorder = w.recorder();
+        let asking = recorder.member();
+        let silent = recorder.member();
+        let started = crate::clock::instant();
+        let took = recorder
+            .commit_blocking(vec![("r0@harbour.example".into(), attempting(0))])
+            .expect("commit");
+        assert_eq!(took, vec![true]);
+        // Generous: a loaded machine may be slow, but the writer must not wait for the
+        // silent member for ever.
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop((asking, silent, recorder));
+        let (journal, error) = w.finish();
+        assert_eq!(error, None);
+        let state: String = journal
+            .expect("journal")
+            .connection()
+            .query_row("SELECT state FROM delivery", [], |r| r.get(0))
+            .expect("row");
+        assert_eq!(state, "attempting");
+    }
+
+    #[test]
+    fn four_members_asking_at_once_are_all_answered() {
+        let (_d, w) = writer(4);
+        let recorder = w.recorder();
+        let members: Vec<Member> = (0..4).map(|_| recorder.member()).collect();
+        let answered = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for i in 0..4 {
+                let (recorder, answered) = (recorder.clone(), &answered);
+                s.spawn(move || {
+                    let took = recorder
+                        .commit_blocking(vec![(format!("r{i}@harbour.example"), attempting(i))])
+                        .expect("commit");
+                    assert_eq!(took, vec![true]);
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 4);
+        drop((members, recorder));
+        let (journal, error) = w.finish();
+        assert_eq!(error, None);
+        let n: i64 = journal
+            .expect("journal")
+            .connection()
+            .query_row(
+                "SELECT count(*) FROM delivery WHERE state = 'attempting'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(n, 4);
+    }
+
+    /// A queue with `members` sending connections and `waiting` requests already queued.
+    fn queue(members: usize, waiting: usize) -> Queue {
+        let q = Queue::default();
+        {
+            let mut p = q.pending.lock().expect("lock");
+            p.members = members;
+            for i in 0..waiting {
+                let (done, _) = oneshot::channel();
+                p.requests.push(Request {
+                    email: format!("r{i}@harbour.example"),
+                    change: attempting(i),
+                    done: Some(done),
+                });
+                p.waiting += 1;
+            }
+        }
+        q
+    }
+
+    #[test]
+    fn a_sync_waits_for_the_other_members_then_goes_without_them() {
+        let q = queue(2, 1);
+        let started = crate::clock::instant();
+        let batch = gather(&q).expect("batch");
+        assert_eq!(batch.len(), 1);
+        assert!(started.elapsed() >= GATHER, "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_complete_group_is_taken_whole() {
+        let q = queue(3, 3);
+        assert_eq!(gather(&q).expect("batch").len(), 3);
+        assert_eq!(q.pending.lock().expect("lock").waiting, 0);
+        // No member: a lone request (the list watcher's) is a complete group.
+        let q = queue(0, 1);
+        assert_eq!(gather(&q).expect("batch").len(), 1);
+    }
 }
