@@ -164,17 +164,17 @@ run_one() { # mode c -> prints "msgs_per_s rss_kb"
   local send=("$BIN" -q --config "$WORK/project/newsletter.toml" send --connections "$c")
   start=$(date +%s%N)
   case $mode in
-    limit) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
+    limit) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
              smtp-source -d -s "$c" -m "$n" -F "$EML" "127.0.0.1:$PORT" >/dev/null ;;
-    journal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" "${send[@]}" >/dev/null ;;
-    nojournal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" "${send[@]}" --no-journal >/dev/null ;;
-    dkim) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
+    journal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" "${send[@]}" >/dev/null ;;
+    nojournal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" "${send[@]}" --no-journal >/dev/null ;;
+    dkim) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
              "$BIN" -q --config "$WORK/project/dkim.toml" send --connections "$c" >/dev/null ;;
-    starttls) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
+    starttls) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
              "$BIN" -q --config "$WORK/project/tls.toml" send --connections "$c" >/dev/null ;;
-    nodemailer) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
+    nodemailer) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
              node "$WORK/node/send.js" "$PORT" "$n" "$c" "$EML" >/dev/null ;;
-    mailmerge) (cd "$WORK/mm" && timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M' -o "$WORK/time.txt" \
+    mailmerge) (cd "$WORK/mm" && timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
              "$WORK/venv/bin/mailmerge" --template template.txt --database database.csv \
              --config server.conf --no-dry-run --no-limit --output-format raw >/dev/null) ;;
     *) die "unknown mode $mode" ;;
@@ -182,29 +182,39 @@ run_one() { # mode c -> prints "msgs_per_s rss_kb"
   end=$(date +%s%N)
   sleep 0.3 # the sink's counter line is written as messages complete
   after=$(received)
-  rss=$(tail -1 "$WORK/time.txt")
+  read -r rss user sys < <(tail -1 "$WORK/time.txt")
   if (( after - before != n )); then
     echo "run of $mode at C=$c delivered $((after - before)) of $n" >&2
-    echo "NA $rss"
+    echo "NA $rss NA"
     return
   fi
-  awk -v n="$n" -v ns="$((end - start))" -v rss="$rss" 'BEGIN { printf "%.1f %s\n", n / (ns / 1e9), rss }'
+  # The sender's own CPU (user + system) per message: steadier than the rate on a shared
+  # machine, and what the journal adds on a machine whose two cores are both busy.
+  awk -v n="$n" -v ns="$((end - start))" -v rss="$rss" -v cpu="$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" \
+    'BEGIN { printf "%.1f %s %.0f\n", n / (ns / 1e9), rss, cpu / n * 1e6 }'
 }
 
 # One fdatasync as the send log makes it: a small record overwritten in place in a file
-# already filled with zeros, on the disk the project is on. Prints the median in µs.
+# already filled with zeros, on the disk the project is on. Prints the median wall time in
+# µs, and the CPU the machine spent per fdatasync (all cores, from /proc/stat: in a virtual
+# machine the flush's exits and interrupts cost CPU outside the calling process).
 fdatasync_us() {
   python3 - "$WORK/fdatasync.probe" <<'PY'
 import os, statistics, sys, time
+def busy():
+    v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(v) - v[3] - v[4]
 path = sys.argv[1]
 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
 os.write(fd, b"\0" * (1 << 20)); os.fsync(fd)
 times = []
+b0 = busy()
 for i in range(1000):
     os.pwrite(fd, b"x" * 200, i * 200)
     t = time.perf_counter(); os.fdatasync(fd); times.append(time.perf_counter() - t)
+cpu = (busy() - b0) / os.sysconf("SC_CLK_TCK") / 1000
 os.close(fd); os.unlink(path)
-print(f"{statistics.median(times) * 1e6:.0f}")
+print(f"{statistics.median(times) * 1e6:.0f} {cpu * 1e6:.0f}")
 PY
 }
 
@@ -233,22 +243,25 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 runs=()
 for c in $CS; do for mode in $MODES; do runs+=("$mode $c"); done; done
 for peer in $PEERS; do runs+=("$peer $PEER_C"); done
-declare -A results round_of
+declare -A results round_of cpus
 syncs=""
+sync_cpus=""
 for r in $(seq "$RUNS"); do
   order=("${runs[@]}")
   if (( r % 2 == 0 )); then
     order=(); for (( i=${#runs[@]}-1; i>=0; i-- )); do order+=("${runs[$i]}"); done
   fi
-  sync_us=$(fdatasync_us)
+  read -r sync_us sync_cpu < <(fdatasync_us)
   syncs+="$sync_us "
-  printf 'round %d  one fdatasync of the send log: %s µs\n' "$r" "$sync_us"
+  sync_cpus+="$sync_cpu "
+  printf 'round %d  one fdatasync of the send log: %s µs, %s µs of CPU\n' "$r" "$sync_us" "$sync_cpu"
   for run in "${order[@]}"; do
     read -r mode c <<<"$run"
-    read -r rate rss < <(run_one "$mode" "$c")
+    read -r rate rss cpu < <(run_one "$mode" "$c")
     results["$mode $c"]+="$rate "
+    cpus["$mode $c"]+="$cpu "
     round_of["$mode $c $r"]=$rate
-    printf 'round %d  %-10s C=%-3s %10s msgs/s  peak RSS %s KB\n' "$r" "$mode" "$c" "$rate" "$rss"
+    printf 'round %d  %-10s C=%-3s %10s msgs/s  peak RSS %s KB  %s µs CPU/msg\n' "$r" "$mode" "$c" "$rate" "$rss" "$cpu"
   done
 done
 echo "---"
@@ -257,7 +270,9 @@ for run in "${runs[@]}"; do
   # shellcheck disable=SC2086
   med=$(median ${results[$run]})
   # shellcheck disable=SC2086
-  printf 'median     %-10s C=%-3s %10s msgs/s  spread %s\n' "$mode" "$c" "$med" "$(spread ${results[$run]})"
+  printf 'median     %-10s C=%-3s %10s msgs/s  spread %s  CPU %s µs/msg (%s)\n' "$mode" "$c" "$med" "$(spread ${results[$run]})" \
+    "$(median ${cpus[$run]})" "$(spread ${cpus[$run]})"
+  declare "cpu_${mode}_${c}=$(median ${cpus[$run]})"
   declare "med_${mode}_${c}=$med"
   for r in $(seq "$RUNS"); do
     v=${round_of["$run $r"]}
@@ -275,6 +290,19 @@ done
 sync_med=$(median $syncs)
 # shellcheck disable=SC2086
 echo "one fdatasync: median $sync_med µs, spread $(spread $syncs) (one per round)"
+# shellcheck disable=SC2086
+sync_cpu_med=$(median $sync_cpus)
+# shellcheck disable=SC2086
+echo "CPU of one fdatasync (all cores): median $sync_cpu_med µs, spread $(spread $sync_cpus)"
+for c in $CS; do
+  j="cpu_journal_$c"; nj="cpu_nojournal_$c"
+  if [[ "${!j:-NA}" != NA && "${!nj:-NA}" != NA ]]; then
+    # Each connection needs one sync between a message's 250 and the next one's content
+    # (at most one message in doubt per connection), so 1/C syncs per message at best.
+    awk -v j="${!j}" -v nj="${!nj}" -v s="$sync_cpu_med" -v c="$c" 'BEGIN {
+      printf "C=%s: the sender'"'"'s CPU per message: journal %s µs, no journal %s µs (+%.0f); the syncs alone, one per C messages at best: %.0f µs\n", c, j, nj, j - nj, s / c }'
+  fi
+done
 for c in $CS; do
   j="med_journal_$c"; nj="med_nojournal_$c"
   if [[ "${!j:-NA}" != NA && "${!nj:-NA}" != NA ]]; then
