@@ -190,8 +190,8 @@ run_one() { # mode c -> prints "msgs_per_s rss_kb"
   fi
   # The sender's own CPU (user + system) per message: steadier than the rate on a shared
   # machine, and what the journal adds on a machine whose two cores are both busy.
-  awk -v n="$n" -v ns="$((end - start))" -v rss="$rss" -v cpu="$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" \
-    'BEGIN { printf "%.1f %s %.0f\n", n / (ns / 1e9), rss, cpu / n * 1e6 }'
+  awk -v n="$n" -v ns="$((end - start))" -v rss="$rss" -v user="$user" -v sys="$sys" \
+    'BEGIN { printf "%.1f %s %.0f\n", n / (ns / 1e9), rss, (user + sys) / n * 1e6 }'
 }
 
 # One fdatasync as the send log makes it: a small record overwritten in place in a file
@@ -270,9 +270,11 @@ for run in "${runs[@]}"; do
   # shellcheck disable=SC2086
   med=$(median ${results[$run]})
   # shellcheck disable=SC2086
+  cpu=$(median ${cpus[$run]})
+  # shellcheck disable=SC2086
   printf 'median     %-10s C=%-3s %10s msgs/s  spread %s  CPU %s µs/msg (%s)\n' "$mode" "$c" "$med" "$(spread ${results[$run]})" \
-    "$(median ${cpus[$run]})" "$(spread ${cpus[$run]})"
-  declare "cpu_${mode}_${c}=$(median ${cpus[$run]})"
+    "$cpu" "$(spread ${cpus[$run]})"
+  declare "cpu_${mode}_${c}=$cpu"
   declare "med_${mode}_${c}=$med"
   for r in $(seq "$RUNS"); do
     v=${round_of["$run $r"]}

@@ -178,6 +178,18 @@ impl Recorder {
         Recorder { queue: None }
     }
 
+    /// A sending connection joins the group commit for as long as the `Member` lives.
+    pub(crate) fn member(&self) -> Member {
+        if let Some(queue) = &self.queue
+            && let Ok(mut p) = queue.pending.lock()
+        {
+            p.members += 1;
+        }
+        Member {
+            queue: self.queue.clone(),
+        }
+    }
+
     /// Records a change and returns once it is on disk; `false` when it did not apply (an
     /// `Attempting` for an address that unsubscribed meanwhile, or a row no longer waiting).
     pub(crate) async fn commit(&self, email: &str, change: Change) -> Result<bool> {
@@ -249,19 +261,6 @@ impl Recorder {
 /// half the members' changes before a sync.
 pub(crate) struct Member {
     queue: Option<Arc<Queue>>,
-}
-
-impl Recorder {
-    pub(crate) fn member(&self) -> Member {
-        if let Some(queue) = &self.queue
-            && let Ok(mut p) = queue.pending.lock()
-        {
-            p.members += 1;
-        }
-        Member {
-            queue: self.queue.clone(),
-        }
-    }
 }
 
 impl Drop for Member {
@@ -510,38 +509,32 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
     let mut pending: Vec<Entry> = Vec::new();
     let mut failed: Option<String> = None;
     let mut applied_at = crate::clock::instant();
-    let mut open = true;
-    while open {
-        loop {
-            let result = match rx.try_recv() {
-                Ok(ToApplier::Entries(mut entries)) => {
-                    pending.append(&mut entries);
-                    continue;
-                }
-                Ok(ToApplier::Sync(reply)) => {
-                    let result = into_db(&mut journal, &mut pending, true);
+    loop {
+        let result = match rx.try_recv() {
+            Ok(ToApplier::Entries(mut entries)) => {
+                pending.append(&mut entries);
+                continue;
+            }
+            Ok(ToApplier::Sync(reply)) => {
+                let result = into_db(&mut journal, &mut pending, true);
+                applied_at = crate::clock::instant();
+                let _ = reply.send(result.clone());
+                result
+            }
+            Err(mpsc::TryRecvError::Disconnected) => break,
+            // Everything handed over so far is taken: apply when it is time, then sleep.
+            Err(mpsc::TryRecvError::Empty) => {
+                let mut result = Ok(());
+                if pending.len() >= APPLY_BATCH || applied_at.elapsed() >= APPLY_EVERY {
+                    result = into_db(&mut journal, &mut pending, false);
                     applied_at = crate::clock::instant();
-                    let _ = reply.send(result.clone());
-                    result
                 }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    open = false;
-                    break;
-                }
-            };
-            if let Err(e) = result {
-                failed.get_or_insert(e);
+                std::thread::park_timeout(APPLY_EVERY.saturating_sub(applied_at.elapsed()));
+                result
             }
-        }
-        if open && (pending.len() >= APPLY_BATCH || applied_at.elapsed() >= APPLY_EVERY) {
-            if let Err(e) = into_db(&mut journal, &mut pending, false) {
-                failed.get_or_insert(e);
-            }
-            applied_at = crate::clock::instant();
-        }
-        if open {
-            std::thread::park_timeout(APPLY_EVERY.saturating_sub(applied_at.elapsed()));
+        };
+        if let Err(e) = result {
+            failed.get_or_insert(e);
         }
     }
     if !pending.is_empty()
