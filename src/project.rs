@@ -75,6 +75,19 @@ struct Planned {
     notes: Vec<String>,
 }
 
+/// The locale and the templates parsed (with the locale's warnings), or the problems of
+/// their files.
+pub type Look = std::result::Result<(Templates, Vec<String>), Problems>;
+
+/// Reads the locale and parses the templates. `send` does it on a second core while the
+/// state database opens, and hands the result to `Project::load_with`.
+pub fn look(config: &Config) -> Look {
+    let (locale, warnings) =
+        Locale::load(&config.newsletter.locale, config.paths.locales.as_deref())?;
+    let templates = Templates::load(config.paths.templates.as_deref(), locale)?;
+    Ok((templates, warnings))
+}
+
 /// The unfinished edition, exactly as frozen; `None` when its templates no longer parse
 /// (the problems say why).
 fn resume(id: String, frozen: Frozen, problems: &mut Problems) -> Option<Planned> {
@@ -105,6 +118,7 @@ fn plan_new(
     args: &EditionRequest,
     clock: Clock,
     journal: Option<&Journal>,
+    look: Option<Look>,
     problems: &mut Problems,
 ) -> Result<Option<Planned>> {
     let today = args.date.unwrap_or_else(|| clock.today());
@@ -120,14 +134,13 @@ fn plan_new(
     .map_err(|p| problems.extend(p))
     .ok();
     let mut notes = Vec::new();
-    let templates = Locale::load(&config.newsletter.locale, config.paths.locales.as_deref())
+    let templates = look
+        .unwrap_or_else(|| self::look(config))
         .map_err(|p| problems.extend(p))
         .ok()
-        .and_then(|(locale, warnings)| {
+        .map(|(templates, warnings)| {
             notes = warnings;
-            Templates::load(config.paths.templates.as_deref(), locale)
-                .map_err(|p| problems.extend(p))
-                .ok()
+            templates
         });
     let (Some(mut all), Some(templates)) = (markdown, templates) else {
         return Ok(None);
@@ -175,6 +188,18 @@ impl Project {
         clock: Clock,
         journal: Option<&Journal>,
     ) -> Result<Project> {
+        Project::load_with(config, args, clock, journal, None)
+    }
+
+    /// `load`, with the templates already parsed (`look`); they are not used when an
+    /// unfinished edition is resumed with the templates it was frozen with.
+    pub fn load_with(
+        config: Config,
+        args: &EditionRequest,
+        clock: Clock,
+        journal: Option<&Journal>,
+        look: Option<Look>,
+    ) -> Result<Project> {
         let mut problems = Problems::default();
         let unfinished = match (journal, &args.edition) {
             (Some(j), Some(id)) => Some(j.frozen_edition(id)?.ok_or_else(|| {
@@ -203,7 +228,7 @@ impl Project {
             });
         let planned = match unfinished {
             Some(u) => resume(u.id, u.frozen, &mut problems),
-            None => plan_new(&config, args, clock, journal, &mut problems)?,
+            None => plan_new(&config, args, clock, journal, look, &mut problems)?,
         };
         if let (Some(list), Some(plan)) = (&mut subscribers, &planned) {
             list.audience.clone_from(&plan.audience);

@@ -78,13 +78,29 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         }
         Err(e) => return Err(e),
     };
-    let mut journal = open_journal(&config, &clock, log)?;
+    // A run that will send parses its templates on the second core while the state
+    // database opens (mostly waiting for the disk); a scheduled run first learns from the
+    // database whether it is due, and most are not.
+    let (journal, look) = if schedule.is_none() {
+        std::thread::scope(|s| {
+            let look = s.spawn(|| crate::project::look(&config));
+            let journal = open_journal(&config, &clock, log);
+            (
+                journal,
+                Some(look.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            )
+        })
+    } else {
+        (open_journal(&config, &clock, log), None)
+    };
+    let mut journal = journal?;
     if let Some(s) = &schedule
         && let Some(exit) = not_due(s, &mut journal, &clock, cli.quiet)?
     {
         return Ok(exit);
     }
-    let project = Project::load(config, &args.edition.request(), clock, Some(&journal))?;
+    let request = args.edition.request();
+    let project = Project::load_with(config, &request, clock, Some(&journal), look)?;
     for note in project.notes() {
         log.warn(note);
     }

@@ -1,6 +1,8 @@
 //! Renders one recipient's subject, HTML and text from the templates. Everything that is the
 //! same for every recipient goes into the base context once per edition.
 
+use std::sync::OnceLock;
+
 use css_inline::CSSInliner;
 use serde::Serialize;
 use tera::Context;
@@ -30,9 +32,10 @@ pub struct Composer<'a> {
     manage_url: Option<String>,
     greeting_fallback: String,
     /// The edition rendered once per shape of recipient (without and with a name), with
-    /// markers where each recipient's own values go. `None`: that shape is rendered per
+    /// markers where each recipient's own values go, on first need: a list whose readers
+    /// all have names never renders the other shape. `None`: that shape is rendered per
     /// recipient (templates that transform recipient values, or that fail to render).
-    prepared: [Option<Prepared>; 2],
+    prepared: [OnceLock<Option<Prepared>>; 2],
     inliner: CSSInliner<'static>,
 }
 
@@ -307,7 +310,7 @@ impl<'a> Composer<'a> {
             })
             .collect();
         base.insert("articles", &articles);
-        let mut composer = Composer {
+        Composer {
             templates,
             base,
             signer,
@@ -318,16 +321,21 @@ impl<'a> Composer<'a> {
                 .greeting_fallback
                 .clone()
                 .unwrap_or_else(|| locale.get("reader").to_string()),
-            prepared: [None, None],
+            prepared: [OnceLock::new(), OnceLock::new()],
             inliner: CSSInliner::options()
                 .load_remote_stylesheets(false)
                 // @media rules (narrow screens, dark mode) cannot be inlined: they stay in a
                 // <style> block for the clients that read one.
                 .keep_at_rules(true)
                 .build(),
-        };
-        composer.prepared = [composer.prepare(false), composer.prepare(true)];
-        composer
+        }
+    }
+
+    /// The edition prepared for recipients with a name or without, made on first need.
+    fn prepared(&self, with_name: bool) -> Option<&Prepared> {
+        self.prepared[usize::from(with_name)]
+            .get_or_init(|| self.prepare(with_name))
+            .as_ref()
     }
 
     /// The language the edition is written in.
@@ -451,7 +459,7 @@ impl<'a> Composer<'a> {
             .name
             .as_ref()
             .map(super::super::input::address::DisplayName::as_str);
-        let Some(p) = &self.prepared[usize::from(name.is_some())] else {
+        let Some(p) = self.prepared(name.is_some()) else {
             let r = self.render(subscriber)?;
             return Ok(Encoded {
                 subject: r.subject,
@@ -476,7 +484,7 @@ impl<'a> Composer<'a> {
     /// Whether this recipient's message renders, without building it when the edition is
     /// prepared for the recipient's shape: then only the subject can still go wrong.
     pub fn check(&self, subscriber: &Subscriber) -> Result<(), Problem> {
-        match &self.prepared[usize::from(subscriber.name.is_some())] {
+        match self.prepared(subscriber.name.is_some()) {
             Some(p) => {
                 let values = self.values(subscriber);
                 checked_subject(&assemble(&p.subject, |f| values.get(f).to_string(), 128))
@@ -505,7 +513,7 @@ impl<'a> Composer<'a> {
         let values = self.values(subscriber);
         let (name, greeting, unsubscribe) =
             (values.name, values.greeting, values.unsubscribe.as_str());
-        let rendered = if let Some(p) = &self.prepared[usize::from(name.is_some())] {
+        let rendered = if let Some(p) = self.prepared(name.is_some()) {
             let raw = |f: Field| values.get(f).to_string();
             Rendered {
                 subject: assemble(&p.subject, raw, 128),
@@ -569,6 +577,50 @@ mod tests {
         let decoded =
             quoted_printable::decode(&encoded, quoted_printable::ParseMode::Strict).unwrap();
         assert_eq!(String::from_utf8(decoded).unwrap(), plain);
+    }
+
+    #[test]
+    fn a_shape_of_recipient_is_prepared_when_first_needed_and_only_then() {
+        use crate::input::address::DisplayName;
+        use crate::project::{EditionRequest, Project};
+        let config =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example/newsletter.toml");
+        // A day of the example's week: its articles are the edition's.
+        let clock = crate::clock::Clock::at(
+            std::time::UNIX_EPOCH + std::time::Duration::from_hours(498_825),
+        );
+        let project = Project::open(&config, &EditionRequest::default(), clock, None).unwrap();
+        let edition = project.edition.as_ref().unwrap();
+        let composer = project.composer(edition);
+        assert!(composer.prepared.iter().all(|p| p.get().is_none()));
+        let mut reader = Subscriber {
+            email: EmailAddress::parse("ana@example.org").unwrap(),
+            name: Some(DisplayName::parse("Ana").unwrap()),
+            status: crate::input::subscribers::Status::Subscribed,
+            since: None,
+            tags: Vec::new(),
+        };
+        let prepared = composer.render(&reader).unwrap();
+        assert!(composer.prepared[1].get().is_some_and(Option::is_some));
+        assert!(
+            composer.prepared[0].get().is_none(),
+            "the shape without a name"
+        );
+        // The prepared message is the one rendered for this reader alone.
+        let alone = composer.render_context(&composer.context(
+            "ana@example.org",
+            Some("Ana"),
+            "Ana",
+            &composer.unsubscribe_url(&reader.email),
+            &composer.manage_url(&reader.email),
+        ));
+        let alone = alone.unwrap();
+        assert_eq!(prepared.html, alone.html);
+        assert_eq!(prepared.text, alone.text);
+        assert_eq!(prepared.subject, alone.subject.trim());
+        reader.name = None;
+        composer.check(&reader).unwrap();
+        assert!(composer.prepared[0].get().is_some_and(Option::is_some));
     }
 
     #[test]
