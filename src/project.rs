@@ -77,15 +77,36 @@ struct Planned {
 
 /// The locale and the templates parsed (with the locale's warnings), or the problems of
 /// their files.
-pub type Look = std::result::Result<(Templates, Vec<String>), Problems>;
+type Look = std::result::Result<(Templates, Vec<String>), Problems>;
 
-/// Reads the locale and parses the templates. `send` does it on a second core while the
-/// state database opens, and hands the result to `Project::load_with`.
-pub fn look(config: &Config) -> Look {
-    let (locale, warnings) =
-        Locale::load(&config.newsletter.locale, config.paths.locales.as_deref())?;
-    let templates = Templates::load(config.paths.templates.as_deref(), locale)?;
+/// Reads the locale and parses the templates.
+fn look(tag: &str, locales: Option<&Path>, templates: Option<&Path>) -> Look {
+    let (locale, warnings) = Locale::load(tag, locales)?;
+    let templates = Templates::load(templates, locale)?;
     Ok((templates, warnings))
+}
+
+/// The locale and templates being read on a thread of their own.
+pub struct Ahead(std::thread::JoinHandle<Look>);
+
+impl Ahead {
+    /// Starts reading them: `send` parses its templates on the second core while the state
+    /// database opens and the subscribers and articles load, and hands this to
+    /// `Project::load_with`.
+    pub fn start(config: &Config) -> Ahead {
+        let tag = config.newsletter.locale.clone();
+        let locales = config.paths.locales.clone();
+        let templates = config.paths.templates.clone();
+        Ahead(std::thread::spawn(move || {
+            look(&tag, locales.as_deref(), templates.as_deref())
+        }))
+    }
+
+    fn join(self) -> Look {
+        self.0
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
 }
 
 /// The unfinished edition, exactly as frozen; `None` when its templates no longer parse
@@ -118,7 +139,7 @@ fn plan_new(
     args: &EditionRequest,
     clock: Clock,
     journal: Option<&Journal>,
-    look: Option<Look>,
+    ahead: Option<Ahead>,
     problems: &mut Problems,
 ) -> Result<Option<Planned>> {
     let today = args.date.unwrap_or_else(|| clock.today());
@@ -134,8 +155,17 @@ fn plan_new(
     .map_err(|p| problems.extend(p))
     .ok();
     let mut notes = Vec::new();
-    let templates = look
-        .unwrap_or_else(|| self::look(config))
+    let templates = ahead
+        .map_or_else(
+            || {
+                look(
+                    &config.newsletter.locale,
+                    config.paths.locales.as_deref(),
+                    config.paths.templates.as_deref(),
+                )
+            },
+            Ahead::join,
+        )
         .map_err(|p| problems.extend(p))
         .ok()
         .map(|(templates, warnings)| {
@@ -191,14 +221,14 @@ impl Project {
         Project::load_with(config, args, clock, journal, None)
     }
 
-    /// `load`, with the templates already parsed (`look`); they are not used when an
-    /// unfinished edition is resumed with the templates it was frozen with.
+    /// `load`, with the templates being parsed already (`Ahead`); they are not used when
+    /// an unfinished edition is resumed with the templates it was frozen with.
     pub fn load_with(
         config: Config,
         args: &EditionRequest,
         clock: Clock,
         journal: Option<&Journal>,
-        look: Option<Look>,
+        ahead: Option<Ahead>,
     ) -> Result<Project> {
         let mut problems = Problems::default();
         let unfinished = match (journal, &args.edition) {
@@ -228,7 +258,7 @@ impl Project {
             });
         let planned = match unfinished {
             Some(u) => resume(u.id, u.frozen, &mut problems),
-            None => plan_new(&config, args, clock, journal, look, &mut problems)?,
+            None => plan_new(&config, args, clock, journal, ahead, &mut problems)?,
         };
         if let (Some(list), Some(plan)) = (&mut subscribers, &planned) {
             list.audience.clone_from(&plan.audience);

@@ -79,28 +79,19 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         Err(e) => return Err(e),
     };
     // A run that will send parses its templates on the second core while the state
-    // database opens (mostly waiting for the disk); a scheduled run first learns from the
-    // database whether it is due, and most are not.
-    let (journal, look) = if schedule.is_none() {
-        std::thread::scope(|s| {
-            let look = s.spawn(|| crate::project::look(&config));
-            let journal = open_journal(&config, &clock, log);
-            (
-                journal,
-                Some(look.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
-            )
-        })
-    } else {
-        (open_journal(&config, &clock, log), None)
-    };
-    let mut journal = journal?;
+    // database opens (mostly waiting for the disk) and the subscribers and articles load;
+    // a scheduled run first learns from the database whether it is due, and most are not.
+    let ahead = schedule
+        .is_none()
+        .then(|| crate::project::Ahead::start(&config));
+    let mut journal = open_journal(&config, &clock, log)?;
     if let Some(s) = &schedule
         && let Some(exit) = not_due(s, &mut journal, &clock, cli.quiet)?
     {
         return Ok(exit);
     }
     let request = args.edition.request();
-    let project = Project::load_with(config, &request, clock, Some(&journal), look)?;
+    let project = Project::load_with(config, &request, clock, Some(&journal), ahead)?;
     for note in project.notes() {
         log.warn(note);
     }
