@@ -391,18 +391,28 @@ impl<'a> Composer<'a> {
 
     /// Renders the three templates for one context; the HTML gets its CSS inlined.
     fn render_context(&self, ctx: &Context) -> Result<Rendered, Problem> {
-        let subject = self.templates.render(templates::SUBJECT, ctx)?;
-        let html = self.templates.render(templates::HTML, ctx)?;
-        let html = self.inliner.inline(&html).map_err(|e| {
+        let raw = self.render_raw(ctx)?;
+        Ok(Rendered {
+            html: self.inline(&raw.html)?,
+            ..raw
+        })
+    }
+
+    /// The three templates rendered, the HTML's CSS not inlined yet.
+    fn render_raw(&self, ctx: &Context) -> Result<Rendered, Problem> {
+        Ok(Rendered {
+            subject: self.templates.render(templates::SUBJECT, ctx)?,
+            html: self.templates.render(templates::HTML, ctx)?,
+            text: self.templates.render(templates::TEXT, ctx)?,
+        })
+    }
+
+    fn inline(&self, html: &str) -> Result<String, Problem> {
+        self.inliner.inline(html).map_err(|e| {
             Problem::new(
                 std::path::Path::new(templates::HTML),
                 format!("cannot inline its CSS: {e}"),
             )
-        })?;
-        Ok(Rendered {
-            subject,
-            html,
-            text: self.templates.render(templates::TEXT, ctx)?,
         })
     }
 
@@ -425,12 +435,18 @@ impl<'a> Composer<'a> {
                 String::new()
             },
         );
-        self.render_context(&ctx).ok()
+        self.render_raw(&ctx).ok()
     }
 
     /// Renders the edition once for one shape of recipient. Refuses (`None`) unless the
     /// output with a second set of markers is the first with the markers swapped: then
     /// every recipient's message is this one with their values put in.
+    ///
+    /// The comparison is made before the CSS is inlined, and only the first HTML is
+    /// inlined (inlining is two thirds of a render): the inliner decides by selectors, and
+    /// the only ones that read the text of an attribute, where a marker may be, are
+    /// attribute selectors (`[href*=…]`). When a style sheet has one, the second HTML is
+    /// inlined and compared too, as every render was before.
     fn prepare(&self, with_name: bool) -> Option<Prepared> {
         let a = self.render_with_markers(with_name, 'a')?;
         let b = self.render_with_markers(with_name, 'b')?;
@@ -442,6 +458,18 @@ impl<'a> Composer<'a> {
         if swap(&a.subject) != b.subject || swap(&a.html) != b.html || swap(&a.text) != b.text {
             return None;
         }
+        let inlined = self.inline(&a.html).ok()?;
+        if attribute_selectors(&a.html) && swap(&inlined) != self.inline(&b.html).ok()? {
+            return None;
+        }
+        // Every value's place survives the inlining (it re-serializes the document).
+        if FIELDS.iter().any(|f| {
+            let m = marker(*f, 'a');
+            a.html.matches(&m).count() != inlined.matches(&m).count()
+        }) {
+            return None;
+        }
+        let a = Rendered { html: inlined, ..a };
         let html = split(&a.html, 'a');
         let text = split(&a.text, 'a');
         Some(Prepared {
@@ -537,6 +565,21 @@ impl<'a> Composer<'a> {
     }
 }
 
+/// Whether a `<style>` block of `html` may hold an attribute selector (any `[` in one).
+fn attribute_selectors(html: &str) -> bool {
+    let lower = html.to_ascii_lowercase();
+    let mut rest = lower.as_str();
+    while let Some(start) = rest.find("<style") {
+        let block = &rest[start..];
+        let end = block.find("</style").unwrap_or(block.len());
+        if block[..end].contains('[') {
+            return true;
+        }
+        rest = &block[end..];
+    }
+    false
+}
+
 /// The subject as one trimmed, non-empty line: a line break there would forge headers.
 fn checked_subject(subject: &str) -> Result<String, Problem> {
     let subject = subject.trim();
@@ -621,6 +664,67 @@ mod tests {
         reader.name = None;
         composer.check(&reader).unwrap();
         assert!(composer.prepared[0].get().is_some_and(Option::is_some));
+    }
+
+    #[test]
+    fn a_style_sheet_that_reads_a_value_in_an_attribute_is_rendered_per_recipient() {
+        use crate::project::{EditionRequest, Project};
+        let config =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example/newsletter.toml");
+        // A day of the example's week: its articles are the edition's.
+        let clock = crate::clock::Clock::at(
+            std::time::UNIX_EPOCH + std::time::Duration::from_hours(498_825),
+        );
+        let project = Project::open(&config, &EditionRequest::default(), clock, None).unwrap();
+        let edition = project.edition.as_ref().unwrap();
+        // Red for links containing "bu": the two sets of markers differ there (the
+        // second's "\u{e000}bunsubscribe…" has it, the first's "\u{e000}aunsubscribe…"
+        // not), and so do readers.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(templates::HTML),
+            "<html><head><style>a[href*=\"bu\"] { color: red }</style></head><body>\
+             <a href=\"mailto:{{ subscriber.email }}\">{{ subscriber.greeting }}</a> \
+             <a href=\"{{ unsubscribe_url }}\">x</a></body></html>",
+        )
+        .unwrap();
+        let templates =
+            Templates::load(Some(dir.path()), crate::locale::Locale::english()).unwrap();
+        let composer = Composer::new(&project.config, edition, &templates, &project.signer);
+        let reader = |email: &str| Subscriber {
+            email: EmailAddress::parse(email).unwrap(),
+            name: None,
+            status: crate::input::subscribers::Status::Subscribed,
+            since: None,
+            tags: Vec::new(),
+        };
+        let bumble = composer.render(&reader("bumble@example.org")).unwrap();
+        assert!(composer.prepared[0].get().is_some_and(Option::is_none));
+        assert!(
+            bumble
+                .html
+                .contains("href=\"mailto:bumble@example.org\" style=\"color: red"),
+            "{}",
+            bumble.html
+        );
+        let ana = composer.render(&reader("ana@example.org")).unwrap();
+        assert!(
+            ana.html.contains("href=\"mailto:ana@example.org\">"),
+            "{}",
+            ana.html
+        );
+    }
+
+    #[test]
+    fn only_a_style_block_with_a_bracket_may_hold_attribute_selectors() {
+        assert!(attribute_selectors(
+            "<p>[1]</p><STYLE>a { color: red }</STYLE><style>a[href^=\"mailto:\"] { x: y }</style>"
+        ));
+        assert!(!attribute_selectors(
+            "<style>@media (max-width: 480px) { .pad { padding: 0 } }</style><p>[a](b)</p>"
+        ));
+        assert!(!attribute_selectors("<p>no style [at all]</p>"));
+        assert!(attribute_selectors("<style>td[align=center] {"));
     }
 
     #[test]
