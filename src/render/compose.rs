@@ -622,27 +622,33 @@ mod tests {
         assert_eq!(String::from_utf8(decoded).unwrap(), plain);
     }
 
-    #[test]
-    fn a_shape_of_recipient_is_prepared_when_first_needed_and_only_then() {
-        use crate::input::address::DisplayName;
-        use crate::project::{EditionRequest, Project};
+    /// The example project, on a day of its week: its articles are the edition's.
+    fn example() -> crate::project::Project {
         let config =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example/newsletter.toml");
-        // A day of the example's week: its articles are the edition's.
         let clock = crate::clock::Clock::at(
             std::time::UNIX_EPOCH + std::time::Duration::from_hours(498_825),
         );
-        let project = Project::open(&config, &EditionRequest::default(), clock, None).unwrap();
-        let edition = project.edition.as_ref().unwrap();
-        let composer = project.composer(edition);
-        assert!(composer.prepared.iter().all(|p| p.get().is_none()));
-        let mut reader = Subscriber {
-            email: EmailAddress::parse("ana@example.org").unwrap(),
-            name: Some(DisplayName::parse("Ana").unwrap()),
+        crate::project::Project::open(&config, &Default::default(), clock, None).unwrap()
+    }
+
+    fn reader(email: &str, name: Option<&str>) -> Subscriber {
+        Subscriber {
+            email: EmailAddress::parse(email).unwrap(),
+            name: name.map(|n| crate::input::address::DisplayName::parse(n).unwrap()),
             status: crate::input::subscribers::Status::Subscribed,
             since: None,
             tags: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_shape_of_recipient_is_prepared_when_first_needed_and_only_then() {
+        let project = example();
+        let edition = project.edition.as_ref().unwrap();
+        let composer = project.composer(edition);
+        assert!(composer.prepared.iter().all(|p| p.get().is_none()));
+        let mut reader = reader("ana@example.org", Some("Ana"));
         let prepared = composer.render(&reader).unwrap();
         assert!(composer.prepared[1].get().is_some_and(Option::is_some));
         assert!(
@@ -668,14 +674,7 @@ mod tests {
 
     #[test]
     fn a_style_sheet_that_reads_a_value_in_an_attribute_is_rendered_per_recipient() {
-        use crate::project::{EditionRequest, Project};
-        let config =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example/newsletter.toml");
-        // A day of the example's week: its articles are the edition's.
-        let clock = crate::clock::Clock::at(
-            std::time::UNIX_EPOCH + std::time::Duration::from_hours(498_825),
-        );
-        let project = Project::open(&config, &EditionRequest::default(), clock, None).unwrap();
+        let project = example();
         let edition = project.edition.as_ref().unwrap();
         // Red for links containing "bu": the two sets of markers differ there (the
         // second's "\u{e000}bunsubscribe…" has it, the first's "\u{e000}aunsubscribe…"
@@ -691,14 +690,9 @@ mod tests {
         let templates =
             Templates::load(Some(dir.path()), crate::locale::Locale::english()).unwrap();
         let composer = Composer::new(&project.config, edition, &templates, &project.signer);
-        let reader = |email: &str| Subscriber {
-            email: EmailAddress::parse(email).unwrap(),
-            name: None,
-            status: crate::input::subscribers::Status::Subscribed,
-            since: None,
-            tags: Vec::new(),
-        };
-        let bumble = composer.render(&reader("bumble@example.org")).unwrap();
+        let bumble = composer
+            .render(&reader("bumble@example.org", None))
+            .unwrap();
         assert!(composer.prepared[0].get().is_some_and(Option::is_none));
         assert!(
             bumble
@@ -707,7 +701,7 @@ mod tests {
             "{}",
             bumble.html
         );
-        let ana = composer.render(&reader("ana@example.org")).unwrap();
+        let ana = composer.render(&reader("ana@example.org", None)).unwrap();
         assert!(
             ana.html.contains("href=\"mailto:ana@example.org\">"),
             "{}",
