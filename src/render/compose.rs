@@ -629,7 +629,8 @@ mod tests {
         let clock = crate::clock::Clock::at(
             std::time::UNIX_EPOCH + std::time::Duration::from_hours(498_825),
         );
-        crate::project::Project::open(&config, &Default::default(), clock, None).unwrap()
+        let request = crate::project::EditionRequest::default();
+        crate::project::Project::open(&config, &request, clock, None).unwrap()
     }
 
     fn reader(email: &str, name: Option<&str>) -> Subscriber {
