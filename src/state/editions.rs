@@ -307,19 +307,30 @@ impl Journal {
     /// Marks the edition complete when no one is left to try (failed and skipped rows are
     /// final). Returns whether it is complete.
     pub fn complete_if_done(&mut self, edition_id: &str, now: SystemTime) -> Result<bool> {
-        let open: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM delivery WHERE edition_id = ?1 AND state IN ('pending','attempting','deferred','in_doubt')",
-            params![edition_id],
-            |r| r.get(0),
-        )?;
-        if open == 0 {
-            self.conn.execute(
-                "UPDATE edition SET completed_at = ?2 WHERE id = ?1 AND completed_at IS NULL",
-                params![edition_id, unix(now)],
-            )?;
-        }
-        Ok(open == 0)
+        complete_if_done(&self.conn, edition_id, now)
     }
+}
+
+/// Marks the edition complete (once) when none of its rows waits any more; whether it is.
+/// Within the caller's transaction, if any: the send's last steps and the completion are
+/// one commit, one sync.
+pub(crate) fn complete_if_done(
+    conn: &rusqlite::Connection,
+    edition_id: &str,
+    now: SystemTime,
+) -> Result<bool> {
+    let open: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM delivery WHERE edition_id = ?1 AND state IN ('pending','attempting','deferred','in_doubt')",
+        params![edition_id],
+        |r| r.get(0),
+    )?;
+    if open == 0 {
+        conn.execute(
+            "UPDATE edition SET completed_at = ?2 WHERE id = ?1 AND completed_at IS NULL",
+            params![edition_id, unix(now)],
+        )?;
+    }
+    Ok(open == 0)
 }
 
 fn edition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EditionRow> {

@@ -203,11 +203,18 @@ fn wipe(path: &Path, len: u64) -> Result<()> {
 impl Journal {
     /// Applies the steps of the send log that this database has not applied yet, in order,
     /// in one transaction; with `durable`, that transaction is synced to disk before this
-    /// returns (otherwise the log still holds the steps). Returns the last step applied.
-    pub(crate) fn apply_log(&mut self, entries: &[Entry], durable: bool) -> Result<u64> {
+    /// returns (otherwise the log still holds the steps). `complete`: the edition to mark
+    /// complete in the same transaction if none of its rows waits any more (the end of a
+    /// send). Returns the last step applied.
+    pub(crate) fn apply_log(
+        &mut self,
+        entries: &[Entry],
+        durable: bool,
+        complete: Option<(&str, SystemTime)>,
+    ) -> Result<u64> {
         let sync = if durable { "FULL" } else { "NORMAL" };
         self.conn.pragma_update(None, "synchronous", sync)?;
-        let result = apply_steps(&mut self.conn, entries);
+        let result = apply_steps(&mut self.conn, entries, complete);
         // The connection's other writes stay synced to disk, whatever happened here.
         let reset = self.conn.pragma_update(None, "synchronous", "FULL");
         let applied = result?;
@@ -235,7 +242,7 @@ impl Journal {
         }
         let before = self.log_applied()?;
         let after = self
-            .apply_log(&entries, true)
+            .apply_log(&entries, true, None)
             .with_context(|| format!("cannot apply the send log {}", path.display()))?;
         wipe(&path, end)?;
         Ok(usize::try_from(after.saturating_sub(before)).unwrap_or(usize::MAX))
@@ -243,7 +250,11 @@ impl Journal {
 }
 
 /// The steps not applied yet, applied in one transaction; the last step applied.
-fn apply_steps(conn: &mut rusqlite::Connection, entries: &[Entry]) -> Result<u64> {
+fn apply_steps(
+    conn: &mut rusqlite::Connection,
+    entries: &[Entry],
+    complete: Option<(&str, SystemTime)>,
+) -> Result<u64> {
     let tx = conn.transaction()?;
     let mut applied: u64 = tx
         .query_row("SELECT applied FROM send_log WHERE id = 1", [], |r| {
@@ -291,6 +302,9 @@ fn apply_steps(conn: &mut rusqlite::Connection, entries: &[Entry]) -> Result<u64
         "UPDATE send_log SET applied = ?1 WHERE id = 1",
         params![i64::try_from(applied).unwrap_or(i64::MAX)],
     )?;
+    if let Some((edition, now)) = complete {
+        super::editions::complete_if_done(&tx, edition, now)?;
+    }
     tx.commit()?;
     Ok(applied)
 }
@@ -578,11 +592,11 @@ mod tests {
             tx.commit().expect("commit");
         }
         let (_d2, mut batched) = fresh();
-        assert_eq!(batched.apply_log(&entries, true).expect("apply"), 8);
+        assert_eq!(batched.apply_log(&entries, true, None).expect("apply"), 8);
         assert_eq!(dump(&mut batched), dump(&mut one_by_one));
         assert_eq!(batched.sent_on(utc_day(at)).expect("count"), 2);
         // Applied once: the same steps again change nothing.
-        assert_eq!(batched.apply_log(&entries, true).expect("again"), 8);
+        assert_eq!(batched.apply_log(&entries, true, None).expect("again"), 8);
         assert_eq!(batched.sent_on(utc_day(at)).expect("count"), 2);
     }
 

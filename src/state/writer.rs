@@ -51,8 +51,12 @@ struct Request {
 
 enum ToApplier {
     Entries(Vec<Entry>),
-    /// Apply everything so far, durably, then answer.
-    Sync(mpsc::Sender<Result<(), String>>),
+    /// Apply everything so far, durably, then answer; at the end of the run, with the
+    /// edition to mark complete in that same commit when none of its rows waits.
+    Sync(
+        mpsc::Sender<Result<(), String>>,
+        Option<(String, std::time::SystemTime)>,
+    ),
 }
 
 /// The workers' requests, in the order they were made. Only a request someone waits for
@@ -394,7 +398,8 @@ fn write(
     }
     // The run is over: once the database holds every step, the log is cleared.
     if failed.is_none() {
-        let end = applier.sync().and_then(|()| log.wipe());
+        let complete = Some((decider.edition_id.clone(), decider.clock.now()));
+        let end = applier.sync(complete).and_then(|()| log.wipe());
         if let Err(e) = end {
             failed = Some(format!("{e:#}"));
         }
@@ -453,7 +458,7 @@ fn durable(
     }
     let waited = batch.iter().any(|r| r.done.is_some());
     if let Appended::Full = log.append(&entries, waited)? {
-        applier.sync()?;
+        applier.sync(None)?;
         log.restart();
         log.append(&entries, waited)?;
     }
@@ -482,11 +487,12 @@ impl ToDb {
         Ok(())
     }
 
-    /// Waits until the database holds, durably, every step handed over.
-    fn sync(&mut self) -> Result<()> {
+    /// Waits until the database holds, durably, every step handed over (and the edition
+    /// marked complete if `complete` and done).
+    fn sync(&mut self, complete: Option<(String, std::time::SystemTime)>) -> Result<()> {
         let (tx, rx) = mpsc::channel();
         self.tx
-            .send(ToApplier::Sync(tx))
+            .send(ToApplier::Sync(tx, complete))
             .map_err(|_| anyhow!("the journal's database thread has stopped"))?;
         self.queued = 0;
         self.thread.unpark();
@@ -515,8 +521,9 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
                 pending.append(&mut entries);
                 continue;
             }
-            Ok(ToApplier::Sync(reply)) => {
-                let result = into_db(&mut journal, &mut pending, true);
+            Ok(ToApplier::Sync(reply, complete)) => {
+                let complete = complete.as_ref().map(|(id, at)| (id.as_str(), *at));
+                let result = into_db(&mut journal, &mut pending, true, complete);
                 applied_at = crate::clock::instant();
                 let _ = reply.send(result.clone());
                 result
@@ -526,7 +533,7 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
             Err(mpsc::TryRecvError::Empty) => {
                 let mut result = Ok(());
                 if pending.len() >= APPLY_BATCH || applied_at.elapsed() >= APPLY_EVERY {
-                    result = into_db(&mut journal, &mut pending, false);
+                    result = into_db(&mut journal, &mut pending, false, None);
                     applied_at = crate::clock::instant();
                 }
                 std::thread::park_timeout(APPLY_EVERY.saturating_sub(applied_at.elapsed()));
@@ -538,7 +545,7 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
         }
     }
     if !pending.is_empty()
-        && let Err(e) = into_db(&mut journal, &mut pending, true)
+        && let Err(e) = into_db(&mut journal, &mut pending, true, None)
     {
         failed.get_or_insert(e);
     }
@@ -547,12 +554,17 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
 
 /// Applies the pending steps (kept when that fails, to be tried again: a step is applied
 /// once, by its number).
-fn into_db(journal: &mut Journal, pending: &mut Vec<Entry>, durable: bool) -> Result<(), String> {
+fn into_db(
+    journal: &mut Journal,
+    pending: &mut Vec<Entry>,
+    durable: bool,
+    complete: Option<(&str, std::time::SystemTime)>,
+) -> Result<(), String> {
     if pending.is_empty() && !durable {
         return Ok(());
     }
     journal
-        .apply_log(pending, durable)
+        .apply_log(pending, durable, complete)
         .map_err(|e| format!("cannot bring the state database up to date: {e:#}"))?;
     pending.clear();
     Ok(())
@@ -650,6 +662,36 @@ mod tests {
             )
             .expect("count");
         assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn the_last_commit_of_a_send_completes_an_edition_with_nothing_left() {
+        let completed = |rows: usize, sent: usize| {
+            let (_d, w) = writer(rows);
+            let recorder = w.recorder();
+            let changes = (0..sent)
+                .flat_map(|i| {
+                    let email = format!("r{i}@harbour.example");
+                    let reply = Change::Sent {
+                        reply: "250 ok".into(),
+                    };
+                    [(email.clone(), attempting(i)), (email, reply)]
+                })
+                .collect();
+            recorder.commit_blocking(changes).expect("commit");
+            drop(recorder);
+            let (journal, error) = w.finish();
+            assert_eq!(error, None);
+            journal
+                .expect("journal")
+                .connection()
+                .query_row("SELECT completed_at FROM edition", [], |r| {
+                    r.get::<_, Option<i64>>(0)
+                })
+                .expect("edition")
+        };
+        assert_eq!(completed(2, 2), Some(72 * 3600));
+        assert_eq!(completed(2, 1), None, "a row still waits");
     }
 
     /// A queue with `members` sending connections and `waiting` requests already queued.
