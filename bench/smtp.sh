@@ -156,27 +156,25 @@ for (let i = 0; i < total; i++) {
 JS
 }
 
-run_one() { # mode c -> prints "msgs_per_s rss_kb"
-  local mode=$1 c=$2 n=$N before after start end rss
+# Runs a command bounded in time; its peak memory, user and system CPU go into time.txt.
+timed() { timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" "$@" >/dev/null; }
+
+run_one() { # mode c -> prints "msgs_per_s rss_kb cpu_us_per_msg"
+  local mode=$1 c=$2 n=$N before after start end rss user sys
   case $mode in nodemailer | mailmerge) n=$PEER_N ;; esac
   before=$(received)
   rm -f "$WORK"/project/newsletter.db* "$WORK/time.txt"
   local send=("$BIN" -q --config "$WORK/project/newsletter.toml" send --connections "$c")
   start=$(date +%s%N)
   case $mode in
-    limit) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
-             smtp-source -d -s "$c" -m "$n" -F "$EML" "127.0.0.1:$PORT" >/dev/null ;;
-    journal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" "${send[@]}" >/dev/null ;;
-    nojournal) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" "${send[@]}" --no-journal >/dev/null ;;
-    dkim) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
-             "$BIN" -q --config "$WORK/project/dkim.toml" send --connections "$c" >/dev/null ;;
-    starttls) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
-             "$BIN" -q --config "$WORK/project/tls.toml" send --connections "$c" >/dev/null ;;
-    nodemailer) timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
-             node "$WORK/node/send.js" "$PORT" "$n" "$c" "$EML" >/dev/null ;;
-    mailmerge) (cd "$WORK/mm" && timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
-             "$WORK/venv/bin/mailmerge" --template template.txt --database database.csv \
-             --config server.conf --no-dry-run --no-limit --output-format raw >/dev/null) ;;
+    limit) timed smtp-source -d -s "$c" -m "$n" -F "$EML" "127.0.0.1:$PORT" ;;
+    journal) timed "${send[@]}" ;;
+    nojournal) timed "${send[@]}" --no-journal ;;
+    dkim) timed "$BIN" -q --config "$WORK/project/dkim.toml" send --connections "$c" ;;
+    starttls) timed "$BIN" -q --config "$WORK/project/tls.toml" send --connections "$c" ;;
+    nodemailer) timed node "$WORK/node/send.js" "$PORT" "$n" "$c" "$EML" ;;
+    mailmerge) (cd "$WORK/mm" && timed "$WORK/venv/bin/mailmerge" --template template.txt \
+             --database database.csv --config server.conf --no-dry-run --no-limit --output-format raw) ;;
     *) die "unknown mode $mode" ;;
   esac
   end=$(date +%s%N)

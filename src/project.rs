@@ -3,7 +3,7 @@
 //! recipient before anything is sent.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -79,11 +79,29 @@ struct Planned {
 /// their files.
 type Look = std::result::Result<(Templates, Vec<String>), Problems>;
 
-/// Reads the locale and parses the templates.
-fn look(tag: &str, locales: Option<&Path>, templates: Option<&Path>) -> Look {
-    let (locale, warnings) = Locale::load(tag, locales)?;
-    let templates = Templates::load(templates, locale)?;
-    Ok((templates, warnings))
+/// What reading the locale and templates needs of the config, owned, so that it can go to
+/// a thread of its own.
+struct Looks {
+    tag: String,
+    locales: Option<PathBuf>,
+    templates: Option<PathBuf>,
+}
+
+impl Looks {
+    fn of(config: &Config) -> Looks {
+        Looks {
+            tag: config.newsletter.locale.clone(),
+            locales: config.paths.locales.clone(),
+            templates: config.paths.templates.clone(),
+        }
+    }
+
+    /// Reads the locale and parses the templates.
+    fn read(&self) -> Look {
+        let (locale, warnings) = Locale::load(&self.tag, self.locales.as_deref())?;
+        let templates = Templates::load(self.templates.as_deref(), locale)?;
+        Ok((templates, warnings))
+    }
 }
 
 /// The locale and templates being read on a thread of their own.
@@ -94,12 +112,8 @@ impl Ahead {
     /// database opens and the subscribers and articles load, and hands this to
     /// `Project::load_with`.
     pub fn start(config: &Config) -> Ahead {
-        let tag = config.newsletter.locale.clone();
-        let locales = config.paths.locales.clone();
-        let templates = config.paths.templates.clone();
-        Ahead(std::thread::spawn(move || {
-            look(&tag, locales.as_deref(), templates.as_deref())
-        }))
+        let looks = Looks::of(config);
+        Ahead(std::thread::spawn(move || looks.read()))
     }
 
     fn join(self) -> Look {
@@ -156,16 +170,7 @@ fn plan_new(
     .ok();
     let mut notes = Vec::new();
     let templates = ahead
-        .map_or_else(
-            || {
-                look(
-                    &config.newsletter.locale,
-                    config.paths.locales.as_deref(),
-                    config.paths.templates.as_deref(),
-                )
-            },
-            Ahead::join,
-        )
+        .map_or_else(|| Looks::of(config).read(), Ahead::join)
         .map_err(|p| problems.extend(p))
         .ok()
         .map(|(templates, warnings)| {

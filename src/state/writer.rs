@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread::{JoinHandle, Thread};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
 use rusqlite::Connection;
@@ -55,7 +55,7 @@ enum ToApplier {
     /// edition to mark complete in that same commit when none of its rows waits.
     Sync(
         mpsc::Sender<Result<(), String>>,
-        Option<(String, std::time::SystemTime)>,
+        Option<(String, SystemTime)>,
     ),
 }
 
@@ -489,7 +489,7 @@ impl ToDb {
 
     /// Waits until the database holds, durably, every step handed over (and the edition
     /// marked complete if `complete` and done).
-    fn sync(&mut self, complete: Option<(String, std::time::SystemTime)>) -> Result<()> {
+    fn sync(&mut self, complete: Option<(String, SystemTime)>) -> Result<()> {
         let (tx, rx) = mpsc::channel();
         self.tx
             .send(ToApplier::Sync(tx, complete))
@@ -558,7 +558,7 @@ fn into_db(
     journal: &mut Journal,
     pending: &mut Vec<Entry>,
     durable: bool,
-    complete: Option<(&str, std::time::SystemTime)>,
+    complete: Option<(&str, SystemTime)>,
 ) -> Result<(), String> {
     if pending.is_empty() && !durable {
         return Ok(());
