@@ -191,7 +191,10 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         // DKIM signatures are made on threads of their own (`deliver::sign`), with the
         // same keys and time the mailer would use.
         let mailer = project.mailer(edition).unsigned();
-        let build = |r: &Subscriber| outgoing(&composer, &mailer, r);
+        let build = deliver::Build {
+            message_id: &|r| mailer.message_id(r),
+            message: &|r| outgoing(&composer, &mailer, r),
+        };
         let time = mailer.signing_time();
         let sign_with = |bytes: &[u8]| project.dkim.sign(bytes, time);
         let sign: Option<deliver::sign::Sign<'_>> =
@@ -377,7 +380,7 @@ fn deliver_journaled(
     edition: &Edition,
     delivery: Delivery,
     work: &[Work],
-    build: &dyn Fn(&Subscriber) -> Result<crate::mail::message::Outgoing>,
+    build: &deliver::Build<'_>,
     sign: Option<deliver::sign::Sign<'_>>,
 ) -> Result<(Journal, Option<StopReason>)> {
     let writer = Writer::start(
@@ -626,7 +629,10 @@ fn deliver_unjournaled(
     let composer = project.composer(edition);
     render_all(&composer, &recipients)?;
     let mailer = project.mailer(edition);
-    let build = |r: &Subscriber| outgoing(&composer, &mailer, r);
+    let build = deliver::Build {
+        message_id: &|r| mailer.message_id(r),
+        message: &|r| outgoing(&composer, &mailer, r),
+    };
     let (via, mut pacing, connections) = open_transport(project, edition, args)?;
     pacing.retries_per_run = 0;
     pacing.daily_quota = None;

@@ -26,7 +26,7 @@ use crate::deliver::smtp::{Connector, Fatal, Refusal, Session, Verdict};
 use crate::input::subscribers::Subscriber;
 use crate::mail::message::Outgoing;
 use crate::state::Change;
-use crate::state::writer::Recorder;
+use crate::state::writer::{Durable, Recorder};
 
 /// The longest pause when the relay asks to slow down.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_mins(1);
@@ -101,11 +101,20 @@ pub(crate) struct Work {
     pub attempts: u32,
 }
 
+/// The recipient a connection is sending to.
 struct Job {
     email: String,
     attempts: u32,
-    message: Outgoing,
     index: usize,
+}
+
+/// How a recipient's message is made. Its Message-ID comes alone and first: the journal
+/// records it in the recipient's `attempting` step, which is made durable while the
+/// message is composed (and signed) rather than before.
+pub(crate) struct Build<'a> {
+    /// The Message-ID `message` gives the same recipient.
+    pub message_id: &'a dyn Fn(&Subscriber) -> String,
+    pub message: &'a dyn Fn(&Subscriber) -> Result<Outgoing>,
 }
 
 /// A recipient waiting in a pass's queue.
@@ -369,7 +378,7 @@ pub(crate) struct Plan {
 pub(crate) fn run(
     plan: Plan,
     work: &[Work],
-    build: &dyn Fn(&Subscriber) -> Result<Outgoing>,
+    build: &Build<'_>,
     sign: Option<sign::Sign<'_>>,
 ) -> Result<RunEnd> {
     std::thread::scope(|scope| {
@@ -382,7 +391,7 @@ pub(crate) fn run(
 fn run_with(
     plan: Plan,
     work: &[Work],
-    build: &dyn Fn(&Subscriber) -> Result<Outgoing>,
+    build: &Build<'_>,
     signer: Option<&sign::Pool>,
 ) -> Result<RunEnd> {
     let Plan {
@@ -501,7 +510,7 @@ struct Worker<'a> {
     shared: &'a Shared,
     queue: &'a Queue,
     work: &'a [Work],
-    build: &'a dyn Fn(&Subscriber) -> Result<Outgoing>,
+    build: &'a Build<'a>,
     /// A retry pass: its recipients are counted as deferred until taken.
     retry: bool,
 }
@@ -539,40 +548,14 @@ impl Worker<'_> {
             if shared.stopped() {
                 break;
             }
-            let subscriber = &self.work[index].subscriber;
-            let built = match ((self.build)(subscriber), self.signer) {
-                (Ok(mut m), Some(signer)) => {
-                    match signer.sign(std::mem::take(&mut m.bytes)).await {
-                        Ok(bytes) => Ok(Outgoing { bytes, ..m }),
-                        Err(e) => Err(e),
-                    }
-                }
-                (built, _) => built,
-            };
-            let message = match built {
-                Ok(m) => m,
-                Err(e) => {
-                    // This recipient's message cannot exist; the others still go out.
-                    shared.fail_email(
-                        subscriber.email.as_str(),
-                        None,
-                        format!("cannot build the message: {e:#}"),
-                        false,
-                    );
-                    continue;
-                }
-            };
             let job = Job {
-                email: subscriber.email.to_string(),
+                email: self.work[index].subscriber.email.to_string(),
                 attempts,
-                message,
                 index,
             };
             match self.via {
-                Via::Outbox(outbox) => to_outbox(outbox, shared, &job).await,
-                Via::Smtp(connector) => {
-                    over_smtp(connector, &mut session, shared, &job, self.queue).await;
-                }
+                Via::Outbox(outbox) => self.to_outbox(outbox, &job).await,
+                Via::Smtp(connector) => self.over_smtp(connector, &mut session, &job).await,
             }
         }
         if let Some(s) = session {
@@ -594,32 +577,6 @@ async fn watch_signals(shared: Arc<Shared>) {
         _ = int.recv() => {}
     }
     shared.stop(StopReason::Interrupted);
-}
-
-async fn to_outbox(outbox: &Outbox, shared: &Shared, job: &Job) {
-    let attempting = Change::Attempting {
-        message_id: job.message.message_id.clone(),
-    };
-    match shared.recorder.commit(&job.email, attempting).await {
-        Ok(true) => {}
-        Ok(false) => return, // unsubscribed meanwhile
-        Err(e) => {
-            shared.stop(StopReason::Journal(format!("{e:#}")));
-            return;
-        }
-    }
-    match outbox.deliver(&job.message.to, &job.message.bytes) {
-        Ok(path) => {
-            shared.recorder.record(
-                &job.email,
-                Change::Sent {
-                    reply: path.display().to_string(),
-                },
-            );
-            shared.success();
-        }
-        Err(e) => shared.defer(job, None, format!("{e:#}")),
-    }
 }
 
 /// The server refused the message with a reply, or the connection was lost before any
@@ -653,98 +610,187 @@ async fn refused(
     }
 }
 
-async fn over_smtp(
-    connector: &Connector,
-    session: &mut Option<Session>,
-    shared: &Shared,
-    job: &Job,
-    queue: &Queue,
-) {
-    if session
-        .as_ref()
-        .is_some_and(|s| s.sent >= shared.pacing.max_per_connection)
-        && let Some(s) = session.take()
-    {
-        s.quit().await;
+impl Worker<'_> {
+    /// Asks the journal for `job`'s `attempting` step. Its sync starts at once and runs
+    /// while the message is made and the relay answers the envelope: the step must be on
+    /// disk before any content leaves, and asking for it only then would add the sync's
+    /// whole time to every message.
+    fn attempting(&self, job: &Job) -> Option<Durable> {
+        let subscriber = &self.work[job.index].subscriber;
+        let attempting = Change::Attempting {
+            message_id: (self.build.message_id)(subscriber),
+        };
+        match self.shared.recorder.begin(&job.email, attempting) {
+            Ok(durable) => Some(durable),
+            Err(e) => {
+                self.shared.stop(StopReason::Journal(format!("{e:#}")));
+                None
+            }
+        }
     }
-    if session.is_none() {
-        match connector.connect().await {
-            Ok(s) => *session = Some(s),
-            Err(e) if e.downcast_ref::<Fatal>().is_some() => {
-                shared.stop(StopReason::Fatal(format!("{e:#}")));
+
+    /// `job`'s message, composed and signed.
+    async fn message(&self, job: &Job) -> Result<Outgoing> {
+        let subscriber = &self.work[job.index].subscriber;
+        let mut message = (self.build.message)(subscriber)?;
+        debug_assert_eq!(
+            message.message_id,
+            (self.build.message_id)(subscriber),
+            "the attempting step names the message's Message-ID"
+        );
+        if let Some(signer) = self.signer {
+            message.bytes = signer.sign(std::mem::take(&mut message.bytes)).await?;
+        }
+        Ok(message)
+    }
+
+    /// `job`'s message cannot exist: recorded as failed (once its `attempting` step, if it
+    /// was asked for, is known to have applied). The others still go out.
+    async fn unbuildable(&self, job: &Job, attempting: Option<Durable>, e: &anyhow::Error) {
+        let shared = self.shared;
+        if let Some(attempting) = attempting {
+            match attempting.wait().await {
+                Ok(true) => {}
+                Ok(false) => return, // unsubscribed meanwhile
+                Err(e) => return shared.stop(StopReason::Journal(format!("{e:#}"))),
+            }
+        }
+        shared.fail_email(
+            &job.email,
+            None,
+            format!("cannot build the message: {e:#}"),
+            false,
+        );
+    }
+
+    async fn to_outbox(&self, outbox: &Outbox, job: &Job) {
+        let shared = self.shared;
+        let Some(attempting) = self.attempting(job) else {
+            return;
+        };
+        let message = match self.message(job).await {
+            Ok(m) => m,
+            Err(e) => return self.unbuildable(job, Some(attempting), &e).await,
+        };
+        match attempting.wait().await {
+            Ok(true) => {}
+            Ok(false) => return, // unsubscribed meanwhile
+            Err(e) => {
+                shared.stop(StopReason::Journal(format!("{e:#}")));
+                return;
+            }
+        }
+        match outbox.deliver(&message.to, &message.bytes) {
+            Ok(path) => {
+                shared.recorder.record(
+                    &job.email,
+                    Change::Sent {
+                        reply: path.display().to_string(),
+                    },
+                );
+                shared.success();
+            }
+            Err(e) => shared.defer(job, None, format!("{e:#}")),
+        }
+    }
+
+    async fn over_smtp(&self, connector: &Connector, session: &mut Option<Session>, job: &Job) {
+        let (shared, queue) = (self.shared, self.queue);
+        if session
+            .as_ref()
+            .is_some_and(|s| s.sent >= shared.pacing.max_per_connection)
+            && let Some(s) = session.take()
+        {
+            s.quit().await;
+        }
+        if session.is_none() {
+            match connector.connect().await {
+                Ok(s) => *session = Some(s),
+                Err(e) if e.downcast_ref::<Fatal>().is_some() => {
+                    shared.stop(StopReason::Fatal(format!("{e:#}")));
+                    return;
+                }
+                Err(e) => {
+                    // An unreachable or busy relay says nothing about the recipient.
+                    shared.throttled(job, None, format!("{e:#}"), queue);
+                    return;
+                }
+            }
+        }
+        let Some(open) = session.as_mut() else { return };
+
+        // The record that this message may be delivered must be on disk before its content
+        // goes out. Its sync runs during the round trip that ends in the DATA command's 354:
+        // with pipelining, MAIL, RCPT and DATA go together, and the step is asked for even
+        // before the message is composed; without, the relay first accepts the envelope
+        // (until then a stop leaves the recipient pending, not in doubt) and the sync
+        // runs during the DATA command alone.
+        let early = if open.pipelining() {
+            let Some(attempting) = self.attempting(job) else {
+                return;
+            };
+            Some(attempting)
+        } else {
+            None
+        };
+        let message = match self.message(job).await {
+            Ok(m) => m,
+            Err(e) => return self.unbuildable(job, early, &e).await,
+        };
+        let (recorded, started) = if let Some(attempting) = early {
+            tokio::join!(
+                attempting.wait(),
+                open.begin_pipelined(&message.envelope, &message.bytes)
+            )
+        } else {
+            if let Err(r) = open.envelope(&message.envelope, &message.bytes).await {
+                refused(session, shared, job, &r, queue).await;
+                return;
+            }
+            let Some(attempting) = self.attempting(job) else {
+                drop(session.take());
+                return;
+            };
+            tokio::join!(attempting.wait(), open.start_data())
+        };
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                // Unsubscribed meanwhile. The server may be waiting for content: close the
+                // connection without a final dot, so it discards the transaction.
+                drop(session.take());
                 return;
             }
             Err(e) => {
-                // An unreachable or busy relay says nothing about the recipient.
-                shared.throttled(job, None, format!("{e:#}"), queue);
+                shared.stop(StopReason::Journal(format!("{e:#}")));
+                drop(session.take());
                 return;
             }
         }
-    }
-    let Some(open) = session.as_mut() else { return };
-
-    // The record that this message may be delivered must be on disk before its content
-    // goes out. The commit (an fsync) runs during the round trip that ends in the DATA
-    // command's 354: the pipelined MAIL, RCPT and DATA, or the DATA alone. It is asked for
-    // first (`join!` polls in order), so the sync starts before the commands are written.
-    let attempting = Change::Attempting {
-        message_id: job.message.message_id.clone(),
-    };
-    let (recorded, started) = if open.pipelining() {
-        tokio::join!(
-            shared.recorder.commit(&job.email, attempting),
-            open.begin_pipelined(&job.message.envelope, &job.message.bytes)
-        )
-    } else {
-        if let Err(r) = open
-            .envelope(&job.message.envelope, &job.message.bytes)
-            .await
-        {
+        if let Err(r) = started {
             refused(session, shared, job, &r, queue).await;
             return;
         }
-        tokio::join!(
-            shared.recorder.commit(&job.email, attempting),
-            open.start_data()
-        )
-    };
-    match recorded {
-        Ok(true) => {}
-        Ok(false) => {
-            // Unsubscribed meanwhile. The server may be waiting for content: close the
-            // connection without a final dot, so it discards the transaction.
-            drop(session.take());
-            return;
-        }
-        Err(e) => {
-            shared.stop(StopReason::Journal(format!("{e:#}")));
-            drop(session.take());
-            return;
-        }
-    }
-    if let Err(r) = started {
-        refused(session, shared, job, &r, queue).await;
-        return;
-    }
-    match open.content(&job.message.bytes).await {
-        Ok(reply) => {
-            shared.recorder.record(&job.email, Change::Sent { reply });
-            shared.success();
-        }
-        Err(r) if r.outcome_unknown() => {
-            if let Some(s) = session.take() {
-                s.abort().await;
+        match open.content(&message.bytes).await {
+            Ok(reply) => {
+                shared.recorder.record(&job.email, Change::Sent { reply });
+                shared.success();
             }
-            shared.recorder.record(
-                &job.email,
-                Change::InDoubt {
-                    reason: r.reply.clone(),
-                },
-            );
-            shared.counters.in_doubt.fetch_add(1, Ordering::Relaxed);
-            shared.failure(&r.reply);
+            Err(r) if r.outcome_unknown() => {
+                if let Some(s) = session.take() {
+                    s.abort().await;
+                }
+                shared.recorder.record(
+                    &job.email,
+                    Change::InDoubt {
+                        reason: r.reply.clone(),
+                    },
+                );
+                shared.counters.in_doubt.fetch_add(1, Ordering::Relaxed);
+                shared.failure(&r.reply);
+            }
+            Err(r) => refused(session, shared, job, &r, queue).await,
         }
-        Err(r) => refused(session, shared, job, &r, queue).await,
     }
 }
 
@@ -767,36 +813,51 @@ mod tests {
         }
     }
 
+    /// A one-connection run through an outbox in `dir`.
+    fn plan(dir: &std::path::Path, recorder: Recorder, counters: &Arc<Counters>) -> Plan {
+        Plan {
+            via: Via::Outbox(Outbox::new(dir, "e1").expect("outbox")),
+            pacing: Pacing::default(),
+            connections: 1,
+            quota_left: None,
+            recorder,
+            counters: Arc::clone(counters),
+            clock: Clock::at(std::time::UNIX_EPOCH),
+        }
+    }
+
+    fn message_id(s: &Subscriber) -> String {
+        format!("<{}>", s.email)
+    }
+
+    fn message(s: &Subscriber) -> Outgoing {
+        let to = s.email.to_lettre();
+        Outgoing {
+            to: s.email.clone(),
+            envelope: lettre::address::Envelope::new(None, vec![to]).expect("envelope"),
+            message_id: message_id(s),
+            bytes: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+        }
+    }
+
     #[test]
     fn a_message_that_cannot_be_built_fails_its_recipient_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let outbox = Outbox::new(dir.path(), "e1").expect("outbox");
         let list = [
             work("a@example.org"),
             work("b@example.org"),
             work("c@example.org"),
         ];
         let counters = Arc::new(Counters::default());
-        let plan = Plan {
-            via: Via::Outbox(outbox),
-            pacing: Pacing::default(),
-            connections: 1,
-            quota_left: None,
-            recorder: Recorder::disabled(),
-            counters: Arc::clone(&counters),
-            clock: Clock::at(std::time::UNIX_EPOCH),
-        };
-        let build = |s: &Subscriber| -> Result<Outgoing> {
-            if s.email.as_str().starts_with('b') {
-                anyhow::bail!("invalid envelope");
-            }
-            let to = s.email.to_lettre();
-            Ok(Outgoing {
-                to: s.email.clone(),
-                envelope: lettre::address::Envelope::new(None, vec![to]).expect("envelope"),
-                message_id: format!("<{}>", s.email),
-                bytes: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
-            })
+        let plan = plan(dir.path(), Recorder::disabled(), &counters);
+        let build = Build {
+            message_id: &message_id,
+            message: &|s| {
+                if s.email.as_str().starts_with('b') {
+                    anyhow::bail!("invalid envelope");
+                }
+                Ok(message(s))
+            },
         };
         let end = run(plan, &list, &build, None).expect("the run goes on");
         assert_eq!(end.stop, None);
@@ -818,5 +879,44 @@ mod tests {
             .collect();
         files.sort();
         assert_eq!(files, ["a@example.org.eml", "c@example.org.eml"]);
+    }
+
+    #[test]
+    fn a_message_is_composed_while_its_attempting_step_goes_to_disk() {
+        // Composing waits until the send log holds the recipient's attempting step: it
+        // gets there only if the step was asked for before the message was made.
+        let (state_dir, writer) = crate::state::writer::tests::writer(1);
+        let log = crate::state::sendlog::path_for(&state_dir.path().join("state.db"));
+        let email = "r0@harbour.example";
+        let in_log = || {
+            crate::state::sendlog::read(&log).is_ok_and(|(entries, _)| {
+                entries
+                    .iter()
+                    .any(|e| e.email == email && matches!(e.change, Change::Attempting { .. }))
+            })
+        };
+        let build = Build {
+            message_id: &message_id,
+            message: &|s| {
+                let started = crate::clock::instant();
+                // Generous: a loaded machine syncs slowly, but never takes this long.
+                while !in_log() {
+                    if started.elapsed() > Duration::from_secs(20) {
+                        anyhow::bail!("the attempting step was not asked for first");
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(message(s))
+            },
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let counters = Arc::new(Counters::default());
+        let plan = plan(dir.path(), writer.recorder(), &counters);
+        let end = run(plan, &[work(email)], &build, None).expect("the run goes on");
+        assert_eq!(end.stop, None);
+        let problem = counters.last_problem.lock().expect("lock").clone();
+        assert_eq!(problem, None);
+        assert_eq!(counters.sent.load(Ordering::Relaxed), 1);
+        assert_eq!(crate::state::writer::tests::finish_one(writer), "sent");
     }
 }

@@ -100,15 +100,19 @@ impl<'a> Mailer<'a> {
         self
     }
 
+    /// The Message-ID `message` gives `to`: stable per edition and address.
+    pub fn message_id(&self, to: &Subscriber) -> String {
+        self.signer
+            .message_id(&self.edition_id, &to.email, &self.domain)
+    }
+
     pub fn message(&self, to: &Subscriber, encoded: &Encoded) -> Result<Outgoing> {
         let unsubscribe_url = &encoded.unsubscribe_url;
         let recipient = Mailbox::new(
             to.name.as_ref().map(|n| n.as_str().to_string()),
             to.email.to_lettre(),
         );
-        let message_id = self
-            .signer
-            .message_id(&self.edition_id, &to.email, &self.domain);
+        let message_id = self.message_id(to);
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(mailto) = &self.unsubscribe_mailto {
             // The recipient's own token in the subject: a request by mail can only

@@ -161,7 +161,7 @@ fn zero(file: &File, from: u64, to: u64) -> std::io::Result<()> {
 
 /// The records of the log at `path`, in order (none when there is no log), and where the
 /// last one ends.
-fn read(path: &Path) -> Result<(Vec<Entry>, u64)> {
+pub(crate) fn read(path: &Path) -> Result<(Vec<Entry>, u64)> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {

@@ -194,13 +194,10 @@ impl Recorder {
         }
     }
 
-    /// Records a change and returns once it is on disk; `false` when it did not apply (an
-    /// `Attempting` for an address that unsubscribed meanwhile, or a row no longer waiting).
-    pub(crate) async fn commit(&self, email: &str, change: Change) -> Result<bool> {
-        let Some(wait) = self.send(email, change, true)? else {
-            return Ok(true);
-        };
-        answer(wait.await)
+    /// Records a change someone waits for: it goes to the writer at once (its sync starts
+    /// now), and the caller may do other work before it waits (`Durable::wait`).
+    pub(crate) fn begin(&self, email: &str, change: Change) -> Result<Durable> {
+        Ok(Durable(self.send(email, change, true)?))
     }
 
     /// Records changes from a thread outside the send's runtime, in one group; returns,
@@ -217,7 +214,7 @@ impl Recorder {
     }
 
     /// Records a change without waiting. Changes are written in the order they are sent,
-    /// so a later `commit` from the same worker also makes this one durable.
+    /// so a later `begin` from the same worker also makes this one durable.
     pub(crate) fn record(&self, email: &str, change: Change) {
         let _ = self.send(email, change, false);
     }
@@ -258,6 +255,20 @@ impl Recorder {
             queue.ready.notify_one();
         }
         Ok(waiting)
+    }
+}
+
+/// A change handed to the writer (`Recorder::begin`), on its way to disk.
+pub(crate) struct Durable(Option<oneshot::Receiver<Result<bool, String>>>);
+
+impl Durable {
+    /// Returns once the change is on disk; `false` when it did not apply (an `Attempting`
+    /// for an address that unsubscribed meanwhile, or a row no longer waiting).
+    pub(crate) async fn wait(self) -> Result<bool> {
+        match self.0 {
+            Some(wait) => answer(wait.await),
+            None => Ok(true),
+        }
     }
 }
 
@@ -571,12 +582,13 @@ fn into_db(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
 
-    /// A writer for edition `e` with `n` pending rows `r0@…`, `r1@…`.
-    fn writer(n: usize) -> (tempfile::TempDir, Writer) {
+    /// A writer for edition `e` with `n` pending rows `r0@…`, `r1@…`, its database
+    /// `state.db` in the directory returned.
+    pub(crate) fn writer(n: usize) -> (tempfile::TempDir, Writer) {
         let d = tempfile::tempdir().expect("tempdir");
         let path = d.path().join("state.db");
         let mut j = Journal::open(&path).expect("open");
@@ -597,6 +609,17 @@ mod tests {
         let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
         let w = Writer::start(j, &path, "e".into(), clock).expect("start");
         (d, w)
+    }
+
+    /// Finishes a writer of one row (without an error) and returns that row's state.
+    pub(crate) fn finish_one(w: Writer) -> String {
+        let (journal, error) = w.finish();
+        assert_eq!(error, None);
+        journal
+            .expect("journal")
+            .connection()
+            .query_row("SELECT state FROM delivery", [], |r| r.get(0))
+            .expect("row")
     }
 
     fn attempting(i: usize) -> Change {
@@ -620,14 +643,7 @@ mod tests {
         // silent members for ever.
         assert!(started.elapsed() < Duration::from_secs(5));
         drop((asking, silent, recorder));
-        let (journal, error) = w.finish();
-        assert_eq!(error, None);
-        let state: String = journal
-            .expect("journal")
-            .connection()
-            .query_row("SELECT state FROM delivery", [], |r| r.get(0))
-            .expect("row");
-        assert_eq!(state, "attempting");
+        assert_eq!(finish_one(w), "attempting");
     }
 
     #[test]
