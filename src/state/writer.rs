@@ -647,6 +647,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_unsubscribe_committed_during_a_send_is_honoured_for_a_later_message_too() {
+        let (d, w) = writer(3);
+        let recorder = w.recorder();
+        let ask = |i: usize| {
+            recorder
+                .commit_blocking(vec![(format!("r{i}@harbour.example"), attempting(i))])
+                .expect("commit")
+        };
+        assert_eq!(ask(0), vec![true]);
+        Connection::open(d.path().join("state.db"))
+            .expect("open")
+            .execute(
+                "INSERT INTO unsubscribed (email, source, at) VALUES ('r2@harbour.example', 'test', 0)",
+                [],
+            )
+            .expect("unsubscribe");
+        // A group of other addresses is decided after the commit and before r2's: a
+        // shortcut that trusts that read for later groups would send to r2.
+        assert_eq!(ask(1), vec![true]);
+        assert_eq!(ask(2), vec![false], "the unsubscribe is honoured");
+        drop(recorder);
+        let (_, error) = w.finish();
+        assert_eq!(error, None);
+    }
+
+    #[test]
     fn four_members_asking_at_once_are_all_answered() {
         let (_d, w) = writer(4);
         let recorder = w.recorder();
