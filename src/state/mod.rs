@@ -4,6 +4,7 @@
 
 pub(crate) mod db;
 pub(crate) mod deliveries;
+pub(crate) mod departures;
 pub(crate) mod editions;
 pub(crate) mod forget;
 pub(crate) mod inbound;

@@ -5,16 +5,16 @@
 //! wait. A second thread applies the steps to the database in large transactions, off the
 //! path of the messages; the log is replayed into the database after a crash.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, anyhow};
-use rusqlite::Connection;
+use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
+use super::departures::Departures;
 use super::sendlog::{self, Appended, Entry, SendLog};
 use crate::clock::Clock;
 use crate::state::{Change, Journal, State};
@@ -126,9 +126,7 @@ impl Writer {
         let rows = journal.waiting(&edition_id)?;
         let next_seq = journal.log_applied()? + 1;
         let log = SendLog::open(&sendlog::path_for(state))?;
-        let reader = Journal::open_read_only(state)?
-            .context("the state database disappeared")?
-            .into_connection();
+        let departures = Departures::open(state, &rows)?;
         let (to_applier, from_writer) = mpsc::channel::<ToApplier>();
         let applier = std::thread::spawn(move || apply(journal, &from_writer));
         let to_db = ToDb {
@@ -140,7 +138,7 @@ impl Writer {
         let from_workers = Arc::clone(&queue);
         let mut decider = Decider {
             rows,
-            reader,
+            departures,
             edition_id,
             next_seq,
             clock,
@@ -308,7 +306,7 @@ fn answer(
 /// unsubscribes.
 struct Decider {
     rows: HashMap<String, State>,
-    reader: Connection,
+    departures: Departures,
     edition_id: String,
     next_seq: u64,
     clock: Clock,
@@ -317,12 +315,18 @@ struct Decider {
 impl Decider {
     /// The log entries of a batch, and per request whether its change applied.
     fn decide(&mut self, batch: &[Request]) -> Result<(Vec<Entry>, Vec<bool>)> {
-        let gone = self.unsubscribed(batch)?;
+        if batch
+            .iter()
+            .any(|r| matches!(r.change, Change::Attempting { .. }))
+        {
+            self.departures.refresh()?;
+        }
         let now = self.clock.now();
         let mut entries = Vec::with_capacity(batch.len());
         let mut applied = Vec::with_capacity(batch.len());
         for r in batch {
-            let refused = matches!(r.change, Change::Attempting { .. }) && gone.contains(&r.email);
+            let refused =
+                matches!(r.change, Change::Attempting { .. }) && self.departures.contains(&r.email);
             let change = if refused {
                 Change::Skipped {
                     reason: UNSUBSCRIBED.into(),
@@ -350,32 +354,6 @@ impl Decider {
             self.next_seq += 1;
         }
         Ok((entries, applied))
-    }
-
-    /// The addresses of the batch's `Attempting` changes that unsubscribed since the send
-    /// began (`serve` and the CLI commit an unsubscribe before they answer): one read.
-    fn unsubscribed(&self, batch: &[Request]) -> Result<HashSet<String>> {
-        let mut gone = HashSet::new();
-        if !batch
-            .iter()
-            .any(|r| matches!(r.change, Change::Attempting { .. }))
-        {
-            return Ok(gone);
-        }
-        let tx = self.reader.unchecked_transaction()?;
-        {
-            let mut stmt = tx.prepare_cached("SELECT 1 FROM unsubscribed WHERE email = ?1")?;
-            for r in batch
-                .iter()
-                .filter(|r| matches!(r.change, Change::Attempting { .. }))
-            {
-                if stmt.exists([&r.email])? {
-                    gone.insert(r.email.clone());
-                }
-            }
-        }
-        tx.finish()?;
-        Ok(gone)
     }
 }
 
@@ -646,30 +624,49 @@ pub(crate) mod tests {
         assert_eq!(finish_one(w), "attempting");
     }
 
-    #[test]
-    fn an_unsubscribe_committed_during_a_send_is_honoured_for_a_later_message_too() {
-        let (d, w) = writer(3);
+    /// A send of `n` rows in which, after r0's attempt, `between` changes the list from
+    /// another connection (as `serve` and the command line do); then r1, r2, … are
+    /// attempted one by one. Whether each attempt applied.
+    fn attempts_around(n: usize, between: impl FnOnce(&mut Journal)) -> Vec<bool> {
+        let (d, w) = writer(n);
         let recorder = w.recorder();
         let ask = |i: usize| {
             recorder
                 .commit_blocking(vec![(format!("r{i}@harbour.example"), attempting(i))])
-                .expect("commit")
+                .expect("commit")[0]
         };
-        assert_eq!(ask(0), vec![true]);
-        Connection::open(d.path().join("state.db"))
-            .expect("open")
-            .execute(
-                "INSERT INTO unsubscribed (email, source, at) VALUES ('r2@harbour.example', 'test', 0)",
-                [],
-            )
-            .expect("unsubscribe");
-        // A group of other addresses is decided after the commit and before r2's: a
-        // shortcut that trusts that read for later groups would send to r2.
-        assert_eq!(ask(1), vec![true]);
-        assert_eq!(ask(2), vec![false], "the unsubscribe is honoured");
+        let mut applied = vec![ask(0)];
+        between(&mut Journal::open(&d.path().join("state.db")).expect("open"));
+        applied.extend((1..n).map(ask));
         drop(recorder);
         let (_, error) = w.finish();
         assert_eq!(error, None);
+        applied
+    }
+
+    #[test]
+    fn an_unsubscribe_committed_during_a_send_is_honoured_for_a_later_message_too() {
+        // r1's group is decided after the commit and before r2's: a shortcut that trusted
+        // that read for later groups would send to r2.
+        let applied = attempts_around(3, |other| {
+            other
+                .record_unsubscribe("r2@harbour.example", "test", UNIX_EPOCH)
+                .expect("unsubscribe");
+        });
+        assert_eq!(applied, [true, true, false]);
+    }
+
+    #[test]
+    fn an_address_that_left_and_came_back_during_a_send_is_mailed() {
+        let applied = attempts_around(2, |other| {
+            other
+                .record_unsubscribe("r1@harbour.example", "test", UNIX_EPOCH)
+                .expect("unsubscribe");
+            other
+                .record_subscribe("r1@harbour.example", None, UNIX_EPOCH)
+                .expect("subscribe");
+        });
+        assert_eq!(applied, [true, true]);
     }
 
     #[test]
