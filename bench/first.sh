@@ -62,7 +62,13 @@ keep.close()
 PY
 
 new_db() { rm -f "$DB"*; }
-existing_db() { rm -f "$DB"*; cp "$WORK/existing/"* "$WORK/project/"; }
+# The copies are synced to disk, with the directory: a later run finds its files long since
+# written back, and its first sync would otherwise flush the copy.
+existing_db() {
+  rm -f "$DB"*
+  cp "$WORK/existing/"* "$WORK/project/"
+  sync "$WORK/project" "$DB"*
+}
 ours() { ms "$1" -q --config "$WORK/project/newsletter.toml" send; }
 limit() { ms smtp-source -m 1 -s 1 -F "$EML" "127.0.0.1:$PORT"; }
 

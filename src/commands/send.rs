@@ -22,6 +22,7 @@ use crate::exit::Exit;
 use crate::input::subscribers::Subscriber;
 use crate::privacy::Forgotten;
 use crate::project::{Project, outgoing, render_all};
+use crate::render::compose::Composer;
 use crate::schedule::{self, Decision};
 use crate::state::listfile;
 use crate::state::lock::{Locked, RunLock};
@@ -121,10 +122,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             );
             return Ok(Exit::Done);
         }
-        // Every message must render, and the relay must take our credentials, before the
-        // edition is frozen and the first message leaves.
-        render_all(&composer, active.iter().copied())?;
-        preflight(&via)?;
+        ready_to_send(&composer, active.iter().copied(), &via)?;
     }
     let mut resumed = project.resumed;
     if project.config.approval.is_some() && !project.resumed {
@@ -172,8 +170,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         return Ok(Exit::NothingToDo);
     }
     if project.resumed && !work.is_empty() {
-        render_all(&composer, work.iter().map(|w| &w.subscriber))?;
-        preflight(&via)?;
+        ready_to_send(&composer, work.iter().map(|w| &w.subscriber), &via)?;
     }
 
     let mut stop = None;
@@ -447,8 +444,34 @@ fn open_transport(
     })
 }
 
-/// Opens and closes one SMTP session, so that an unreachable relay, refused credentials
-/// or a failed TLS handshake stop the run before anything is frozen or sent.
+/// Every message must render, and the relay must take our credentials, before the edition
+/// is frozen and the first message leaves. The relay's session opens on a thread of its own
+/// while the messages render: over a network it is several round trips (TCP, TLS, EHLO,
+/// AUTH), which the rendering, all computation, need not wait for.
+fn ready_to_send<'a>(
+    composer: &Composer<'_>,
+    recipients: impl IntoIterator<Item = &'a Subscriber>,
+    via: &Via,
+) -> Result<()> {
+    if !matches!(via, Via::Smtp(_)) {
+        render_all(composer, recipients)?;
+        return Ok(());
+    }
+    std::thread::scope(|s| {
+        let probe = s.spawn(|| preflight(via));
+        let rendered = render_all(composer, recipients);
+        let probed = probe
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the check of the relay stopped unexpectedly")));
+        // A message that cannot render is the operator's to fix first.
+        rendered?;
+        probed
+    })
+}
+
+/// Opens one SMTP session, kept for the first messages, so that an unreachable relay,
+/// refused credentials or a failed TLS handshake stop the run before anything is frozen or
+/// sent.
 fn preflight(via: &Via) -> Result<()> {
     let Via::Smtp(connector) = via else {
         return Ok(());
