@@ -126,7 +126,6 @@ impl Writer {
         let rows = journal.waiting(&edition_id)?;
         let next_seq = journal.log_applied()? + 1;
         let log = SendLog::open(&sendlog::path_for(state))?;
-        let departures = Departures::open(state, &rows)?;
         let (to_applier, from_writer) = mpsc::channel::<ToApplier>();
         let applier = std::thread::spawn(move || apply(journal, &from_writer));
         let to_db = ToDb {
@@ -136,14 +135,29 @@ impl Writer {
         };
         let queue = Arc::new(Queue::default());
         let from_workers = Arc::clone(&queue);
-        let mut decider = Decider {
-            rows,
-            departures,
-            edition_id,
-            next_seq,
-            clock,
-        };
-        let handle = std::thread::spawn(move || write(&mut decider, log, &from_workers, to_db));
+        let state = state.to_path_buf();
+        let handle = std::thread::spawn(move || {
+            // The writer's own connection opens on its thread, while the sending thread
+            // goes on to its first message.
+            match Departures::open(&state, &rows) {
+                Ok(departures) => {
+                    let mut decider = Decider {
+                        rows,
+                        departures,
+                        edition_id,
+                        next_seq,
+                        clock,
+                    };
+                    write(&mut decider, log, &from_workers, to_db)
+                }
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    refuse(&from_workers, &e);
+                    to_db.close();
+                    Some(e)
+                }
+            }
+        });
         Ok(Writer {
             queue,
             handle,
@@ -395,6 +409,15 @@ fn write(
     }
     applier.close();
     failed
+}
+
+/// The writer could not start: every request gets `error` until the run is over.
+fn refuse(queue: &Queue, error: &str) {
+    while let Some(batch) = gather(queue) {
+        for done in batch.into_iter().filter_map(|r| r.done) {
+            let _ = done.send(Err(error.to_string()));
+        }
+    }
 }
 
 /// The next batch: what has queued up, once someone waits for a change in it or, when no
