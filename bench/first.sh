@@ -43,10 +43,13 @@ ms() { # command... -> elapsed milliseconds
 DB="$WORK/project/newsletter.db"
 # The later run's database: one send made it; its edition is then removed (the schema,
 # the send log and its applied mark stay) and it is copied, with its WAL and shared-memory
-# files as a run leaves them, back into place before each round.
-"$BIN" -q --config "$WORK/project/newsletter.toml" send >/dev/null
-mkdir -p "$WORK/existing"
-python3 - "$DB" "$WORK/existing" <<'PY'
+# files as a run leaves them, back into place before each round. The baseline gets one
+# made by itself (its schema may be older).
+make_existing() { # binary, directory
+  rm -f "$DB"*
+  "$1" -q --config "$WORK/project/newsletter.toml" send >/dev/null
+  rm -rf "$2" && mkdir -p "$2"
+  python3 - "$DB" "$2" <<'PY'
 import shutil, sqlite3, sys
 db, to = sys.argv[1], sys.argv[2]
 # A second connection stays open while the first closes, so that closing does not fold
@@ -54,19 +57,26 @@ db, to = sys.argv[1], sys.argv[2]
 keep = sqlite3.connect(db)
 keep.execute("SELECT count(*) FROM edition").fetchall()
 c = sqlite3.connect(db)
-c.executescript("DELETE FROM delivery; DELETE FROM edition_article; DELETE FROM edition;")
+tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+for table in ("delivery", "edition_article", "edition_frozen", "edition"):
+    if table in tables:
+        c.execute(f"DELETE FROM {table}")
+c.commit()
 c.close()
 for suffix in ("", "-wal", "-shm", "-sendlog"):
     shutil.copy(db + suffix, to)
 keep.close()
 PY
+}
+make_existing "$BIN" "$WORK/existing"
+if [[ -n "${BASELINE_BIN:-}" ]]; then make_existing "$BASELINE_BIN" "$WORK/existing-baseline"; fi
 
 new_db() { rm -f "$DB"*; }
 # The copies are synced to disk, with the directory: a later run finds its files long since
 # written back, and its first sync would otherwise flush the copy.
-existing_db() {
+existing_db() { # directory
   rm -f "$DB"*
-  cp "$WORK/existing/"* "$WORK/project/"
+  cp "$1/"* "$WORK/project/"
   sync "$WORK/project" "$DB"*
 }
 ours() { ms "$1" -q --config "$WORK/project/newsletter.toml" send; }
@@ -74,11 +84,11 @@ limit() { ms smtp-source -m 1 -s 1 -F "$EML" "127.0.0.1:$PORT"; }
 
 first=() later=() src=() bfirst=() blater=()
 for r in $(seq "$RUNS"); do
-  new_db; f=$(ours "$BIN"); existing_db; l=$(ours "$BIN"); s=$(limit)
+  new_db; f=$(ours "$BIN"); existing_db "$WORK/existing"; l=$(ours "$BIN"); s=$(limit)
   first+=("$f"); later+=("$l"); src+=("$s")
   line="round $r  first run ${f} ms  later run ${l} ms  smtp-source ${s} ms"
   if [[ -n "${BASELINE_BIN:-}" ]]; then
-    new_db; bf=$(ours "$BASELINE_BIN"); existing_db; bl=$(ours "$BASELINE_BIN")
+    new_db; bf=$(ours "$BASELINE_BIN"); existing_db "$WORK/existing-baseline"; bl=$(ours "$BASELINE_BIN")
     bfirst+=("$bf"); blater+=("$bl")
     line+="  baseline ${bf} / ${bl} ms"
   fi

@@ -40,11 +40,9 @@ impl Departures {
         let reader = Journal::open_read_only(state)?
             .context("the state database disappeared")?
             .into_connection();
-        let mut shm = state.as_os_str().to_owned();
-        shm.push("-shm");
         let mut departures = Departures {
             reader,
-            shm: PathBuf::from(shm),
+            shm: super::db::beside(state, "-shm"),
             shm_file: None,
             read_at: None,
             last_change: 0,
