@@ -562,55 +562,7 @@ impl Worker<'_> {
             s.quit().await;
         }
     }
-}
 
-async fn watch_signals(shared: Arc<Shared>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    shared.stop(StopReason::Interrupted);
-}
-
-/// The server refused the message with a reply, or the connection was lost before any
-/// content left: either way the outcome is known, and nothing was delivered. What happens
-/// to the recipient depends on whom the refusal is about (see `transport::reply`).
-async fn refused(
-    session: &mut Option<Session>,
-    shared: &Shared,
-    job: &Job,
-    r: &Refusal,
-    queue: &Queue,
-) {
-    let verdict = r.verdict();
-    if (r.connection_lost || verdict == Verdict::Throttled)
-        && let Some(s) = session.take()
-    {
-        // A relay that asks to slow down gets this connection back.
-        if r.connection_lost {
-            s.abort().await;
-        } else {
-            s.quit().await;
-        }
-    }
-    let (code, reply) = (r.code, r.reply.clone());
-    match verdict {
-        Verdict::BadMailbox => shared.fail(job, code, reply, true),
-        Verdict::RecipientRefused => shared.fail(job, code, reply, false),
-        Verdict::RecipientLater => shared.defer(job, code, reply),
-        Verdict::Throttled => shared.throttled(job, code, reply, queue),
-        Verdict::SenderRefused => shared.sender_refused(job, code, reply),
-    }
-}
-
-impl Worker<'_> {
     /// Asks the journal for `job`'s `attempting` step. Its sync starts at once and runs
     /// while the message is made and the relay answers the envelope: the step must be on
     /// disk before any content leaves, and asking for it only then would add the sync's
@@ -627,6 +579,15 @@ impl Worker<'_> {
                 None
             }
         }
+    }
+
+    /// Whether `job` goes on once its `attempting` step is on disk: not when it did not
+    /// apply (unsubscribed meanwhile), nor when the journal failed (the run stops).
+    fn goes_on(&self, recorded: Result<bool>) -> bool {
+        recorded.unwrap_or_else(|e| {
+            self.shared.stop(StopReason::Journal(format!("{e:#}")));
+            false
+        })
     }
 
     /// `job`'s message, composed and signed.
@@ -647,15 +608,12 @@ impl Worker<'_> {
     /// `job`'s message cannot exist: recorded as failed (once its `attempting` step, if it
     /// was asked for, is known to have applied). The others still go out.
     async fn unbuildable(&self, job: &Job, attempting: Option<Durable>, e: &anyhow::Error) {
-        let shared = self.shared;
-        if let Some(attempting) = attempting {
-            match attempting.wait().await {
-                Ok(true) => {}
-                Ok(false) => return, // unsubscribed meanwhile
-                Err(e) => return shared.stop(StopReason::Journal(format!("{e:#}"))),
-            }
+        if let Some(attempting) = attempting
+            && !self.goes_on(attempting.wait().await)
+        {
+            return;
         }
-        shared.fail_email(
+        self.shared.fail_email(
             &job.email,
             None,
             format!("cannot build the message: {e:#}"),
@@ -672,13 +630,8 @@ impl Worker<'_> {
             Ok(m) => m,
             Err(e) => return self.unbuildable(job, Some(attempting), &e).await,
         };
-        match attempting.wait().await {
-            Ok(true) => {}
-            Ok(false) => return, // unsubscribed meanwhile
-            Err(e) => {
-                shared.stop(StopReason::Journal(format!("{e:#}")));
-                return;
-            }
+        if !self.goes_on(attempting.wait().await) {
+            return;
         }
         match outbox.deliver(&message.to, &message.bytes) {
             Ok(path) => {
@@ -753,19 +706,11 @@ impl Worker<'_> {
             };
             tokio::join!(attempting.wait(), open.start_data())
         };
-        match recorded {
-            Ok(true) => {}
-            Ok(false) => {
-                // Unsubscribed meanwhile. The server may be waiting for content: close the
-                // connection without a final dot, so it discards the transaction.
-                drop(session.take());
-                return;
-            }
-            Err(e) => {
-                shared.stop(StopReason::Journal(format!("{e:#}")));
-                drop(session.take());
-                return;
-            }
+        if !self.goes_on(recorded) {
+            // The server may be waiting for content: close the connection without a final
+            // dot, so it discards the transaction.
+            drop(session.take());
+            return;
         }
         if let Err(r) = started {
             refused(session, shared, job, &r, queue).await;
@@ -791,6 +736,52 @@ impl Worker<'_> {
             }
             Err(r) => refused(session, shared, job, &r, queue).await,
         }
+    }
+}
+
+async fn watch_signals(shared: Arc<Shared>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    shared.stop(StopReason::Interrupted);
+}
+
+/// The server refused the message with a reply, or the connection was lost before any
+/// content left: either way the outcome is known, and nothing was delivered. What happens
+/// to the recipient depends on whom the refusal is about (see `transport::reply`).
+async fn refused(
+    session: &mut Option<Session>,
+    shared: &Shared,
+    job: &Job,
+    r: &Refusal,
+    queue: &Queue,
+) {
+    let verdict = r.verdict();
+    if (r.connection_lost || verdict == Verdict::Throttled)
+        && let Some(s) = session.take()
+    {
+        // A relay that asks to slow down gets this connection back.
+        if r.connection_lost {
+            s.abort().await;
+        } else {
+            s.quit().await;
+        }
+    }
+    let (code, reply) = (r.code, r.reply.clone());
+    match verdict {
+        Verdict::BadMailbox => shared.fail(job, code, reply, true),
+        Verdict::RecipientRefused => shared.fail(job, code, reply, false),
+        Verdict::RecipientLater => shared.defer(job, code, reply),
+        Verdict::Throttled => shared.throttled(job, code, reply, queue),
+        Verdict::SenderRefused => shared.sender_refused(job, code, reply),
     }
 }
 

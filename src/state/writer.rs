@@ -139,24 +139,15 @@ impl Writer {
         let handle = std::thread::spawn(move || {
             // The writer's own connection opens on its thread, while the sending thread
             // goes on to its first message.
-            match Departures::open(&state, &rows) {
-                Ok(departures) => {
-                    let mut decider = Decider {
-                        rows,
-                        departures,
-                        edition_id,
-                        next_seq,
-                        clock,
-                    };
-                    write(&mut decider, log, &from_workers, to_db)
-                }
-                Err(e) => {
-                    let e = format!("{e:#}");
-                    refuse(&from_workers, &e);
-                    to_db.close();
-                    Some(e)
-                }
-            }
+            let departures = Departures::open(&state, &rows).map_err(|e| format!("{e:#}"));
+            let mut decider = Decider {
+                rows,
+                departures,
+                edition_id,
+                next_seq,
+                clock,
+            };
+            write(&mut decider, log, &from_workers, to_db)
         });
         Ok(Writer {
             queue,
@@ -320,7 +311,8 @@ fn answer(
 /// unsubscribes.
 struct Decider {
     rows: HashMap<String, State>,
-    departures: Departures,
+    /// Why it could not be opened, if so: then no message may start.
+    departures: Result<Departures, String>,
     edition_id: String,
     next_seq: u64,
     clock: Clock,
@@ -333,14 +325,17 @@ impl Decider {
             .iter()
             .any(|r| matches!(r.change, Change::Attempting { .. }))
         {
-            self.departures.refresh()?;
+            self.departures
+                .as_mut()
+                .map_err(|e| anyhow!("{e}"))?
+                .refresh()?;
         }
         let now = self.clock.now();
         let mut entries = Vec::with_capacity(batch.len());
         let mut applied = Vec::with_capacity(batch.len());
         for r in batch {
-            let refused =
-                matches!(r.change, Change::Attempting { .. }) && self.departures.contains(&r.email);
+            let refused = matches!(r.change, Change::Attempting { .. })
+                && self.departures.as_ref().is_ok_and(|d| d.contains(&r.email));
             let change = if refused {
                 Change::Skipped {
                     reason: UNSUBSCRIBED.into(),
@@ -409,15 +404,6 @@ fn write(
     }
     applier.close();
     failed
-}
-
-/// The writer could not start: every request gets `error` until the run is over.
-fn refuse(queue: &Queue, error: &str) {
-    while let Some(batch) = gather(queue) {
-        for done in batch.into_iter().filter_map(|r| r.done) {
-            let _ = done.send(Err(error.to_string()));
-        }
-    }
 }
 
 /// The next batch: what has queued up, once someone waits for a change in it or, when no
