@@ -154,6 +154,13 @@ fn spf_findings(dns: &Dns, setup: &Setup) -> Vec<Finding> {
     let record = match spf::record(dns, domain) {
         Ok(r) => r,
         Err(Outcome::PermError(why)) => return vec![Finding::new(Level::Fail, "SPF", why)],
+        Err(Outcome::TempError(why)) => {
+            return vec![Finding::new(
+                Level::Unknown,
+                "SPF",
+                format!("cannot read the SPF record of {domain}: {why}"),
+            )];
+        }
         Err(other) => {
             return vec![Finding::new(
                 Level::Unknown,

@@ -1,22 +1,33 @@
-//! DNS lookups for `check --dns` (hickory's resolver, through the system's resolvers or one
-//! named with `--resolver`), and what the records say about sending as this domain.
+//! DNS lookups for `check --dns`: a stub resolver that asks the system's resolvers (or the
+//! one named with `--resolver`) over UDP, and over TCP when the answer is cut short, and
+//! what the records say about sending as this domain.
+//!
+//! Its own few lines rather than a resolver library: five record types asked of a
+//! recursive server are all this needs, and the library was a tenth of the build's time
+//! (BENCHMARKS.md, "Build").
 
 pub(crate) mod checks;
 pub(crate) mod spf;
+mod wire;
 
-use std::net::{IpAddr, SocketAddr};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hickory_resolver::Resolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::{RData, RecordType};
+use ring::rand::{SecureRandom, SystemRandom};
 
-/// A resolver and the runtime its lookups run on; each lookup blocks until answered.
+use wire::{Data, Kind, Reply};
+
+/// How long one server gets to answer one try, and how many rounds over the servers a
+/// lookup makes before it concludes there is no answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+const ATTEMPTS: usize = 2;
+
+/// Where lookups go; each lookup blocks until answered.
 pub(crate) struct Dns {
-    resolver: Resolver<TokioRuntimeProvider>,
-    runtime: tokio::runtime::Runtime,
+    servers: Vec<SocketAddr>,
+    random: SystemRandom,
     /// Who answers, for messages.
     pub server: String,
 }
@@ -28,73 +39,72 @@ pub(crate) type Answer<T> = Result<Vec<T>>;
 impl Dns {
     /// Asks `server` (`IP` or `IP:PORT`), or the system's resolvers (`/etc/resolv.conf`).
     pub(crate) fn new(server: Option<&str>) -> Result<Dns> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let mut opts = ResolverOpts::default();
-        opts.timeout = Duration::from_secs(5);
-        opts.attempts = 2;
-        // Every name asked is absolute: no search domain may be appended.
-        opts.ndots = 0;
-        let (config, name) = if let Some(s) = server {
+        let (servers, name) = if let Some(s) = server {
             let addr = parse_server(s)?;
-            let mut udp = ConnectionConfig::udp();
-            udp.port = addr.port();
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = addr.port();
-            let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
-            (
-                ResolverConfig::from_name_servers(vec![ns]),
-                addr.to_string(),
-            )
+            (vec![addr], addr.to_string())
         } else {
-            let (config, _) = hickory_resolver::system_conf::read_system_conf().context(
-                "cannot read the system's DNS resolvers (/etc/resolv.conf); name one with --resolver",
-            )?;
-            (config, "the system's resolvers".to_string())
-        };
-        let resolver = {
-            let _guard = runtime.enter();
-            Resolver::builder_with_config(config, TokioRuntimeProvider::default())
-                .with_options(opts)
-                .build()
-                .context("cannot set up the DNS resolver")?
+            let conf = std::fs::read_to_string(RESOLV_CONF).with_context(|| {
+                format!("cannot read the system's DNS resolvers ({RESOLV_CONF}); name one with --resolver")
+            })?;
+            let servers = nameservers(&conf);
+            if servers.is_empty() {
+                bail!("{RESOLV_CONF} names no nameserver; name one with --resolver");
+            }
+            (servers, "the system's resolvers".to_string())
         };
         Ok(Dns {
-            resolver,
-            runtime,
+            servers,
+            random: SystemRandom::new(),
             server: name,
         })
     }
 
-    fn records(&self, name: &str, kind: RecordType) -> Answer<RData> {
-        let fqdn = format!("{}.", name.trim_end_matches('.'));
-        match self
-            .runtime
-            .block_on(self.resolver.lookup(fqdn.as_str(), kind))
-        {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter(|r| r.record_type() == kind)
-                .map(|r| r.data.clone())
-                .collect()),
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
-            Err(e) => Err(anyhow::anyhow!(
-                "no answer for {kind} {name} from {}: {e}",
-                self.server
-            )),
+    /// The records of `kind` at `name`: each server in turn, for `ATTEMPTS` rounds, until
+    /// one answers the question (with records, or that there are none).
+    fn records(&self, name: &str, kind: Kind) -> Answer<Data> {
+        let mut why = String::new();
+        for _ in 0..ATTEMPTS {
+            for &server in &self.servers {
+                why = match self.ask(server, name, kind) {
+                    Ok(reply) if reply.rcode == wire::NOERROR => return Ok(reply.records),
+                    Ok(reply) if reply.rcode == wire::NXDOMAIN => return Ok(Vec::new()),
+                    Ok(reply) => format!("it answered {}", rcode(reply.rcode)),
+                    Err(e) => format!("{e:#}"),
+                };
+                if self.servers.len() > 1 {
+                    why = format!("{server}: {why}");
+                }
+            }
         }
+        bail!(
+            "no answer for {} {name} from {}: {why}",
+            kind.name(),
+            self.server
+        )
+    }
+
+    fn ask(&self, server: SocketAddr, name: &str, kind: Kind) -> Result<Reply> {
+        let mut id = [0u8; 2];
+        self.random
+            .fill(&mut id)
+            .map_err(|_| anyhow::anyhow!("no random query id from the system"))?;
+        let id = u16::from_be_bytes(id);
+        let query = wire::query(id, name, kind)?;
+        let reply = over_udp(server, &query, id, name, kind)?;
+        if reply.truncated {
+            return over_tcp(server, &query, id, name, kind);
+        }
+        Ok(reply)
     }
 
     /// Each TXT record at `name`, its strings joined (RFC 7208 §3.3).
     pub(crate) fn txt(&self, name: &str) -> Answer<String> {
         Ok(self
-            .records(name, RecordType::TXT)?
+            .records(name, Kind::Txt)?
             .into_iter()
             .filter_map(|d| match d {
-                RData::TXT(txt) => Some(
-                    txt.txt_data
+                Data::Txt(strings) => Some(
+                    strings
                         .iter()
                         .map(|s| String::from_utf8_lossy(s).into_owned())
                         .collect::<String>(),
@@ -107,10 +117,10 @@ impl Dns {
     /// The mail exchangers of `name`, lowest preference first.
     pub(crate) fn mx(&self, name: &str) -> Answer<String> {
         let mut found: Vec<(u16, String)> = self
-            .records(name, RecordType::MX)?
+            .records(name, Kind::Mx)?
             .into_iter()
             .filter_map(|d| match d {
-                RData::MX(mx) => Some((mx.preference, host(&mx.exchange.to_string()))),
+                Data::Mx(preference, exchange) => Some((preference, host(&exchange))),
                 _ => None,
             })
             .collect();
@@ -121,18 +131,18 @@ impl Dns {
     /// The IPv4 and IPv6 addresses of `name`.
     pub(crate) fn ips(&self, name: &str) -> Answer<IpAddr> {
         let mut ips: Vec<IpAddr> = self
-            .records(name, RecordType::A)?
+            .records(name, Kind::A)?
             .into_iter()
             .filter_map(|d| match d {
-                RData::A(a) => Some(IpAddr::V4(a.0)),
+                Data::A(a) => Some(IpAddr::V4(a)),
                 _ => None,
             })
             .collect();
         ips.extend(
-            self.records(name, RecordType::AAAA)?
+            self.records(name, Kind::Aaaa)?
                 .into_iter()
                 .filter_map(|d| match d {
-                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    Data::Aaaa(a) => Some(IpAddr::V6(a)),
                     _ => None,
                 }),
         );
@@ -142,13 +152,93 @@ impl Dns {
     /// The names a reverse lookup of `ip` gives.
     pub(crate) fn ptr(&self, ip: IpAddr) -> Answer<String> {
         Ok(self
-            .records(&reverse_name(ip), RecordType::PTR)?
+            .records(&reverse_name(ip), Kind::Ptr)?
             .into_iter()
             .filter_map(|d| match d {
-                RData::PTR(p) => Some(host(&p.0.to_string())),
+                Data::Ptr(name) => Some(host(&name)),
                 _ => None,
             })
             .collect())
+    }
+}
+
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The `nameserver` lines of a resolv.conf, on port 53 (a zone index after `%` dropped).
+fn nameservers(conf: &str) -> Vec<SocketAddr> {
+    conf.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next())?
+        })
+        .filter_map(|ip| ip.split('%').next()?.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+/// One try over UDP from a fresh port: answers from elsewhere are refused by the
+/// connected socket, and answers to another id (a late one, a forged one) are skipped.
+fn over_udp(server: SocketAddr, query: &[u8], id: u16, name: &str, kind: Kind) -> Result<Reply> {
+    let local: IpAddr = if server.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    let socket = UdpSocket::bind((local, 0))?;
+    socket.connect(server)?;
+    socket.send(query)?;
+    let deadline = crate::clock::instant() + TIMEOUT;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let left = deadline.saturating_duration_since(crate::clock::instant());
+        if left.is_zero() {
+            bail!("no answer within {} s", TIMEOUT.as_secs());
+        }
+        socket.set_read_timeout(Some(left))?;
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                bail!("no answer within {} s", TIMEOUT.as_secs())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if buf[..n].starts_with(&id.to_be_bytes()) {
+            return wire::parse(&buf[..n], id, name, kind);
+        }
+    }
+}
+
+/// The same query over TCP, each message behind its two-byte length (RFC 1035 §4.2.2).
+fn over_tcp(server: SocketAddr, query: &[u8], id: u16, name: &str, kind: Kind) -> Result<Reply> {
+    let mut stream = TcpStream::connect_timeout(&server, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    let len = u16::try_from(query.len()).context("a query longer than 64 KB")?;
+    stream.write_all(&[&len.to_be_bytes()[..], query].concat())?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len)?;
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut msg)?;
+    let reply = wire::parse(&msg, id, name, kind)?;
+    if reply.truncated {
+        bail!("the answer over TCP is cut short too");
+    }
+    Ok(reply)
+}
+
+/// The response codes a server may give instead of an answer (RFC 1035 §4.1.1).
+fn rcode(code: u8) -> String {
+    match code {
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        other => format!("response code {other}"),
     }
 }
 
@@ -202,5 +292,17 @@ mod tests {
         assert_eq!(parse_server("127.0.0.1:5353").unwrap().port(), 5353);
         assert_eq!(parse_server("9.9.9.9").unwrap().port(), 53);
         assert!(parse_server("dns.example").is_err());
+    }
+
+    #[test]
+    fn the_nameservers_of_a_resolv_conf() {
+        let conf = "# local\nsearch example.org\nnameserver 10.0.0.53\nnameserver fe80::1%eth0\noptions ndots:2\nnameserver nonsense\n";
+        assert_eq!(
+            nameservers(conf),
+            vec![
+                "10.0.0.53:53".parse::<SocketAddr>().unwrap(),
+                "[fe80::1]:53".parse().unwrap()
+            ]
+        );
     }
 }

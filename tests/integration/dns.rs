@@ -322,3 +322,46 @@ fn a_provider_relay_needs_its_include_and_a_local_relay_cannot_be_verified() {
         "{out}"
     );
 }
+
+#[test]
+fn an_answer_too_long_for_udp_is_asked_again_over_tcp() {
+    // Many verification tokens beside the SPF record at the apex, as large domains have:
+    // ~2.4 KB of TXT, more than a UDP answer may carry (1,232 bytes with EDNS0), so the
+    // server cuts it short and only TCP brings the SPF record.
+    let (p, records) = project();
+    let mut zone_text = zone(&records);
+    for i in 0..24 {
+        let _ = writeln!(
+            zone_text,
+            "@ IN TXT \"site-verification-{i:02}={}\"",
+            "k".repeat(64)
+        );
+    }
+    let run = check_zone(&p, zone_text);
+    let out = run.stdout();
+    run.expect_code(0);
+    assert!(
+        out.contains("ok    SPF    harbour.example authorises 192.0.2.25"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_resolver_that_does_not_answer_leaves_each_check_unconcluded() {
+    let (p, _) = project();
+    // A port of 127.0.0.1 where nothing listens: each query is refused at once.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("port")
+        .port();
+    let run = p.run(&["check", "--dns", "--resolver", &format!("127.0.0.1:{port}")]);
+    let out = run.stdout();
+    assert!(
+        out.contains(&format!(
+            "?     SPF    cannot read the SPF record of harbour.example: no answer for TXT harbour.example from 127.0.0.1:{port}: Connection refused"
+        )) && out.contains("5 checks could not conclude")
+            && !out.contains("ok    "),
+        "{out}"
+    );
+}
