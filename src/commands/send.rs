@@ -226,14 +226,20 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     let complete = journal.complete_if_done(&edition.id, project.clock.now())?;
     // Unsubscribes that arrived during the run (serve, the command line) reach the file.
     write_list_changes(&project.config, &mut journal, &project.clock, log);
-    report(
+    let exit = report(
         &journal,
         edition,
         &destination,
         stop.as_ref(),
         complete,
         cli.quiet,
-    )
+    )?;
+    // After the report: the run's outcome is known and said; this only spares the next
+    // run's start. Never a reason for the send to fail.
+    if let Err(e) = journal.fold_long_log(&project.config.paths.state) {
+        log.warn(format!("the state database's log was not folded: {e:#}"));
+    }
+    Ok(exit)
 }
 
 /// A test copy (`--to`), a dry run, or (with the bench feature) a run without the

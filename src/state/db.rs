@@ -171,6 +171,21 @@ pub struct Journal {
 
 /// A file kept beside the state database: its path with `suffix` added to the name
 /// (`newsletter.db` and `.links.json` make `newsletter.db.links.json`).
+/// Frames in the write-ahead log beyond which `fold_long_log` folds it: 1 MB of 4 KB pages,
+/// read back in ~0.4 ms. A small send adds ~40 frames, so the fold comes every few runs.
+const LONG_LOG: u32 = 256;
+
+/// The frames in the database's write-ahead log, as its index header says (`mxFrame` in
+/// `WalIndexHdr`, `wal.c`: bytes 16 to 19 of the `-shm` file, in the machine's byte
+/// order); `None` when there is no index to read.
+pub(crate) fn wal_frames(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::FileExt;
+    let shm = std::fs::File::open(beside(path, "-shm")).ok()?;
+    let mut frames = [0u8; 4];
+    shm.read_exact_at(&mut frames, 16).ok()?;
+    Some(u32::from_ne_bytes(frames))
+}
+
 pub(crate) fn beside(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(suffix);
@@ -216,6 +231,27 @@ impl Journal {
             true,
         )?;
         migrate(conn)
+    }
+
+    /// Folds the write-ahead log into the database and empties it when it has grown past
+    /// `LONG_LOG` frames; true when it did. A process that opens the database while no
+    /// other has it open rebuilds the log's index by reading the whole log (about 0.4 ms
+    /// per MB here: 20 ms at the 10,000 pages the automatic checkpoint lets it reach), and
+    /// a cron line opens it every few minutes. A reader that holds the log (`serve`) is
+    /// waited for briefly only: the next run's end tries again.
+    pub fn fold_long_log(&self, path: &Path) -> Result<bool> {
+        if wal_frames(path).is_none_or(|frames| frames <= LONG_LOG) {
+            return Ok(false);
+        }
+        self.conn
+            .busy_timeout(std::time::Duration::from_millis(200))?;
+        let busy = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        self.conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(busy? == 0)
     }
 
     /// Opens an existing database read-only; `None` when there is none yet (check,
@@ -340,6 +376,54 @@ fn explain(e: anyhow::Error, path: &Path) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_log_is_folded_into_the_database_and_a_short_one_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("newsletter.db");
+        let wal = beside(&path, "-wal");
+        let mut journal = Journal::open(&path).unwrap();
+        for i in 0..3 {
+            journal
+                .first_note(&format!("slot {i}"), UNIX_EPOCH)
+                .unwrap();
+        }
+        let short = wal_frames(&path).unwrap();
+        assert!(short > 0 && short <= LONG_LOG, "{short} frames");
+        assert!(!journal.fold_long_log(&path).unwrap());
+        assert_eq!(
+            wal_frames(&path),
+            Some(short),
+            "a short log is left as it is"
+        );
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+
+        // Every commit adds at least one frame.
+        let n = usize::try_from(LONG_LOG).unwrap() + 10;
+        for i in 3..n {
+            journal
+                .first_note(&format!("slot {i}"), UNIX_EPOCH)
+                .unwrap();
+        }
+        assert!(wal_frames(&path).unwrap() > LONG_LOG);
+        assert!(journal.fold_long_log(&path).unwrap());
+        assert_eq!(wal_frames(&path), Some(0));
+        assert_eq!(
+            std::fs::metadata(&wal).unwrap().len(),
+            0,
+            "the log is emptied"
+        );
+        drop(journal);
+
+        // Nothing was lost, and the database opens and writes as before.
+        let mut journal = Journal::open(&path).unwrap();
+        let notes: usize = journal
+            .connection()
+            .query_row("SELECT count(*) FROM schedule_note", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(notes, n);
+        assert!(journal.first_note("one more", UNIX_EPOCH).unwrap());
+    }
 
     #[test]
     fn a_database_newer_than_the_binary_is_refused() {

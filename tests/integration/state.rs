@@ -125,3 +125,39 @@ fn a_database_from_a_newer_release_is_refused_and_a_damaged_one_explained() {
         run.stderr()
     );
 }
+
+#[test]
+fn a_send_folds_a_long_log_so_that_the_next_run_need_not_read_it() {
+    let p = Project::new();
+    p.run(&["send"]).expect_code(0);
+    // Earlier runs' commits, left in the log as runs leave it: through a connection that is
+    // not closed before the send (closing the last one would fold the log itself).
+    let conn = rusqlite::Connection::open(p.path("newsletter.db")).expect("open state");
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .expect("no checkpoint");
+    for i in 0..400 {
+        conn.execute(
+            "INSERT INTO schedule_note (slot, at) VALUES (?1, 0)",
+            [format!("slot {i}")],
+        )
+        .expect("a commit");
+    }
+    let wal = p.path("newsletter.db-wal");
+    let long = std::fs::metadata(&wal).expect("log").len();
+    assert!(long > 400 * 4096, "{long} bytes");
+
+    p.write(
+        "articles/wall.md",
+        &crate::harness::article("Harbour wall repaired", "2026-11-26", true),
+    );
+    p.run(&["send"]).expect_code(0);
+    assert_eq!(
+        std::fs::metadata(&wal).expect("log").len(),
+        0,
+        "the send emptied the log"
+    );
+    drop(conn);
+    // Both editions and their rows are in the database.
+    assert_eq!(p.editions(), 2);
+    assert!(counts(&p).iter().all(|c| !c.is_empty()));
+}
