@@ -169,8 +169,6 @@ pub struct Journal {
     pub(super) conn: Connection,
 }
 
-/// A file kept beside the state database: its path with `suffix` added to the name
-/// (`newsletter.db` and `.links.json` make `newsletter.db.links.json`).
 /// Frames in the write-ahead log beyond which `fold_long_log` folds it: 1 MB of 4 KB pages,
 /// read back in ~0.4 ms. A small send adds ~40 frames, so the fold comes every few runs.
 const LONG_LOG: u32 = 256;
@@ -178,7 +176,7 @@ const LONG_LOG: u32 = 256;
 /// The frames in the database's write-ahead log, as its index header says (`mxFrame` in
 /// `WalIndexHdr`, `wal.c`: bytes 16 to 19 of the `-shm` file, in the machine's byte
 /// order); `None` when there is no index to read.
-pub(crate) fn wal_frames(path: &Path) -> Option<u32> {
+fn wal_frames(path: &Path) -> Option<u32> {
     use std::os::unix::fs::FileExt;
     let shm = std::fs::File::open(beside(path, "-shm")).ok()?;
     let mut frames = [0u8; 4];
@@ -186,6 +184,8 @@ pub(crate) fn wal_frames(path: &Path) -> Option<u32> {
     Some(u32::from_ne_bytes(frames))
 }
 
+/// A file kept beside the state database: its path with `suffix` added to the name
+/// (`newsletter.db` and `.links.json` make `newsletter.db.links.json`).
 pub(crate) fn beside(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(suffix);
