@@ -3,8 +3,8 @@
 //! what the records say about sending as this domain.
 //!
 //! Its own few lines rather than a resolver library: five record types asked of a
-//! recursive server are all this needs, and the library was a tenth of the build's time
-//! (BENCHMARKS.md, "Build").
+//! recursive server are all this needs, and the library brought 24 crates and some 20 s
+//! of a cold build's CPU (BENCHMARKS.md, "A lighter build").
 
 pub(crate) mod checks;
 pub(crate) mod spf;
