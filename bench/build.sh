@@ -14,7 +14,8 @@ set -euo pipefail
 RUNS=${RUNS:-2}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK=${WORK:-$ROOT/target/bench-build}
-die() { echo "error: $*" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 [[ "$RUNS" =~ ^[0-9]+$ && "$RUNS" -ge 1 && "$RUNS" -le 20 ]] || die "RUNS must be 1..20"
 [[ -n "${BASELINE:-}" ]] || die "set BASELINE to a git revision to compare with (e.g. BASELINE=HEAD~1)"
 base_rev=$(git -C "$ROOT" rev-parse --verify "$BASELINE^{commit}") || die "no revision $BASELINE"
@@ -66,7 +67,6 @@ for r in $(seq "$RUNS"); do
   if (( r % 2 )); then order="baseline this"; else order="this baseline"; fi
   for side in $order; do build "$side" "$r"; done
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 echo "---"
 echo "this ($(git -C "$ROOT" rev-parse --short HEAD)): median $(median "${wall_this[@]}") s;  baseline ($(git -C "$ROOT" rev-parse --short "$base_rev")): median $(median "${wall_baseline[@]}") s"
 echo "longest units, this:     $(top "$WORK/target-this")"

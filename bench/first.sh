@@ -15,31 +15,17 @@ PORT=${PORT:-39135}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK=${WORK:-$ROOT/target/bench-first}
 BIN="$ROOT/target/release/newsletter"
-
-die() { echo "error: $*" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 [[ "$RUNS" =~ ^[0-9]+$ && "$RUNS" -ge 1 && "$RUNS" -le 1000 ]] || die "RUNS must be 1..1000"
 
-"$ROOT/.ci/install" postfix
-command -v smtp-sink >/dev/null || PATH="$PATH:/usr/sbin"
 (cd "$ROOT" && cargo build --release --quiet)
 rm -rf "$WORK" && mkdir -p "$WORK"
 python3 "$ROOT/bench/make_project.py" --dir "$WORK/project" --n 1 --port "$PORT" --connections 1 >/dev/null
 "$BIN" -q --config "$WORK/project/newsletter.toml" preview --out "$WORK/sample" >/dev/null
 EML=$(ls "$WORK"/sample/*.eml)
 
-if ss -Hltn "sport = :$PORT" | grep -q .; then die "port $PORT is in use; set PORT"; fi
-timeout 3600 smtp-sink -u nobody "127.0.0.1:$PORT" 64 >/dev/null 2>&1 &
-sink=$!
-trap 'kill $sink 2>/dev/null; wait 2>/dev/null || true' EXIT
-for _ in $(seq 50); do ss -Hltn "sport = :$PORT" | grep -q . && break; sleep 0.1; done
-
-ms() { # command... -> elapsed milliseconds
-  local start end
-  start=$(date +%s%N)
-  timeout 60 "$@" >/dev/null
-  end=$(date +%s%N)
-  awk -v ns="$((end - start))" 'BEGIN { printf "%.1f", ns / 1e6 }'
-}
+start_sink "$PORT"
 DB="$WORK/project/newsletter.db"
 # The later run's database: one send made it; its edition is then removed (the schema,
 # the send log and its applied mark stay) and it is copied, with its WAL and shared-memory
@@ -94,8 +80,6 @@ for r in $(seq "$RUNS"); do
   fi
   echo "$line"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-spread() { printf '%s\n' "$@" | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%s-%s", lo, hi}'; }
 row() { # label, values...: the median, the spread, the ratio to smtp-source's median
   local label=$1; shift
   awk -v l="$label" -v m="$(median "$@")" -v s="$(spread "$@")" -v src="$(median "${src[@]}")" \

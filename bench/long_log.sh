@@ -16,21 +16,16 @@ PORT=${PORT:-39137}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK=${WORK:-$ROOT/target/bench-long-log}
 BIN="$ROOT/target/release/newsletter"
-die() { echo "error: $*" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 [[ "$RUNS" =~ ^[0-9]+$ && "$RUNS" -ge 1 && "$RUNS" -le 200 ]] || die "RUNS must be 1..200"
 [[ "$COMMITS" =~ ^[0-9]+$ && "$COMMITS" -ge 1 && "$COMMITS" -le 4500 ]] || die "COMMITS must be 1..4500"
 [[ -n "${BASELINE_BIN:-}" && -x "$BASELINE_BIN" ]] || die "set BASELINE_BIN to an older newsletter binary"
-"$ROOT/.ci/install" postfix
-command -v smtp-sink >/dev/null || PATH="$PATH:/usr/sbin"
 (cd "$ROOT" && cargo build --release --quiet)
 rm -rf "$WORK" && mkdir -p "$WORK"
 P="$WORK/project"
 python3 "$ROOT/bench/make_project.py" --dir "$P" --n 1 --port "$PORT" --connections 1 >/dev/null
-if ss -Hltn "sport = :$PORT" | grep -q .; then die "port $PORT is in use; set PORT"; fi
-timeout 3600 smtp-sink -u nobody "127.0.0.1:$PORT" 64 >/dev/null 2>&1 &
-sink=$!
-trap 'kill $sink 2>/dev/null; wait 2>/dev/null || true' EXIT
-for _ in $(seq 50); do ss -Hltn "sport = :$PORT" | grep -q . && break; sleep 0.1; done
+start_sink "$PORT"
 
 # The edition's rows removed, so the same edition is new again, through a connection that
 # is never closed: closing the last connection would fold the log itself.
@@ -67,13 +62,6 @@ PY
 make_long "$BIN" "$WORK/long"
 make_long "$BASELINE_BIN" "$WORK/long-baseline"
 echo "log left by earlier runs: $(stat -c %s "$WORK/long/newsletter.db-wal") bytes"
-ms() {
-  local start end
-  start=$(date +%s%N)
-  timeout 60 "$@" >/dev/null
-  end=$(date +%s%N)
-  awk -v ns="$((end - start))" 'BEGIN { printf "%.1f", ns / 1e6 }'
-}
 two_runs() { # binary, directory -> "first second"
   rm -f "$P"/newsletter.db*
   cp "$2"/* "$P/"
@@ -99,8 +87,6 @@ for r in $(seq "$RUNS"); do
   done
   echo "$line"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-spread() { printf '%s\n' "$@" | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%s-%s", lo, hi}'; }
 echo "---"
 echo "this build: the run on the long log $(median "${first[@]}") ms ($(spread "${first[@]}")), the run after it $(median "${second[@]}") ms ($(spread "${second[@]}"))"
 echo "baseline:   the run on the long log $(median "${bfirst[@]}") ms ($(spread "${bfirst[@]}")), the run after it $(median "${bsecond[@]}") ms ($(spread "${bsecond[@]}"))"

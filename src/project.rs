@@ -443,8 +443,18 @@ pub fn render_all<'a>(
 
 /// The exact message for one recipient.
 pub fn outgoing(composer: &Composer<'_>, mailer: &Mailer<'_>, to: &Subscriber) -> Result<Outgoing> {
+    outgoing_with(composer, mailer, to, mailer.message_id(to))
+}
+
+/// The exact message for one recipient, whose Message-ID (`Mailer::message_id`) is known.
+pub fn outgoing_with(
+    composer: &Composer<'_>,
+    mailer: &Mailer<'_>,
+    to: &Subscriber,
+    message_id: String,
+) -> Result<Outgoing> {
     let encoded = composer.encode(to).map_err(|p| anyhow::anyhow!("{p}"))?;
-    mailer.message(to, &encoded)
+    mailer.message(to, &encoded, message_id)
 }
 
 /// Renders one recipient, for commands that need a single message.

@@ -21,7 +21,7 @@ use crate::edition::Edition;
 use crate::exit::Exit;
 use crate::input::subscribers::Subscriber;
 use crate::privacy::Forgotten;
-use crate::project::{Project, outgoing, render_all};
+use crate::project::{Project, outgoing_with, render_all};
 use crate::render::compose::Composer;
 use crate::schedule::{self, Decision};
 use crate::state::listfile;
@@ -190,7 +190,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         let mailer = project.mailer(edition).unsigned();
         let build = deliver::Build {
             message_id: &|r| mailer.message_id(r),
-            message: &|r| outgoing(&composer, &mailer, r),
+            message: &|r, id| outgoing_with(&composer, &mailer, r, id),
         };
         let time = mailer.signing_time();
         let sign_with = |bytes: &[u8]| project.dkim.sign(bytes, time);
@@ -660,7 +660,7 @@ fn deliver_unjournaled(
     let mailer = project.mailer(edition);
     let build = deliver::Build {
         message_id: &|r| mailer.message_id(r),
-        message: &|r| outgoing(&composer, &mailer, r),
+        message: &|r, id| outgoing_with(&composer, &mailer, r, id),
     };
     let (via, mut pacing, connections) = open_transport(project, edition, args)?;
     pacing.retries_per_run = 0;

@@ -112,9 +112,10 @@ struct Job {
 /// records it in the recipient's `attempting` step, which is made durable while the
 /// message is composed (and signed) rather than before.
 pub(crate) struct Build<'a> {
-    /// The Message-ID `message` gives the same recipient.
     pub message_id: &'a dyn Fn(&Subscriber) -> String,
-    pub message: &'a dyn Fn(&Subscriber) -> Result<Outgoing>,
+    /// The recipient's message, carrying the Message-ID `message_id` gave it (made once
+    /// per recipient: it is an HMAC).
+    pub message: &'a dyn Fn(&Subscriber, String) -> Result<Outgoing>,
 }
 
 /// A recipient waiting in a pass's queue.
@@ -567,11 +568,8 @@ impl Worker<'_> {
     /// while the message is made and the relay answers the envelope: the step must be on
     /// disk before any content leaves, and asking for it only then would add the sync's
     /// whole time to every message.
-    fn attempting(&self, job: &Job) -> Option<Durable> {
-        let subscriber = &self.work[job.index].subscriber;
-        let attempting = Change::Attempting {
-            message_id: (self.build.message_id)(subscriber),
-        };
+    fn attempting(&self, job: &Job, message_id: String) -> Option<Durable> {
+        let attempting = Change::Attempting { message_id };
         match self.shared.recorder.begin(&job.email, attempting) {
             Ok(durable) => Some(durable),
             Err(e) => {
@@ -590,15 +588,15 @@ impl Worker<'_> {
         })
     }
 
-    /// `job`'s message, composed and signed.
-    async fn message(&self, job: &Job) -> Result<Outgoing> {
+    /// `job`'s Message-ID.
+    fn message_id(&self, job: &Job) -> String {
+        (self.build.message_id)(&self.work[job.index].subscriber)
+    }
+
+    /// `job`'s message, composed with `message_id` and signed.
+    async fn message(&self, job: &Job, message_id: String) -> Result<Outgoing> {
         let subscriber = &self.work[job.index].subscriber;
-        let mut message = (self.build.message)(subscriber)?;
-        debug_assert_eq!(
-            message.message_id,
-            (self.build.message_id)(subscriber),
-            "the attempting step names the message's Message-ID"
-        );
+        let mut message = (self.build.message)(subscriber, message_id)?;
         if let Some(signer) = self.signer {
             message.bytes = signer.sign(std::mem::take(&mut message.bytes)).await?;
         }
@@ -623,10 +621,11 @@ impl Worker<'_> {
 
     async fn to_outbox(&self, outbox: &Outbox, job: &Job) {
         let shared = self.shared;
-        let Some(attempting) = self.attempting(job) else {
+        let message_id = self.message_id(job);
+        let Some(attempting) = self.attempting(job, message_id.clone()) else {
             return;
         };
-        let message = match self.message(job).await {
+        let message = match self.message(job, message_id).await {
             Ok(m) => m,
             Err(e) => return self.unbuildable(job, Some(attempting), &e).await,
         };
@@ -678,15 +677,16 @@ impl Worker<'_> {
         // before the message is composed; without, the relay first accepts the envelope
         // (until then a stop leaves the recipient pending, not in doubt) and the sync
         // runs during the DATA command alone.
+        let message_id = self.message_id(job);
         let early = if open.pipelining() {
-            let Some(attempting) = self.attempting(job) else {
+            let Some(attempting) = self.attempting(job, message_id.clone()) else {
                 return;
             };
             Some(attempting)
         } else {
             None
         };
-        let message = match self.message(job).await {
+        let message = match self.message(job, message_id).await {
             Ok(m) => m,
             Err(e) => return self.unbuildable(job, early, &e).await,
         };
@@ -700,7 +700,7 @@ impl Worker<'_> {
                 refused(session, shared, job, &r, queue).await;
                 return;
             }
-            let Some(attempting) = self.attempting(job) else {
+            let Some(attempting) = self.attempting(job, message.message_id.clone()) else {
                 drop(session.take());
                 return;
             };
@@ -843,7 +843,7 @@ mod tests {
         let plan = plan(dir.path(), Recorder::disabled(), &counters);
         let build = Build {
             message_id: &message_id,
-            message: &|s| {
+            message: &|s, _| {
                 if s.email.as_str().starts_with('b') {
                     anyhow::bail!("invalid envelope");
                 }
@@ -888,7 +888,7 @@ mod tests {
         };
         let build = Build {
             message_id: &message_id,
-            message: &|s| {
+            message: &|s, _| {
                 let started = crate::clock::instant();
                 // Generous: a loaded machine syncs slowly, but never takes this long.
                 while !in_log() {

@@ -106,13 +106,18 @@ impl<'a> Mailer<'a> {
             .message_id(&self.edition_id, &to.email, &self.domain)
     }
 
-    pub fn message(&self, to: &Subscriber, encoded: &Encoded) -> Result<Outgoing> {
+    /// The message to `to`, carrying `message_id` (what `Mailer::message_id` gives `to`).
+    pub fn message(
+        &self,
+        to: &Subscriber,
+        encoded: &Encoded,
+        message_id: String,
+    ) -> Result<Outgoing> {
         let unsubscribe_url = &encoded.unsubscribe_url;
         let recipient = Mailbox::new(
             to.name.as_ref().map(|n| n.as_str().to_string()),
             to.email.to_lettre(),
         );
-        let message_id = self.message_id(to);
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(mailto) = &self.unsubscribe_mailto {
             // The recipient's own token in the subject: a request by mail can only

@@ -173,15 +173,26 @@ pub struct Journal {
 /// read back in ~0.4 ms. A small send adds ~40 frames, so the fold comes every few runs.
 const LONG_LOG: u32 = 256;
 
-/// The frames in the database's write-ahead log, as its index header says (`mxFrame` in
-/// `WalIndexHdr`, `wal.c`: bytes 16 to 19 of the `-shm` file, in the machine's byte
-/// order); `None` when there is no index to read.
-fn wal_frames(path: &Path) -> Option<u32> {
+/// One copy of the WAL-index header (`WalIndexHdr` in `wal.c`) at the start of the `-shm`
+/// file beside the database; of its two copies, the one at offset 0 is written last.
+pub(crate) const WAL_INDEX_HEADER: usize = 48;
+
+/// The WAL-index header as the open `-shm` file holds it now; `None` when unreadable.
+pub(crate) fn wal_index_header(shm: &std::fs::File) -> Option<[u8; WAL_INDEX_HEADER]> {
     use std::os::unix::fs::FileExt;
+    let mut header = [0; WAL_INDEX_HEADER];
+    shm.read_exact_at(&mut header, 0).ok()?;
+    Some(header)
+}
+
+/// The frames in the database's write-ahead log, as its index header says (`mxFrame`:
+/// bytes 16 to 19, in the machine's byte order); `None` when there is no index to read.
+fn wal_frames(path: &Path) -> Option<u32> {
     let shm = std::fs::File::open(beside(path, "-shm")).ok()?;
-    let mut frames = [0u8; 4];
-    shm.read_exact_at(&mut frames, 16).ok()?;
-    Some(u32::from_ne_bytes(frames))
+    let header = wal_index_header(&shm)?;
+    Some(u32::from_ne_bytes([
+        header[16], header[17], header[18], header[19],
+    ]))
 }
 
 /// A file kept beside the state database: its path with `suffix` added to the name

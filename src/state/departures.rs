@@ -10,17 +10,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 
+use super::db::WAL_INDEX_HEADER;
 use super::{Journal, State};
-
-/// One copy of the WAL-index header (`WalIndexHdr` in `wal.c`); of its two copies, the one
-/// at offset 0 is written last.
-const WAL_INDEX_HEADER: usize = 48;
 
 pub(crate) struct Departures {
     reader: Connection,
@@ -111,9 +107,7 @@ impl Departures {
             // The file exists once a connection has used the database in WAL mode.
             self.shm_file = File::open(&self.shm).ok();
         }
-        let mut header = [0; WAL_INDEX_HEADER];
-        self.shm_file.as_ref()?.read_exact_at(&mut header, 0).ok()?;
-        Some(header)
+        super::db::wal_index_header(self.shm_file.as_ref()?)
     }
 }
 
