@@ -1,9 +1,14 @@
-//! One thread makes a running send's delivery steps durable. Workers send it changes; it
-//! decides each against the row's state (kept in memory: during a send it is the only writer
-//! of the edition's rows) and the unsubscribes recorded meanwhile, writes whatever has queued
-//! up to the send log with one `fdatasync` (a group commit), and then answers those that
-//! wait. A second thread applies the steps to the database in large transactions, off the
-//! path of the messages; the log is replayed into the database after a crash.
+//! A running send's delivery steps made durable. Workers queue changes; whoever holds the
+//! logger decides each against the row's state (kept in memory: during a send it is the
+//! only writer of the edition's rows) and the unsubscribes recorded meanwhile, writes
+//! whatever has queued up to the send log with one `fdatasync` (a group commit), and answers
+//! those that wait. The sending thread syncs a group itself when one of its connections
+//! waits for a step (`Durable::wait`): handing the sync to another thread and back cost two
+//! wake-ups across cores per group, more than the sync keeps that thread busy. The writer
+//! thread opens the logger and writes what no sender waits for (the `Sent` steps, after
+//! `LINGER`) and the steps of callers outside the send's runtime. A second thread applies
+//! the steps to the database in large transactions, off the path of the messages; the log
+//! is replayed into the database after a crash.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -66,6 +71,10 @@ enum ToApplier {
 struct Queue {
     pending: Mutex<Pending>,
     ready: Condvar,
+    /// What decides and writes the steps, once the writer thread has opened it. Whoever
+    /// holds it takes the queued requests: a sending thread that waits for its step syncs
+    /// the group itself (`Queue::flush_here`), the writer thread syncs the rest.
+    log: Mutex<Option<Logger>>,
 }
 
 #[derive(Default)]
@@ -99,6 +108,36 @@ impl Queue {
             p.closed = true;
         }
         self.ready.notify_one();
+    }
+
+    /// Takes the queued requests, `MAX_BATCH` at most (for the caller to hold the logger,
+    /// so that requests reach the log in the order they were made).
+    fn take(&self) -> Vec<Request> {
+        let Ok(mut p) = self.pending.lock() else {
+            return Vec::new();
+        };
+        let take = p.requests.len().min(MAX_BATCH);
+        let batch: Vec<Request> = p.requests.drain(..take).collect();
+        p.waiting = p.requests.iter().filter(|r| r.done.is_some()).count();
+        batch
+    }
+
+    /// Makes every queued request durable on the calling thread; `false` when the logger
+    /// is not open yet (the writer thread will, once it is).
+    fn flush_here(&self) -> bool {
+        let Ok(mut slot) = self.log.lock() else {
+            return false;
+        };
+        let Some(logger) = slot.as_mut() else {
+            return false;
+        };
+        loop {
+            let batch = self.take();
+            if batch.is_empty() {
+                return true;
+            }
+            logger.flush(batch);
+        }
     }
 }
 
@@ -140,14 +179,22 @@ impl Writer {
             // The writer's own connection opens on its thread, while the sending thread
             // goes on to its first message.
             let departures = Departures::open(&state, &rows).map_err(|e| format!("{e:#}"));
-            let mut decider = Decider {
+            let decider = Decider {
                 rows,
                 departures,
                 edition_id,
                 next_seq,
                 clock,
             };
-            write(&mut decider, log, &from_workers, to_db)
+            let logger = Logger {
+                decider,
+                log,
+                applier: to_db,
+                failed: None,
+                #[cfg(test)]
+                wrote_on: Vec::new(),
+            };
+            write(logger, &from_workers)
         });
         Ok(Writer {
             queue,
@@ -197,10 +244,14 @@ impl Recorder {
         }
     }
 
-    /// Records a change someone waits for: it goes to the writer at once (its sync starts
-    /// now), and the caller may do other work before it waits (`Durable::wait`).
+    /// Records a change someone waits for: it is queued at once, in order with the
+    /// caller's earlier changes, and made durable when the caller waits for it
+    /// (`Durable::wait`), with whatever other connections queued meanwhile.
     pub(crate) fn begin(&self, email: &str, change: Change) -> Result<Durable> {
-        Ok(Durable(self.send(email, change, true)?))
+        let waiting = self.send(email, change, true, false)?;
+        Ok(Durable(waiting.and_then(|w| {
+            self.queue.as_ref().map(|q| (Arc::clone(q), w))
+        })))
     }
 
     /// Records changes from a thread outside the send's runtime, in one group; returns,
@@ -208,7 +259,7 @@ impl Recorder {
     pub(crate) fn commit_blocking(&self, changes: Vec<(String, Change)>) -> Result<Vec<bool>> {
         let mut waits = Vec::with_capacity(changes.len());
         for (email, change) in changes {
-            waits.push(self.send(&email, change, true)?);
+            waits.push(self.send(&email, change, true, true)?);
         }
         waits
             .into_iter()
@@ -219,15 +270,10 @@ impl Recorder {
     /// Records a change without waiting. Changes are written in the order they are sent,
     /// so a later `begin` from the same worker also makes this one durable.
     pub(crate) fn record(&self, email: &str, change: Change) {
-        let _ = self.send(email, change, false);
+        let _ = self.send(email, change, false, false);
     }
 
-    fn send(
-        &self,
-        email: &str,
-        change: Change,
-        wait: bool,
-    ) -> Result<Option<oneshot::Receiver<Result<bool, String>>>> {
+    fn send(&self, email: &str, change: Change, wait: bool, wake: bool) -> Result<Option<Answer>> {
         let Some(queue) = &self.queue else {
             return Ok(None);
         };
@@ -251,7 +297,7 @@ impl Recorder {
         }
         // The first waiting request starts the writer's clock; the one that completes the
         // group ends its wait.
-        let wake = (wait && (pending.waiting == 1 || pending.complete()))
+        let wake = (wake && wait && (pending.waiting == 1 || pending.complete()))
             || pending.requests.len() >= MAX_BATCH;
         drop(pending);
         if wake {
@@ -262,21 +308,46 @@ impl Recorder {
 }
 
 /// A change handed to the writer (`Recorder::begin`), on its way to disk.
-pub(crate) struct Durable(Option<oneshot::Receiver<Result<bool, String>>>);
+pub(crate) struct Durable(Option<(Arc<Queue>, Answer)>);
+
+/// Whether a change applied, or why the journal failed.
+type Answer = oneshot::Receiver<Result<bool, String>>;
 
 impl Durable {
     /// Returns once the change is on disk; `false` when it did not apply (an `Attempting`
     /// for an address that unsubscribed meanwhile, or a row no longer waiting).
     pub(crate) async fn wait(self) -> Result<bool> {
-        match self.0 {
-            Some(wait) => answer(wait.await),
-            None => Ok(true),
+        let Some((queue, mut wait)) = self.0 else {
+            return Ok(true);
+        };
+        // What runs beside the wait (the envelope, pipelined) goes out first, and the
+        // other connections' ready work adds their steps to the group.
+        tokio::task::yield_now().await;
+        match wait.try_recv() {
+            Ok(got) => return answer(Ok(got)),
+            Err(oneshot::error::TryRecvError::Closed) => {
+                return Err(anyhow!("the journal writer has stopped"));
+            }
+            Err(oneshot::error::TryRecvError::Empty) => {}
         }
+        // Until half the sending connections wait (one of them then syncs for all), or for
+        // `GATHER` at most.
+        let complete = queue.pending.lock().map_or(true, |p| p.complete());
+        if !complete {
+            tokio::select! {
+                got = &mut wait => return answer(got),
+                () = tokio::time::sleep(GATHER) => {}
+            }
+        }
+        if !queue.flush_here() {
+            queue.ready.notify_one();
+        }
+        answer(wait.await)
     }
 }
 
-/// A sending connection, for as long as it lives: the writer waits (up to `GATHER`) for
-/// half the members' changes before a sync.
+/// A sending connection, for as long as it lives: a sync waits (up to `GATHER`) for half
+/// the members' changes.
 pub(crate) struct Member {
     queue: Option<Arc<Queue>>,
 }
@@ -366,23 +437,31 @@ impl Decider {
     }
 }
 
-/// The writer thread: the first error, if any.
-fn write(
-    decider: &mut Decider,
-    mut log: SendLog,
-    queue: &Queue,
-    mut applier: ToDb,
-) -> Option<String> {
-    let mut failed: Option<String> = None;
-    while let Some(batch) = gather(queue) {
-        // After a failure nothing more is written: the caller stops the run, and the log
-        // keeps the last steps that reached the disk.
-        let result = match &failed {
+/// What makes steps durable: the decider, the log, the way to the database.
+struct Logger {
+    decider: Decider,
+    log: SendLog,
+    applier: ToDb,
+    /// The first error: after it nothing more is written (the caller stops the run, and
+    /// the log keeps the last steps that reached the disk).
+    failed: Option<String>,
+    /// The threads that wrote each group, in order.
+    #[cfg(test)]
+    wrote_on: Vec<std::thread::ThreadId>,
+}
+
+impl Logger {
+    /// Decides `batch`, makes it durable and answers those that wait.
+    fn flush(&mut self, batch: Vec<Request>) {
+        #[cfg(test)]
+        self.wrote_on.push(std::thread::current().id());
+        let result = match &self.failed {
             Some(e) => Err(e.clone()),
-            None => durable(decider, &mut log, &batch, &mut applier).map_err(|e| format!("{e:#}")),
+            None => durable(&mut self.decider, &mut self.log, &batch, &mut self.applier)
+                .map_err(|e| format!("{e:#}")),
         };
         if let Err(e) = &result {
-            failed.get_or_insert_with(|| e.clone());
+            self.failed.get_or_insert_with(|| e.clone());
         }
         for (i, r) in batch.into_iter().enumerate() {
             if let Some(done) = r.done {
@@ -394,33 +473,58 @@ fn write(
             }
         }
     }
-    // The run is over: once the database holds every step, the log is cleared.
-    if failed.is_none() {
-        let complete = Some((decider.edition_id.clone(), decider.clock.now()));
-        let end = applier.sync(complete).and_then(|()| log.wipe());
-        if let Err(e) = end {
-            failed = Some(format!("{e:#}"));
-        }
-    }
-    applier.close();
-    failed
 }
 
-/// The next batch: what has queued up, once someone waits for a change in it or, when no
-/// one does, after `LINGER`. `None` when the run is over and everything is written.
-fn gather(queue: &Queue) -> Option<Vec<Request>> {
+/// The writer thread: the first error, if any.
+fn write(logger: Logger, queue: &Queue) -> Option<String> {
+    match queue.log.lock() {
+        Ok(mut slot) => *slot = Some(logger),
+        Err(_) => return Some("the journal writer stopped unexpectedly".into()),
+    }
+    // Steps asked for before the logger was open.
+    queue.flush_here();
+    loop {
+        let more = due(queue);
+        queue.flush_here();
+        if !more {
+            break;
+        }
+    }
+    let Some(mut logger) = queue.log.lock().ok().and_then(|mut slot| slot.take()) else {
+        return Some("the journal writer stopped unexpectedly".into());
+    };
+    // The run is over: once the database holds every step, the log is cleared.
+    if logger.failed.is_none() {
+        let complete = Some((
+            logger.decider.edition_id.clone(),
+            logger.decider.clock.now(),
+        ));
+        let end = logger
+            .applier
+            .sync(complete)
+            .and_then(|()| logger.log.wipe());
+        if let Err(e) = end {
+            logger.failed = Some(format!("{e:#}"));
+        }
+    }
+    logger.applier.close();
+    logger.failed
+}
+
+/// Waits until what has queued up is due: once someone waits for a change in it or, when
+/// no one does, after `LINGER`. `false` when the run is over and everything is taken.
+fn due(queue: &Queue) -> bool {
     // A poisoned lock means a worker panicked while queueing: the run is over.
-    let mut p = queue.pending.lock().ok()?;
+    let Ok(mut p) = queue.pending.lock() else {
+        return false;
+    };
     let mut deadline = None;
     loop {
         if p.complete() || p.requests.len() >= MAX_BATCH {
             break;
         }
         if p.closed {
-            if p.requests.is_empty() {
-                return None;
-            }
-            break;
+            return !p.requests.is_empty();
         }
         if p.waiting > 0 {
             let now = crate::clock::instant();
@@ -428,19 +532,21 @@ fn gather(queue: &Queue) -> Option<Vec<Request>> {
             if now >= until {
                 break;
             }
-            p = queue.ready.wait_timeout(p, until - now).ok()?.0;
+            let Ok((next, _)) = queue.ready.wait_timeout(p, until - now) else {
+                return false;
+            };
+            p = next;
             continue;
         }
-        let (next, waited) = queue.ready.wait_timeout(p, LINGER).ok()?;
+        let Ok((next, waited)) = queue.ready.wait_timeout(p, LINGER) else {
+            return false;
+        };
         p = next;
         if waited.timed_out() && !p.requests.is_empty() && p.waiting == 0 {
             break;
         }
     }
-    let take = p.requests.len().min(MAX_BATCH);
-    let batch: Vec<Request> = p.requests.drain(..take).collect();
-    p.waiting = p.requests.iter().filter(|r| r.done.is_some()).count();
-    Some(batch)
+    true
 }
 
 /// Decides a batch and makes its steps durable; returns, per request, whether it applied.
@@ -654,6 +760,59 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_sender_that_waits_writes_the_group_itself_with_the_other_connections_steps() {
+        const ROUNDS: usize = 10;
+        let (_d, w) = writer(2 * ROUNDS);
+        let recorder = w.recorder();
+        let members: Vec<Member> = (0..2).map(|_| recorder.member()).collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // Once the writer thread has opened the logger, no group waits for it.
+        let open = crate::clock::instant();
+        while w.queue.log.lock().expect("lock").is_none() {
+            assert!(open.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for round in 0..ROUNDS {
+            let (a, b) = (2 * round, 2 * round + 1);
+            let (first, second) = runtime.block_on(async {
+                let first = recorder.begin(&format!("r{a}@harbour.example"), attempting(a));
+                let second = recorder.begin(&format!("r{b}@harbour.example"), attempting(b));
+                tokio::join!(first.expect("begin").wait(), second.expect("begin").wait())
+            });
+            assert!(first.expect("first") && second.expect("second"));
+        }
+        let wrote_on = w
+            .queue
+            .log
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .expect("logger")
+            .wrote_on
+            .clone();
+        // The writer thread, looking every `LINGER`, may take a group now and then; the
+        // sender writes the others, each both connections' steps in one group.
+        let here = std::thread::current().id();
+        let by_sender = wrote_on.iter().filter(|t| **t == here).count();
+        assert!(
+            by_sender > ROUNDS / 2,
+            "{by_sender} of {} groups",
+            wrote_on.len()
+        );
+        assert!(
+            wrote_on.len() <= ROUNDS + 2,
+            "{} groups for {ROUNDS} pairs",
+            wrote_on.len()
+        );
+        drop((members, recorder));
+        let (_, error) = w.finish();
+        assert_eq!(error, None);
+    }
+
+    #[test]
     fn an_unsubscribe_committed_during_a_send_is_honoured_for_a_later_message_too() {
         // r1's group is decided after the commit and before r2's: a shortcut that trusted
         // that read for later groups would send to r2.
@@ -765,7 +924,8 @@ pub(crate) mod tests {
     fn a_sync_waits_for_half_the_members_then_goes_without_them() {
         let q = queue(3, 1);
         let started = crate::clock::instant();
-        let batch = gather(&q).expect("batch");
+        assert!(due(&q));
+        let batch = q.take();
         assert_eq!(batch.len(), 1);
         assert!(started.elapsed() >= GATHER, "{:?}", started.elapsed());
     }
@@ -773,10 +933,12 @@ pub(crate) mod tests {
     #[test]
     fn a_complete_group_is_taken_whole() {
         let q = queue(4, 2);
-        assert_eq!(gather(&q).expect("batch").len(), 2);
+        assert!(due(&q));
+        assert_eq!(q.take().len(), 2);
         assert_eq!(q.pending.lock().expect("lock").waiting, 0);
         // No member: a lone request (the list watcher's) is a complete group.
         let q = queue(0, 1);
-        assert_eq!(gather(&q).expect("batch").len(), 1);
+        assert!(due(&q));
+        assert_eq!(q.take().len(), 1);
     }
 }
