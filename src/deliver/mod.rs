@@ -564,10 +564,10 @@ impl Worker<'_> {
         }
     }
 
-    /// Asks the journal for `job`'s `attempting` step. Its sync starts at once and runs
-    /// while the message is made and the relay answers the envelope: the step must be on
-    /// disk before any content leaves, and asking for it only then would add the sync's
-    /// whole time to every message.
+    /// Asks the journal for `job`'s `attempting` step. It queues at once, so that another
+    /// connection's sync may carry it, and is synced at the latest when the caller waits
+    /// for it, once the envelope has gone out: the step must be on disk before any content
+    /// leaves, and the sync then runs while the relay answers the envelope.
     fn attempting(&self, job: &Job, message_id: String) -> Option<Durable> {
         let attempting = Change::Attempting { message_id };
         match self.shared.recorder.begin(&job.email, attempting) {
@@ -674,9 +674,9 @@ impl Worker<'_> {
         // The record that this message may be delivered must be on disk before its content
         // goes out. Its sync runs during the round trip that ends in the DATA command's 354:
         // with pipelining, MAIL, RCPT and DATA go together, and the step is asked for even
-        // before the message is composed; without, the relay first accepts the envelope
-        // (until then a stop leaves the recipient pending, not in doubt) and the sync
-        // runs during the DATA command alone.
+        // before the message is composed (another connection's sync may carry it); without,
+        // the relay first accepts the envelope (until then a stop leaves the recipient
+        // pending, not in doubt) and the sync runs during the DATA command alone.
         let message_id = self.message_id(job);
         let early = if open.pipelining() {
             let Some(attempting) = self.attempting(job, message_id.clone()) else {
