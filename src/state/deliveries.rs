@@ -191,6 +191,31 @@ impl Journal {
         Ok((new.len(), skipped))
     }
 
+    /// Writes a new edition's pending rows (during its send, beside the first messages).
+    /// Not synced: the send's last commit is, and a crash before it loses nothing that
+    /// matters (a step for a row not written creates it; the next run resumes the edition
+    /// and adds the rows still missing).
+    pub(crate) fn add_pending(
+        &mut self,
+        edition_id: &str,
+        recipients: &[String],
+        now: SystemTime,
+    ) -> Result<()> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = self
+            .conn
+            .transaction()
+            .map_err(anyhow::Error::from)
+            .and_then(|tx| {
+                insert_pending(&tx, edition_id, recipients, now)?;
+                Ok(tx.commit()?)
+            });
+        // The connection's other writes stay synced to disk, whatever happened here.
+        let reset = self.conn.pragma_update(None, "synchronous", "FULL");
+        result?;
+        Ok(reset?)
+    }
+
     /// Addresses to attempt in this run, in the order they were added, with the number
     /// of attempts each has had.
     /// The recipients still to send to, with their attempts so far. With `due_by`, a

@@ -276,21 +276,29 @@ fn apply_steps(
     // Each row's steps in their order (rows do not depend on each other); a message's
     // attempting and sent in the same batch, the usual case, as one statement: half the
     // index updates.
+    // A row missing (a new edition's rows are written during its send, and a crash may
+    // come first) is created pending by its first step that finds none.
     let mut sent: BTreeMap<NaiveDate, usize> = BTreeMap::new();
     for ((edition, email), steps) in rows {
         if let [attempt, done] = steps.as_slice()
             && let (Change::Attempting { message_id }, Change::Sent { reply }) =
                 (&attempt.change, &done.change)
         {
-            if attempted_and_sent(&tx, edition, email, message_id, reply, done.at)? {
+            let both = || attempted_and_sent(&tx, edition, email, message_id, reply, done.at);
+            if both()? || (add_missing(&tx, edition, email, attempt.at)? && both()?) {
                 *sent.entry(utc_day(done.at)).or_default() += 1;
             }
             continue;
         }
+        let mut looked = false;
         for e in steps {
-            if apply(&tx, edition, email, &e.change, e.at)?
-                && matches!(e.change, Change::Sent { .. })
-            {
+            let mut applied = apply(&tx, edition, email, &e.change, e.at)?;
+            if !applied && !looked {
+                looked = true;
+                applied = add_missing(&tx, edition, email, e.at)?
+                    && apply(&tx, edition, email, &e.change, e.at)?;
+            }
+            if applied && matches!(e.change, Change::Sent { .. }) {
                 *sent.entry(utc_day(e.at)).or_default() += 1;
             }
         }
@@ -307,6 +315,23 @@ fn apply_steps(
     }
     tx.commit()?;
     Ok(applied)
+}
+
+/// Creates `email`'s pending row in `edition` if the edition exists and the row does not;
+/// whether it did.
+fn add_missing(
+    tx: &rusqlite::Transaction<'_>,
+    edition: &str,
+    email: &str,
+    at: SystemTime,
+) -> rusqlite::Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO delivery (edition_id, email, state, updated_at) \
+             SELECT ?1, ?2, 'pending', ?3 WHERE EXISTS (SELECT 1 FROM edition WHERE id = ?1)",
+        )?
+        .execute(params![edition, email, unix(at)])?;
+    Ok(n > 0)
 }
 
 /// FNV-1a, 64 bits: enough to tell a whole record from a torn or stale one.
@@ -598,6 +623,50 @@ mod tests {
         // Applied once: the same steps again change nothing.
         assert_eq!(batched.apply_log(&entries, true, None).expect("again"), 8);
         assert_eq!(batched.sent_on(utc_day(at)).expect("count"), 2);
+    }
+
+    #[test]
+    fn a_step_for_a_row_not_written_yet_creates_it_in_an_edition_that_exists() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut j = Journal::open(&d.path().join("state.db")).expect("open");
+        j.connection()
+            .execute(
+                "INSERT INTO edition (id, date, created_at, frozen) VALUES ('e', '2026-11-27', 0, '{}')",
+                [],
+            )
+            .expect("edition");
+        let change = every_change();
+        let (attempting, sent) = (&change[0], &change[1]);
+        let step = |seq: u64, edition: &str, email: &str, change: &Change| Entry {
+            edition: edition.into(),
+            ..entry(seq, email, change.clone())
+        };
+        let entries = [
+            // A message sent whole, one left in flight, and a step of an edition that
+            // does not exist, which makes nothing.
+            step(1, "e", "a@example.org", attempting),
+            step(2, "e", "a@example.org", sent),
+            step(3, "e", "b@example.org", attempting),
+            step(4, "gone", "c@example.org", attempting),
+        ];
+        assert_eq!(j.apply_log(&entries, true, None).expect("apply"), 4);
+        let rows: Vec<(String, String, String)> = j
+            .connection()
+            .prepare("SELECT edition_id, email, state FROM delivery ORDER BY email")
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        let row = |e: &str, m: &str, s: &str| (e.to_string(), m.to_string(), s.to_string());
+        assert_eq!(
+            rows,
+            [
+                row("e", "a@example.org", "sent"),
+                row("e", "b@example.org", "attempting")
+            ]
+        );
+        assert_eq!(j.sent_on(utc_day(entries[1].at)).expect("count"), 1);
     }
 
     #[test]

@@ -55,6 +55,8 @@ struct Request {
 }
 
 enum ToApplier {
+    /// A new edition's pending rows, to write before any step (`Writer::start`).
+    Rows(String, Vec<String>, SystemTime),
     Entries(Vec<Entry>),
     /// Apply everything so far, durably, then answer; at the end of the run, with the
     /// edition to mark complete in that same commit when none of its rows waits.
@@ -155,17 +157,28 @@ pub(crate) struct Recorder {
 
 impl Writer {
     /// Starts the two threads for one edition's send. `state` is the database's path; the
-    /// journal must have replayed any earlier log (`Journal::replay_send_log`).
+    /// journal must have replayed any earlier log (`Journal::replay_send_log`). `new_rows`
+    /// are pending rows not in the database yet (a new edition's recipients): the database
+    /// thread writes them first, while the first messages leave.
     pub(crate) fn start(
         journal: Journal,
         state: &Path,
         edition_id: String,
         clock: Clock,
+        new_rows: Vec<String>,
     ) -> Result<Writer> {
-        let rows = journal.waiting(&edition_id)?;
+        let mut rows = journal.waiting(&edition_id)?;
+        rows.reserve(new_rows.len());
+        for email in &new_rows {
+            rows.entry(email.clone()).or_insert(State::Pending);
+        }
         let next_seq = journal.log_applied()? + 1;
         let log = SendLog::open(&sendlog::path_for(state))?;
         let (to_applier, from_writer) = mpsc::channel::<ToApplier>();
+        if !new_rows.is_empty() {
+            // Before any step, in the channel's order.
+            let _ = to_applier.send(ToApplier::Rows(edition_id.clone(), new_rows, clock.now()));
+        }
         let applier = std::thread::spawn(move || apply(journal, &from_writer));
         let to_db = ToDb {
             tx: to_applier,
@@ -621,6 +634,9 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
     let mut applied_at = crate::clock::instant();
     loop {
         let result = match rx.try_recv() {
+            Ok(ToApplier::Rows(edition, emails, at)) => journal
+                .add_pending(&edition, &emails, at)
+                .map_err(|e| format!("cannot record the edition's recipients: {e:#}")),
             Ok(ToApplier::Entries(mut entries)) => {
                 pending.append(&mut entries);
                 continue;
@@ -700,7 +716,7 @@ pub(crate) mod tests {
                 .expect("row");
         }
         let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
-        let w = Writer::start(j, &path, "e".into(), clock).expect("start");
+        let w = Writer::start(j, &path, "e".into(), clock, Vec::new()).expect("start");
         (d, w)
     }
 
@@ -810,6 +826,49 @@ pub(crate) mod tests {
         drop((members, recorder));
         let (_, error) = w.finish();
         assert_eq!(error, None);
+    }
+
+    #[test]
+    fn a_new_editions_rows_are_written_by_the_database_thread_and_take_their_steps() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("state.db");
+        let mut j = Journal::open(&path).expect("open");
+        j.connection()
+            .execute(
+                "INSERT INTO edition (id, date, created_at, frozen) VALUES ('e', '2026-11-27', 0, '{}')",
+                [],
+            )
+            .expect("edition");
+        let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
+        let emails: Vec<String> = (0..3).map(|i| format!("r{i}@harbour.example")).collect();
+        let w = Writer::start(j, &path, "e".into(), clock, emails).expect("start");
+        let recorder = w.recorder();
+        let took = recorder
+            .commit_blocking(vec![
+                ("r1@harbour.example".into(), attempting(1)),
+                (
+                    "r1@harbour.example".into(),
+                    Change::Sent {
+                        reply: "250 ok".into(),
+                    },
+                ),
+            ])
+            .expect("commit");
+        assert_eq!(took, [true, true]);
+        drop(recorder);
+        let (journal, error) = w.finish();
+        assert_eq!(error, None);
+        let rows: Vec<(String, String)> = journal
+            .expect("journal")
+            .connection()
+            .prepare("SELECT email, state FROM delivery ORDER BY rowid")
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        let row = |i: usize, s: &str| (format!("r{i}@harbour.example"), s.to_string());
+        assert_eq!(rows, [row(0, "pending"), row(1, "sent"), row(2, "pending")]);
     }
 
     #[test]

@@ -108,6 +108,30 @@ fn killed_after_the_final_dot_the_message_is_in_doubt_and_not_resent() {
     assert_eq!(state_of(&p, &emails[2]), "sent");
 }
 
+#[test]
+fn killed_before_a_new_editions_rows_were_written_no_one_gets_two() {
+    // A new edition's pending rows are written beside its first messages, without a sync
+    // of their own: a crash (a power cut) may come before they reach the disk. As if it
+    // had: the rows gone and nothing of the send log applied yet.
+    let (p, emails, server) = kill_at(Point::DataEnd(3), 5);
+    assert_eq!(server.messages().len(), 3);
+    let conn = rusqlite::Connection::open(p.path("newsletter.db")).expect("open state");
+    conn.execute_batch("DELETE FROM delivery; UPDATE send_log SET applied = 0;")
+        .expect("undo the rows");
+    drop(conn);
+
+    let rerun = p.run(&["send"]);
+    rerun.expect_code(4);
+    assert_eq!(
+        server.deliveries(),
+        exactly_once(&emails),
+        "no one twice, no one skipped"
+    );
+    assert_eq!(state_of(&p, &emails[0]), "sent");
+    assert_eq!(state_of(&p, &emails[2]), "in_doubt");
+    assert_eq!(state_of(&p, &emails[4]), "sent");
+}
+
 /// Holds every write to the send log of process `pid` (strace injects a long delay into
 /// them) until the process dies; returns once strace traces each of its threads.
 #[allow(clippy::zombie_processes)] // returned: the caller kills and waits for it
