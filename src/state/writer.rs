@@ -695,9 +695,8 @@ pub(crate) mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
 
-    /// A writer for edition `e` with `n` pending rows `r0@…`, `r1@…`, its database
-    /// `state.db` in the directory returned.
-    pub(crate) fn writer(n: usize) -> (tempfile::TempDir, Writer) {
+    /// A database `state.db` in the directory returned, with edition `e` and no rows.
+    fn edition_e() -> (tempfile::TempDir, std::path::PathBuf, Journal) {
         let d = tempfile::tempdir().expect("tempdir");
         let path = d.path().join("state.db");
         let mut j = Journal::open(&path).expect("open");
@@ -707,6 +706,13 @@ pub(crate) mod tests {
                 [],
             )
             .expect("edition");
+        (d, path, j)
+    }
+
+    /// A writer for edition `e` with `n` pending rows `r0@…`, `r1@…`, its database
+    /// `state.db` in the directory returned.
+    pub(crate) fn writer(n: usize) -> (tempfile::TempDir, Writer) {
+        let (d, path, mut j) = edition_e();
         for i in 0..n {
             j.connection()
                 .execute(
@@ -830,15 +836,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_new_editions_rows_are_written_by_the_database_thread_and_take_their_steps() {
-        let d = tempfile::tempdir().expect("tempdir");
-        let path = d.path().join("state.db");
-        let mut j = Journal::open(&path).expect("open");
-        j.connection()
-            .execute(
-                "INSERT INTO edition (id, date, created_at, frozen) VALUES ('e', '2026-11-27', 0, '{}')",
-                [],
-            )
-            .expect("edition");
+        let (_d, path, j) = edition_e();
         let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
         let emails: Vec<String> = (0..3).map(|i| format!("r{i}@harbour.example")).collect();
         let w = Writer::start(j, &path, "e".into(), clock, emails).expect("start");
