@@ -313,24 +313,28 @@ impl Journal {
 
 /// Marks the edition complete (once) when none of its rows waits any more; whether it is.
 /// Within the caller's transaction, if any: the send's last steps and the completion are
-/// one commit, one sync.
+/// one commit, one sync. An edition without rows is not done: its rows are written during
+/// its first send, and a run that stopped before they were (a full disk) leaves them to
+/// the next.
 pub(crate) fn complete_if_done(
     conn: &rusqlite::Connection,
     edition_id: &str,
     now: SystemTime,
 ) -> Result<bool> {
-    let open: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM delivery WHERE edition_id = ?1 AND state IN ('pending','attempting','deferred','in_doubt')",
+    let (open, rows): (i64, i64) = conn.query_row(
+        "SELECT COALESCE(SUM(state IN ('pending','attempting','deferred','in_doubt')), 0), COUNT(*) \
+         FROM delivery WHERE edition_id = ?1",
         params![edition_id],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if open == 0 {
+    let done = open == 0 && rows > 0;
+    if done {
         conn.execute(
             "UPDATE edition SET completed_at = ?2 WHERE id = ?1 AND completed_at IS NULL",
             params![edition_id, unix(now)],
         )?;
     }
-    Ok(open == 0)
+    Ok(done)
 }
 
 fn edition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EditionRow> {

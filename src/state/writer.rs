@@ -56,7 +56,7 @@ struct Request {
 
 enum ToApplier {
     /// A new edition's pending rows, to write before any step (`Writer::start`).
-    Rows(String, Vec<String>, SystemTime),
+    Rows(NewRows),
     Entries(Vec<Entry>),
     /// Apply everything so far, durably, then answer; at the end of the run, with the
     /// edition to mark complete in that same commit when none of its rows waits.
@@ -65,6 +65,9 @@ enum ToApplier {
         Option<(String, SystemTime)>,
     ),
 }
+
+/// A new edition's pending rows: its id, the addresses, when.
+type NewRows = (String, Vec<String>, SystemTime);
 
 /// The workers' requests, in the order they were made. Only a request someone waits for
 /// wakes the writer: waking a thread costs more than the step itself (in a virtual machine
@@ -177,7 +180,8 @@ impl Writer {
         let (to_applier, from_writer) = mpsc::channel::<ToApplier>();
         if !new_rows.is_empty() {
             // Before any step, in the channel's order.
-            let _ = to_applier.send(ToApplier::Rows(edition_id.clone(), new_rows, clock.now()));
+            let rows = (edition_id.clone(), new_rows, clock.now());
+            let _ = to_applier.send(ToApplier::Rows(rows));
         }
         let applier = std::thread::spawn(move || apply(journal, &from_writer));
         let to_db = ToDb {
@@ -630,20 +634,25 @@ impl ToDb {
 /// and the first error; a step it could not apply stays in the log for the next run.
 fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Option<String>) {
     let mut pending: Vec<Entry> = Vec::new();
+    // Rows not written yet: tried again before each apply, which waits for them (an
+    // edition must not be marked complete while some of its rows are missing).
+    let mut unwritten: Option<NewRows> = None;
     let mut failed: Option<String> = None;
     let mut applied_at = crate::clock::instant();
     loop {
         let result = match rx.try_recv() {
-            Ok(ToApplier::Rows(edition, emails, at)) => journal
-                .add_pending(&edition, &emails, at)
-                .map_err(|e| format!("cannot record the edition's recipients: {e:#}")),
+            Ok(ToApplier::Rows(rows)) => {
+                unwritten = Some(rows);
+                write_rows(&mut journal, &mut unwritten)
+            }
             Ok(ToApplier::Entries(mut entries)) => {
                 pending.append(&mut entries);
                 continue;
             }
             Ok(ToApplier::Sync(reply, complete)) => {
                 let complete = complete.as_ref().map(|(id, at)| (id.as_str(), *at));
-                let result = into_db(&mut journal, &mut pending, true, complete);
+                let result = write_rows(&mut journal, &mut unwritten)
+                    .and_then(|()| into_db(&mut journal, &mut pending, true, complete));
                 applied_at = crate::clock::instant();
                 let _ = reply.send(result.clone());
                 result
@@ -653,7 +662,8 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
             Err(mpsc::TryRecvError::Empty) => {
                 let mut result = Ok(());
                 if pending.len() >= APPLY_BATCH || applied_at.elapsed() >= APPLY_EVERY {
-                    result = into_db(&mut journal, &mut pending, false, None);
+                    result = write_rows(&mut journal, &mut unwritten)
+                        .and_then(|()| into_db(&mut journal, &mut pending, false, None));
                     applied_at = crate::clock::instant();
                 }
                 std::thread::park_timeout(APPLY_EVERY.saturating_sub(applied_at.elapsed()));
@@ -665,11 +675,24 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
         }
     }
     if !pending.is_empty()
-        && let Err(e) = into_db(&mut journal, &mut pending, true, None)
+        && let Err(e) = write_rows(&mut journal, &mut unwritten)
+            .and_then(|()| into_db(&mut journal, &mut pending, true, None))
     {
         failed.get_or_insert(e);
     }
     (journal, failed)
+}
+
+/// Writes a new edition's rows if they are not yet (kept when that fails, to be tried
+/// again).
+fn write_rows(journal: &mut Journal, unwritten: &mut Option<NewRows>) -> Result<(), String> {
+    if let Some((edition, emails, at)) = unwritten.as_ref() {
+        journal
+            .add_pending(edition, emails, *at)
+            .map_err(|e| format!("cannot record the edition's recipients: {e:#}"))?;
+        *unwritten = None;
+    }
+    Ok(())
 }
 
 /// Applies the pending steps (kept when that fails, to be tried again: a step is applied
@@ -867,6 +890,41 @@ pub(crate) mod tests {
             .expect("rows");
         let row = |i: usize, s: &str| (format!("r{i}@harbour.example"), s.to_string());
         assert_eq!(rows, [row(0, "pending"), row(1, "sent"), row(2, "pending")]);
+    }
+
+    #[test]
+    fn an_edition_whose_rows_could_not_be_written_is_not_completed() {
+        let (_d, path, mut j) = edition_e();
+        // The rows' one transaction fails, every time it is tried.
+        j.connection()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON delivery WHEN NEW.email = 'r1@harbour.example'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .expect("trigger");
+        let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
+        let emails: Vec<String> = (0..2).map(|i| format!("r{i}@harbour.example")).collect();
+        let w = Writer::start(j, &path, "e".into(), clock, emails).expect("start");
+        let recorder = w.recorder();
+        let sent = Change::Sent {
+            reply: "250 ok".into(),
+        };
+        let r0 = "r0@harbour.example".to_string();
+        recorder
+            .commit_blocking(vec![(r0.clone(), attempting(0)), (r0, sent)])
+            .expect("commit");
+        drop(recorder);
+        let (journal, error) = w.finish();
+        assert!(error.is_some_and(|e| e.contains("refused")));
+        let completed: Option<i64> = journal
+            .expect("journal")
+            .connection()
+            .query_row("SELECT completed_at FROM edition", [], |r| r.get(0))
+            .expect("edition");
+        assert_eq!(
+            completed, None,
+            "r1 has no row yet: the edition is not done"
+        );
     }
 
     #[test]
