@@ -324,8 +324,8 @@ fn record_recipients(
     let mut seen = std::collections::HashSet::with_capacity(active.len());
     let emails: Vec<String> = active
         .iter()
+        .filter(|s| seen.insert(s.email.as_str()))
         .map(|s| s.email.to_string())
-        .filter(|e| seen.insert(e.clone()))
         .collect();
     let articles = format!(
         "{} article{}",
@@ -355,11 +355,11 @@ fn record_recipients(
 
 /// A new edition's work: every recipient once, in the list's order, none tried yet.
 fn fresh_work(active: &[&Subscriber], emails: &[String]) -> Vec<Work> {
-    let by_email: HashMap<String, &Subscriber> =
-        active.iter().map(|s| (s.email.to_string(), *s)).collect();
+    let by_email: HashMap<&str, &Subscriber> =
+        active.iter().map(|s| (s.email.as_str(), *s)).collect();
     emails
         .iter()
-        .filter_map(|e| by_email.get(e))
+        .filter_map(|e| by_email.get(e.as_str()))
         .map(|s| Work {
             subscriber: (*s).clone(),
             attempts: 0,
