@@ -154,9 +154,10 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         }
     }
     let due_by = schedule.as_ref().map(|_| project.clock.now());
-    let work = match &new_rows {
-        Some(emails) => fresh_work(&active, emails),
-        None => work_list(&journal, edition, &active, args.resend_in_doubt, due_by)?,
+    let work = if new_rows.is_some() {
+        fresh_work(&active)
+    } else {
+        work_list(&journal, edition, &active, args.resend_in_doubt, due_by)?
     };
     if schedule.is_some()
         && work.is_empty()
@@ -321,12 +322,7 @@ fn record_recipients(
     resumed: bool,
     log: &Log,
 ) -> Result<Option<Vec<String>>> {
-    let mut seen = std::collections::HashSet::with_capacity(active.len());
-    let emails: Vec<String> = active
-        .iter()
-        .filter(|s| seen.insert(s.email.as_str()))
-        .map(|s| s.email.to_string())
-        .collect();
+    let emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
     let articles = format!(
         "{} article{}",
         edition.articles.len(),
@@ -353,13 +349,11 @@ fn record_recipients(
     }
 }
 
-/// A new edition's work: every recipient once, in the list's order, none tried yet.
-fn fresh_work(active: &[&Subscriber], emails: &[String]) -> Vec<Work> {
-    let by_email: HashMap<&str, &Subscriber> =
-        active.iter().map(|s| (s.email.as_str(), *s)).collect();
-    emails
+/// A new edition's work: every recipient in the list's order (each address is there once:
+/// the list merges duplicates when it loads), none tried yet.
+fn fresh_work(active: &[&Subscriber]) -> Vec<Work> {
+    active
         .iter()
-        .filter_map(|e| by_email.get(e.as_str()))
         .map(|s| Work {
             subscriber: (*s).clone(),
             attempts: 0,

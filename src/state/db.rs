@@ -244,6 +244,23 @@ impl Journal {
         migrate(conn)
     }
 
+    /// Runs `f` with its commits synced to disk before they return (`durable`) or not
+    /// (a later synced commit carries them); the connection's other writes stay synced,
+    /// whatever happened in `f`.
+    pub(super) fn synced<T>(
+        &mut self,
+        durable: bool,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        let sync = if durable { "FULL" } else { "NORMAL" };
+        self.conn.pragma_update(None, "synchronous", sync)?;
+        let result = f(&mut self.conn);
+        let reset = self.conn.pragma_update(None, "synchronous", "FULL");
+        let value = result?;
+        reset?;
+        Ok(value)
+    }
+
     /// Folds the write-ahead log into the database and empties it when it has grown past
     /// `LONG_LOG` frames; true when it did. A process that opens the database while no
     /// other has it open rebuilds the log's index by reading the whole log (about 0.4 ms

@@ -201,19 +201,11 @@ impl Journal {
         recipients: &[String],
         now: SystemTime,
     ) -> Result<()> {
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let result = self
-            .conn
-            .transaction()
-            .map_err(anyhow::Error::from)
-            .and_then(|tx| {
-                insert_pending(&tx, edition_id, recipients, now)?;
-                Ok(tx.commit()?)
-            });
-        // The connection's other writes stay synced to disk, whatever happened here.
-        let reset = self.conn.pragma_update(None, "synchronous", "FULL");
-        result?;
-        Ok(reset?)
+        self.synced(false, |conn| {
+            let tx = conn.transaction()?;
+            insert_pending(&tx, edition_id, recipients, now)?;
+            Ok(tx.commit()?)
+        })
     }
 
     /// Addresses to attempt in this run, in the order they were added, with the number

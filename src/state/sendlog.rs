@@ -212,14 +212,7 @@ impl Journal {
         durable: bool,
         complete: Option<(&str, SystemTime)>,
     ) -> Result<u64> {
-        let sync = if durable { "FULL" } else { "NORMAL" };
-        self.conn.pragma_update(None, "synchronous", sync)?;
-        let result = apply_steps(&mut self.conn, entries, complete);
-        // The connection's other writes stay synced to disk, whatever happened here.
-        let reset = self.conn.pragma_update(None, "synchronous", "FULL");
-        let applied = result?;
-        reset?;
-        Ok(applied)
+        self.synced(durable, |conn| apply_steps(conn, entries, complete))
     }
 
     /// The number of the last step of the send log applied here.
