@@ -87,32 +87,42 @@ fn is_url(word: &str) -> bool {
 pub(crate) fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = first.to_string();
-    let mut prefix_width = first.width();
+    // The line's width so far, kept as it grows (measuring the whole line again for
+    // every word made wrapping most of the cost of the text part).
+    let mut line_width = first.width();
+    let mut prefix_width = line_width;
+    let rest_width = rest.width();
     let mut empty = true;
     for piece in pieces(text) {
+        let piece_width = piece.text.width();
         let gap = usize::from(piece.space_before && !empty);
-        let fits = line.width() + gap + piece.text.width() <= width;
+        let fits = line_width + gap + piece_width <= width;
         if !fits && !empty {
             lines.push(line.trim_end().to_string());
             line = rest.to_string();
-            prefix_width = rest.width();
+            line_width = rest_width;
+            prefix_width = rest_width;
             empty = true;
         }
         if !empty && piece.space_before {
             line.push(' ');
+            line_width += 1;
         }
-        if prefix_width + piece.text.width() > width && !is_url(piece.text) {
+        if prefix_width + piece_width > width && !is_url(piece.text) {
             // A word wider than the line: cut it, character by character.
             for c in piece.text.chars() {
                 let w = c.width().unwrap_or(0);
-                if line.width() + w > width && line.width() > prefix_width {
+                if line_width + w > width && line_width > prefix_width {
                     lines.push(line);
                     line = rest.to_string();
+                    line_width = rest_width;
                 }
                 line.push(c);
+                line_width += w;
             }
         } else {
             line.push_str(piece.text);
+            line_width += piece_width;
         }
         empty = false;
     }
