@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 
@@ -19,7 +20,7 @@ use crate::mail::dkim::Signatures;
 use crate::mail::message::{Mailer, Outgoing};
 use crate::problems::{Problem, Problems};
 use crate::render::compose::{Composer, Rendered};
-use crate::render::templates::Templates;
+use crate::render::templates::{self, Parsing, Templates};
 use crate::state::{Frozen, Journal};
 use crate::token::Signer;
 
@@ -79,8 +80,8 @@ struct Planned {
 /// their files.
 type Look = std::result::Result<(Templates, Vec<String>), Problems>;
 
-/// What reading the locale and templates needs of the config, owned, so that it can go to
-/// a thread of its own.
+/// Where the locale and templates come from, owned, so that their reading can start
+/// before the rest of the project loads.
 struct Looks {
     tag: String,
     locales: Option<PathBuf>,
@@ -96,30 +97,81 @@ impl Looks {
         }
     }
 
-    /// Reads the locale and parses the templates.
-    fn read(&self) -> Look {
-        let (locale, warnings) = Locale::load(&self.tag, self.locales.as_deref())?;
-        let templates = Templates::load(self.templates.as_deref(), locale)?;
-        Ok((templates, warnings))
+    /// Reads the locale and parses the templates, on this thread.
+    fn read(self) -> Look {
+        let parsing = templates::read_sources(self.templates.as_deref()).map(Parsing::new);
+        if let Ok(p) = &parsing {
+            p.work();
+        }
+        finish(Locale::load(&self.tag, self.locales.as_deref()), parsing)
     }
 }
 
-/// The locale and templates being read on a thread of their own.
-pub struct Ahead(std::thread::JoinHandle<Look>);
+/// The locale and templates of a run, with every problem of their files at once.
+fn finish(
+    locale: Result<(Locale, Vec<String>), Problems>,
+    parsing: Result<Parsing, Problems>,
+) -> Look {
+    match (locale, parsing.and_then(Parsing::build)) {
+        (Ok((locale, warnings)), Ok(parsed)) => Ok((parsed.checked(locale)?, warnings)),
+        (Err(mut problems), Err(more)) => {
+            problems.extend(more);
+            Err(problems)
+        }
+        (Err(problems), Ok(_)) | (Ok(_), Err(problems)) => Err(problems),
+    }
+}
+
+/// The templates being parsed on a thread of their own while the state database opens and
+/// the subscribers and articles load; the main thread then reads the locale and helps
+/// with the templates left (`Parsing`).
+pub struct Ahead {
+    looks: Looks,
+    parsing: Result<Arc<Parsing>, Problems>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
 impl Ahead {
-    /// Starts reading them: `send` parses its templates on the second core while the state
-    /// database opens and the subscribers and articles load, and hands this to
-    /// `Project::load_with`.
+    /// Starts parsing them, for `Project::load_with`.
     pub fn start(config: &Config) -> Ahead {
         let looks = Looks::of(config);
-        Ahead(std::thread::spawn(move || looks.read()))
+        let parsing = templates::read_sources(looks.templates.as_deref())
+            .map(|sources| Arc::new(Parsing::new(sources)));
+        let thread = parsing.as_ref().ok().map(|p| {
+            let p = Arc::clone(p);
+            std::thread::spawn(move || p.work())
+        });
+        Ahead {
+            looks,
+            parsing,
+            thread,
+        }
     }
 
     fn join(self) -> Look {
-        self.0
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        let Ahead {
+            looks,
+            parsing,
+            thread,
+        } = self;
+        // The locale first: the thread is still parsing the longest template meanwhile.
+        let locale = Locale::load(&looks.tag, looks.locales.as_deref());
+        if let Ok(p) = &parsing {
+            p.work();
+        }
+        if let Some(t) = thread {
+            t.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+        let parsing = parsing.and_then(|p| {
+            Arc::try_unwrap(p).map_err(|_| {
+                Problems::from(Problem::new(
+                    Path::new("templates"),
+                    "the templates are still held by their parsing thread",
+                ))
+            })
+        });
+        finish(locale, parsing)
     }
 }
 

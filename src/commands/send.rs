@@ -68,6 +68,13 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         }
         return Ok(Exit::NothingToDo);
     }
+    // A run that will send parses its templates on the second core while it takes the lock,
+    // the state database opens (mostly waiting for the disk) and the subscribers and
+    // articles load; a scheduled run first learns from the database whether it is due, and
+    // most are not.
+    let ahead = schedule
+        .is_none()
+        .then(|| crate::project::Ahead::start(&config));
     let _lock = match RunLock::acquire(&config.paths.state, "newsletter send") {
         Ok(lock) => lock,
         Err(e) if schedule.is_some() && e.downcast_ref::<Locked>().is_some() => {
@@ -79,12 +86,6 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         }
         Err(e) => return Err(e),
     };
-    // A run that will send parses its templates on the second core while the state
-    // database opens (mostly waiting for the disk) and the subscribers and articles load;
-    // a scheduled run first learns from the database whether it is due, and most are not.
-    let ahead = schedule
-        .is_none()
-        .then(|| crate::project::Ahead::start(&config));
     let mut journal = open_journal(&config, &clock, log)?;
     if let Some(s) = &schedule
         && let Some(exit) = not_due(s, &mut journal, &clock, cli.quiet)?

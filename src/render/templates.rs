@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use tera::{Context, Tera};
 
@@ -32,26 +33,9 @@ pub struct Templates {
 impl Templates {
     /// The embedded defaults, with every `*.html` / `*.txt` file of `dir` laid over them.
     pub fn load(dir: Option<&Path>, locale: Locale) -> Result<Templates, Problems> {
-        let mut sources: BTreeMap<String, (PathBuf, String)> = EMBEDDED
-            .iter()
-            .map(|(name, text)| {
-                let origin = PathBuf::from(format!("(built-in) templates/{name}"));
-                ((*name).to_string(), (origin, (*text).to_string()))
-            })
-            .collect();
-        let mut problems = Problems::default();
-        if let Some(dir) = dir {
-            read_overrides(dir, &mut sources, &mut problems);
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let templates = Templates::build(sources, locale)?;
-        let unknown = templates.unknown_variables();
-        if !unknown.is_empty() {
-            return Err(unknown);
-        }
-        Ok(templates)
+        let parsing = Parsing::new(read_sources(dir)?);
+        parsing.work();
+        parsing.build()?.checked(locale)
     }
 
     /// Every variable named in any branch of any template that the context does not have
@@ -99,7 +83,9 @@ impl Templates {
                 (name.clone(), (origin, text.clone()))
             })
             .collect();
-        Templates::build(sources, locale)
+        let parsing = Parsing::new(sources);
+        parsing.work();
+        Ok(parsing.build()?.with(locale))
     }
 
     pub fn locale(&self) -> &Locale {
@@ -112,52 +98,6 @@ impl Templates {
             .iter()
             .map(|(n, (_, t))| (n.clone(), t.clone()))
             .collect()
-    }
-
-    fn build(
-        sources: BTreeMap<String, (PathBuf, String)>,
-        locale: Locale,
-    ) -> Result<Templates, Problems> {
-        let mut problems = Problems::default();
-        let texts = sources
-            .iter()
-            .map(|(n, (_, t))| (n.clone(), t.clone()))
-            .collect();
-        for cycle in crate::render::template_cycles::find(&texts) {
-            let path = sources
-                .get(&cycle.template)
-                .map_or_else(|| PathBuf::from(&cycle.template), |(p, _)| p.clone());
-            problems.push(Problem::new(&path, cycle.message).at_line(cycle.line));
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let mut tera = Tera::default();
-        tera.set_escape_fn(escape_html);
-        tera.register_filter("wrap", wrap_filter);
-        tera.register_filter("fill", fill_filter);
-        tera.register_filter("fill_links", fill_links_filter);
-        if let Err(all) =
-            tera.add_raw_templates(sources.iter().map(|(n, (_, t))| (n.as_str(), t.as_str())))
-        {
-            // Each file parsed on its own, so that every syntax error is reported, not just
-            // the first (parsing twice only when something is wrong: parsing is most of the
-            // start-up time).
-            for (name, (path, text)) in &sources {
-                if let Err(e) = Tera::default().add_raw_template(name, text) {
-                    problems.push(Problem::new(path, chain(&e)));
-                }
-            }
-            if problems.is_empty() {
-                problems.push(Problem::new(Path::new("templates"), chain(&all)));
-            }
-            return Err(problems);
-        }
-        Ok(Templates {
-            tera,
-            sources,
-            locale,
-        })
     }
 
     /// Fixed widths in the HTML templates that a phone cannot show, each with its file and
@@ -194,6 +134,160 @@ impl Templates {
                 None => problem,
             }
         })
+    }
+}
+
+/// The embedded defaults with the overrides of `dir` laid over them: name → (origin, text).
+pub(crate) fn read_sources(dir: Option<&Path>) -> Result<Sources, Problems> {
+    let mut sources: Sources = EMBEDDED
+        .iter()
+        .map(|(name, text)| {
+            let origin = PathBuf::from(format!("(built-in) templates/{name}"));
+            ((*name).to_string(), (origin, (*text).to_string()))
+        })
+        .collect();
+    let mut problems = Problems::default();
+    if let Some(dir) = dir {
+        read_overrides(dir, &mut sources, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(sources)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Template name → where it came from and its text.
+pub(crate) type Sources = BTreeMap<String, (PathBuf, String)>;
+
+/// Templates being parsed, each on its own, by every thread that calls `work`: a thread
+/// takes the longest template left until none is. Parsing is most of a run's start, and
+/// `send` shares it between the thread it starts for it and the main thread, which helps
+/// once the subscribers and articles are loaded. Each file parsed on its own also reports
+/// every file's syntax error, not just the first.
+pub(crate) struct Parsing {
+    sources: Sources,
+    /// Names still to parse, shortest first (taken from the end).
+    left: Mutex<Vec<String>>,
+    parsed: Mutex<Vec<(String, tera::Result<tera::Template>)>>,
+}
+
+impl Parsing {
+    pub(crate) fn new(sources: Sources) -> Parsing {
+        let mut left: Vec<&String> = sources.keys().collect();
+        left.sort_by_key(|name| sources.get(*name).map_or(0, |(_, text)| text.len()));
+        let left = left.into_iter().cloned().collect();
+        Parsing {
+            sources,
+            left: Mutex::new(left),
+            parsed: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Parses templates until none is left to take.
+    pub(crate) fn work(&self) {
+        loop {
+            let next = match self.left.lock() {
+                Ok(mut left) => left.pop(),
+                Err(_) => None,
+            };
+            let Some(name) = next else { return };
+            let Some((_, text)) = self.sources.get(&name) else {
+                continue;
+            };
+            let template = tera::Template::new(&name, None, text);
+            if let Ok(mut parsed) = self.parsed.lock() {
+                parsed.push((name, template));
+            }
+        }
+    }
+
+    /// The templates, once every thread's `work` has returned, or every file's problem.
+    pub(crate) fn build(self) -> Result<Parsed, Problems> {
+        let Parsing {
+            sources,
+            left,
+            parsed,
+        } = self;
+        let mut problems = Problems::default();
+        let texts = sources
+            .iter()
+            .map(|(n, (_, t))| (n.clone(), t.clone()))
+            .collect();
+        for cycle in crate::render::template_cycles::find(&texts) {
+            let path = sources
+                .get(&cycle.template)
+                .map_or_else(|| PathBuf::from(&cycle.template), |(p, _)| p.clone());
+            problems.push(Problem::new(&path, cycle.message).at_line(cycle.line));
+        }
+        let left = left.into_inner().unwrap_or_default();
+        let mut parsed = parsed.into_inner().unwrap_or_default();
+        if !left.is_empty() || parsed.len() != sources.len() {
+            problems.push(Problem::new(
+                Path::new("templates"),
+                "the templates were not all parsed (a parsing thread stopped)",
+            ));
+        }
+        // In the sources' order, so that problems are reported in file order.
+        parsed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tera = Tera::default();
+        tera.set_escape_fn(escape_html);
+        tera.register_filter("wrap", wrap_filter);
+        tera.register_filter("fill", fill_filter);
+        tera.register_filter("fill_links", fill_links_filter);
+        for (name, template) in parsed {
+            match template {
+                // What `Tera::add_raw_templates` does with each template it parses.
+                Ok(t) => {
+                    tera.templates.insert(name, t);
+                }
+                Err(e) => {
+                    let path = sources
+                        .get(&name)
+                        .map_or_else(|| PathBuf::from(&name), |(p, _)| p.clone());
+                    let e = tera::Error::chain(format!("Failed to parse '{name}'"), e);
+                    problems.push(Problem::new(&path, chain(&e)));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        if let Err(e) = tera
+            .build_inheritance_chains()
+            .and_then(|()| tera.check_macro_files())
+        {
+            problems.push(Problem::new(Path::new("templates"), chain(&e)));
+            return Err(problems);
+        }
+        Ok(Parsed { tera, sources })
+    }
+}
+
+/// Templates parsed, before the locale they are given.
+pub(crate) struct Parsed {
+    tera: Tera,
+    sources: Sources,
+}
+
+impl Parsed {
+    /// With `locale`, checked for variables the context lacks.
+    pub(crate) fn checked(self, locale: Locale) -> Result<Templates, Problems> {
+        let templates = self.with(locale);
+        let unknown = templates.unknown_variables();
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
+        Ok(templates)
+    }
+
+    /// With `locale`, unchecked (a frozen edition's were checked when it was frozen).
+    fn with(self, locale: Locale) -> Templates {
+        Templates {
+            tera: self.tera,
+            sources: self.sources,
+            locale,
+        }
     }
 }
 
@@ -392,5 +486,51 @@ mod tests {
         let p = t.render(SUBJECT, &ctx).unwrap_err();
         assert_eq!(p.line, Some(2), "{p}");
         assert!(p.message.contains("edition.titel"), "{p}");
+    }
+
+    #[test]
+    fn templates_parsed_by_two_threads_are_the_ones_one_thread_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("extra.txt"), "{{ newsletter.name }}\n").unwrap();
+        let sources = read_sources(Some(dir.path())).unwrap();
+        let parsing = Parsing::new(sources.clone());
+        // Longest first: the first thread to ask takes the HTML template.
+        assert_eq!(
+            parsing.left.lock().unwrap().last().map(String::as_str),
+            Some(HTML)
+        );
+        std::thread::scope(|s| {
+            s.spawn(|| parsing.work());
+            parsing.work();
+        });
+        assert!(parsing.left.lock().unwrap().is_empty());
+        let shared = parsing
+            .build()
+            .and_then(|p| p.checked(Locale::english()))
+            .map_err(|p| p.to_string())
+            .unwrap();
+        let alone = Templates::load(Some(dir.path()), Locale::english()).unwrap();
+        let mut names: Vec<&str> = shared.tera.get_template_names().collect();
+        names.sort_unstable();
+        assert_eq!(names, [HTML, TEXT, "extra.txt", SUBJECT]);
+        let mut ctx = Context::new();
+        ctx.insert("newsletter", &BTreeMap::from([("name", "Harbour Weekly")]));
+        assert_eq!(
+            shared.tera.render("extra.txt", &ctx).unwrap(),
+            alone.tera.render("extra.txt", &ctx).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_in_each_of_two_files_reports_both() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("subject.txt"), "{{ edition.date }\n").unwrap();
+        std::fs::write(dir.path().join("digest.txt"), "ok\n{% if %}\n").unwrap();
+        let Err(err) = Templates::load(Some(dir.path()), Locale::english()) else {
+            panic!("two syntax errors were accepted")
+        };
+        let text = err.to_string();
+        assert!(text.contains("subject.txt"), "{text}");
+        assert!(text.contains("digest.txt"), "{text}");
     }
 }

@@ -232,6 +232,25 @@ fn a_mistake_in_a_strings_file_is_named_with_its_line_and_nothing_is_sent() {
 }
 
 #[test]
+fn a_mistake_in_the_strings_and_one_in_a_template_are_reported_together() {
+    let p = project("fr");
+    p.write("locales/fr.toml", "unsubscrib = \"x\"\n");
+    p.write("templates/subject.txt", "{{ edition.date }\n");
+    // `send` parses its templates on a second thread; `check` on its own.
+    for command in ["send", "check"] {
+        let run = p.run(&[command]);
+        assert_ne!(run.code(), 0, "{command}");
+        let err = run.stderr();
+        assert!(
+            err.contains("fr.toml:1: `unsubscrib`: is not a built-in string"),
+            "{command}: {err}"
+        );
+        assert!(err.contains("subject.txt"), "{command}: {err}");
+    }
+    assert!(p.outbox().is_empty(), "nothing sent");
+}
+
+#[test]
 fn a_resumed_edition_keeps_the_language_it_was_frozen_in() {
     let server = SmtpServer::start(ServerOptions {
         pause: Some(Point::Mail(2)),
