@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Time to the first message: a whole `newsletter send` to one recipient (the bench project:
 # eight articles, a ~42 KB message) against Postfix's `smtp-source -m 1` sending that same
-# message, both to one smtp-sink on 127.0.0.1, in interleaved rounds. Two kinds of run:
+# message, both to one smtp-sink on 127.0.0.1, in interleaved rounds (with a baseline binary,
+# the order alternates from round to round). Two kinds of run:
 # the first one of a project (the state database is made), and a later one (the database
 # exists, with its schema and send log; the edition in it is removed before each round, so
 # the same edition is new again). Prints each round, then the medians, spreads and ratios.
@@ -68,15 +69,33 @@ existing_db() { # directory
 ours() { ms "$1" -q --config "$WORK/project/newsletter.toml" send; }
 limit() { ms smtp-source -m 1 -s 1 -F "$EML" "127.0.0.1:$PORT"; }
 
-first=() later=() src=() bfirst=() blater=()
+first=() later=() src=() bfirst=() blater=() lower=0
+# One pair of runs (a first one, then a later one) of a binary: "first later".
+pair() { # binary, existing-database directory
+  local f l
+  new_db; f=$(ours "$1"); existing_db "$2"; l=$(ours "$1")
+  echo "$f $l"
+}
 for r in $(seq "$RUNS"); do
-  new_db; f=$(ours "$BIN"); existing_db "$WORK/existing"; l=$(ours "$BIN"); s=$(limit)
+  # The order alternates from round to round: what ran just before a command (the other
+  # binary, smtp-source, their files) must not favour one of them.
+  if [[ -n "${BASELINE_BIN:-}" && $((r % 2)) -eq 0 ]]; then
+    read -r bf bl < <(pair "$BASELINE_BIN" "$WORK/existing-baseline")
+    s=$(limit)
+    read -r f l < <(pair "$BIN" "$WORK/existing")
+  else
+    read -r f l < <(pair "$BIN" "$WORK/existing")
+    s=$(limit)
+    if [[ -n "${BASELINE_BIN:-}" ]]; then
+      read -r bf bl < <(pair "$BASELINE_BIN" "$WORK/existing-baseline")
+    fi
+  fi
   first+=("$f"); later+=("$l"); src+=("$s")
   line="round $r  first run ${f} ms  later run ${l} ms  smtp-source ${s} ms"
   if [[ -n "${BASELINE_BIN:-}" ]]; then
-    new_db; bf=$(ours "$BASELINE_BIN"); existing_db "$WORK/existing-baseline"; bl=$(ours "$BASELINE_BIN")
     bfirst+=("$bf"); blater+=("$bl")
     line+="  baseline ${bf} / ${bl} ms"
+    if awk -v a="$l" -v b="$bl" 'BEGIN { exit !(a < b) }'; then lower=$((lower + 1)); fi
   fi
   echo "$line"
 done
@@ -92,4 +111,5 @@ row "newsletter send, later run (database exists):" "${later[@]}"
 if [[ ${#bfirst[@]} -gt 0 ]]; then
   row "baseline, first run:" "${bfirst[@]}"
   row "baseline, later run:" "${blater[@]}"
+  echo "later run lower than the baseline's in $lower of $RUNS rounds"
 fi

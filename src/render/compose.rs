@@ -165,28 +165,42 @@ fn assemble_qp(pieces: &[Piece], value: impl Fn(Field) -> String, capacity: usiz
     out
 }
 
+/// Where each marker of `set` is in `rendered`: its start, its end and its field, in one
+/// pass (the markers are unlike any text: each begins with the same private-use character).
+fn markers(rendered: &str, set: char) -> impl Iterator<Item = (usize, usize, Field)> + '_ {
+    let all = FIELDS.map(|f| (marker(f, set), f));
+    rendered
+        .match_indices('\u{e000}')
+        .filter_map(move |(at, _)| {
+            all.iter()
+                .find(|(m, _)| rendered[at..].starts_with(m.as_str()))
+                .map(|(m, f)| (at, at + m.len(), *f))
+        })
+}
+
+/// How many times each field's marker of `set` appears, in `FIELDS` order.
+fn marker_counts(rendered: &str, set: char) -> [usize; FIELDS.len()] {
+    let mut counts = [0; FIELDS.len()];
+    for (_, _, f) in markers(rendered, set) {
+        if let Some(i) = FIELDS.iter().position(|x| *x == f) {
+            counts[i] += 1;
+        }
+    }
+    counts
+}
+
 fn split(rendered: &str, set: char) -> Vec<Piece> {
-    let mut pieces = vec![Piece::Text(rendered.to_string())];
-    for field in FIELDS {
-        let m = marker(field, set);
-        pieces = pieces
-            .into_iter()
-            .flat_map(|piece| match piece {
-                Piece::Text(t) if t.contains(&m) => {
-                    let mut out = Vec::new();
-                    for (k, part) in t.split(&m).enumerate() {
-                        if k > 0 {
-                            out.push(Piece::Value(field));
-                        }
-                        if !part.is_empty() {
-                            out.push(Piece::Text(part.to_string()));
-                        }
-                    }
-                    out
-                }
-                other => vec![other],
-            })
-            .collect();
+    let mut pieces = Vec::new();
+    let mut from = 0;
+    for (start, end, field) in markers(rendered, set) {
+        if start > from {
+            pieces.push(Piece::Text(rendered[from..start].to_string()));
+        }
+        pieces.push(Piece::Value(field));
+        from = end;
+    }
+    if from < rendered.len() || pieces.is_empty() {
+        pieces.push(Piece::Text(rendered[from..].to_string()));
     }
     pieces
 }
@@ -454,39 +468,42 @@ impl<'a> Composer<'a> {
                 s.replace(&marker(*f, 'a'), &marker(*f, 'b'))
             })
         };
-        // The first HTML is inlined on a second thread while the second set of markers
-        // renders, the two are compared and the text part is cut and encoded (inlining is
-        // two thirds of the work).
-        let (b, inlined) = std::thread::scope(|s| {
-            let inlining = s.spawn(|| self.inline(&a.html));
+        // The first HTML is inlined, cut at its markers and encoded on a second thread
+        // while the second set of markers renders, the two are compared and the text part
+        // is cut and encoded (inlining is two thirds of the work).
+        let (b, html) = std::thread::scope(|s| {
+            let inlining = s.spawn(|| {
+                self.inline(&a.html).ok().map(|inlined| {
+                    let html = split(&inlined, 'a');
+                    (encode_pieces(&html), html, inlined)
+                })
+            });
             let b = self.render_with_markers(with_name, 'b').filter(|b| {
                 swap(&a.subject) == b.subject && swap(&a.html) == b.html && swap(&a.text) == b.text
             });
             let text = b.as_ref().map(|_| {
                 let text = split(&a.text, 'a');
-                (encode_pieces(&text), text, split(&a.subject, 'a'))
+                let counts = marker_counts(&a.html, 'a');
+                (encode_pieces(&text), text, split(&a.subject, 'a'), counts)
             });
             (b.zip(text), inlining.join())
         });
-        let (b, (text_qp, text, subject)) = b?;
-        let inlined = inlined.ok()?.ok()?;
+        let (b, (text_qp, text, subject, counts)) = b?;
+        let (html_qp, html, inlined) = html.ok()??;
         if attribute_selectors(&a.html) && swap(&inlined) != self.inline(&b.html).ok()? {
             return None;
         }
         // Every value's place survives the inlining (it re-serializes the document).
-        if FIELDS.iter().any(|f| {
-            let m = marker(*f, 'a');
-            a.html.matches(&m).count() != inlined.matches(&m).count()
-        }) {
+        let kept = FIELDS.map(|f| html.iter().filter(|p| **p == Piece::Value(f)).count());
+        if kept != counts {
             return None;
         }
-        let html = split(&inlined, 'a');
         Some(Prepared {
             subject,
-            html_qp: encode_pieces(&html),
-            text_qp,
             html,
             text,
+            html_qp,
+            text_qp,
         })
     }
 
@@ -748,5 +765,24 @@ mod tests {
                 Piece::Text("!".into()),
             ]
         );
+    }
+
+    #[test]
+    fn markers_of_the_other_set_and_stray_private_use_characters_stay_text() {
+        let (name, greeting) = (marker(Field::Name, 'a'), marker(Field::Greeting, 'a'));
+        let other = marker(Field::Email, 'b');
+        let text = format!("{name}{greeting} \u{e000}x\u{e001} {other}{name}");
+        assert_eq!(
+            split(&text, 'a'),
+            vec![
+                Piece::Value(Field::Name),
+                Piece::Value(Field::Greeting),
+                Piece::Text(format!(" \u{e000}x\u{e001} {other}")),
+                Piece::Value(Field::Name),
+            ]
+        );
+        assert_eq!(marker_counts(&text, 'a'), [0, 2, 1, 0, 0]);
+        assert_eq!(marker_counts(&text, 'b'), [1, 0, 0, 0, 0]);
+        assert_eq!(split("", 'a'), vec![Piece::Text(String::new())]);
     }
 }
