@@ -115,14 +115,19 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     }
     let composer = project.composer(edition);
     let (via, pacing, connections) = open_transport(&project, edition, args)?;
-    if !project.resumed {
-        if active.is_empty() {
-            crate::say!(
-                "nothing to send: no subscribed address in {}",
-                project.config.paths.subscribers.display()
-            );
-            return Ok(Exit::Done);
-        }
+    if !project.resumed && active.is_empty() {
+        crate::say!(
+            "nothing to send: no subscribed address in {}",
+            project.config.paths.subscribers.display()
+        );
+        return Ok(Exit::Done);
+    }
+    // Every message must render, and the relay must take our credentials, before anything
+    // is sent. A new edition is frozen meanwhile; one to approve is frozen as a draft after.
+    let frozen_with_rendering = !project.resumed && project.config.approval.is_none();
+    if frozen_with_rendering {
+        freeze_while_ready(&mut journal, &project, edition, &active, &composer, &via)?;
+    } else if !project.resumed {
         ready_to_send(&composer, active.iter().copied(), &via)?;
     }
     let mut resumed = project.resumed;
@@ -141,7 +146,12 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
         // Approved: the draft's rows are in the journal, as for a resumed edition.
         resumed = true;
     }
-    let new_rows = record_recipients(&mut journal, &project, edition, &active, resumed, log)?;
+    let new_rows = if frozen_with_rendering {
+        log_frozen(edition, active.len(), log);
+        Some(active.iter().map(|s| s.email.to_string()).collect())
+    } else {
+        record_recipients(&mut journal, &project, edition, &active, resumed, log)?
+    };
     // The edition's web page exists before the first message that links to it leaves.
     if let Some(dir) = project.config.archive.as_ref().and_then(|a| a.dir.as_ref()) {
         let (page, written) = super::archive::publish(dir, &project.config, edition, &composer)?;
@@ -340,13 +350,53 @@ fn record_recipients(
         Ok(None)
     } else {
         journal.freeze(edition, &project.freeze(edition), &[], project.clock.now())?;
-        log.info(format!(
-            "edition {} ({articles}) frozen for {} recipient{}",
-            edition.id,
-            emails.len(),
-            plural(emails.len())
-        ));
+        log_frozen(edition, emails.len(), log);
         Ok(Some(emails))
+    }
+}
+
+fn log_frozen(edition: &Edition, recipients: usize, log: &Log) {
+    log.info(format!(
+        "edition {} ({} article{}) frozen for {recipients} recipient{}",
+        edition.id,
+        edition.articles.len(),
+        plural(edition.articles.len()),
+        plural(recipients)
+    ));
+}
+
+/// Freezes a new edition alone (its rows are written beside the first messages) on a
+/// thread of its own while the messages render and the relay is checked: the freeze is
+/// mostly a wait for the disk. When the messages or the relay fail, the edition is removed
+/// again, so that the next run plans from the files, as if nothing had been frozen.
+fn freeze_while_ready(
+    journal: &mut Journal,
+    project: &Project,
+    edition: &Edition,
+    active: &[&Subscriber],
+    composer: &Composer<'_>,
+    via: &Via,
+) -> Result<()> {
+    let (ready, frozen) = std::thread::scope(|s| {
+        let freezing =
+            s.spawn(|| journal.freeze(edition, &project.freeze(edition), &[], project.clock.now()));
+        let ready = ready_to_send(composer, active.iter().copied(), via);
+        let frozen = freezing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (ready, frozen)
+    });
+    match (ready, frozen) {
+        (Ok(()), frozen) => frozen,
+        (Err(e), Ok(())) => match journal.unfreeze(&edition.id) {
+            Ok(()) => Err(e),
+            Err(u) => Err(e.context(format!(
+                "edition {} was frozen meanwhile and could not be removed ({u:#}): the next run resumes it",
+                edition.id
+            ))),
+        },
+        // The messages' or the relay's problem is the one to fix first.
+        (Err(e), Err(_)) => Err(e),
     }
 }
 
@@ -472,8 +522,9 @@ fn open_transport(
     })
 }
 
-/// Every message must render, and the relay must take our credentials, before the edition
-/// is frozen and the first message leaves. The relay's session opens on a thread of its own
+/// Every message must render, and the relay must take our credentials, before the first
+/// message leaves (a new edition frozen meanwhile is removed again when they do not). The
+/// relay's session opens on a thread of its own
 /// while the messages render: over a network it is several round trips (TCP, TLS, EHLO,
 /// AUTH), which the rendering, all computation, need not wait for.
 fn ready_to_send<'a>(
@@ -498,8 +549,8 @@ fn ready_to_send<'a>(
 }
 
 /// Opens one SMTP session, kept for the first messages, so that an unreachable relay,
-/// refused credentials or a failed TLS handshake stop the run before anything is frozen or
-/// sent.
+/// refused credentials or a failed TLS handshake stop the run before anything is sent (or
+/// left frozen).
 fn preflight(via: &Via) -> Result<()> {
     let Via::Smtp(connector) = via else {
         return Ok(());

@@ -235,6 +235,30 @@ impl Journal {
             .optional()?)
     }
 
+    /// Removes a new edition frozen while its messages rendered and the relay was checked,
+    /// when either failed: nothing of it went out, and the next run plans again from the
+    /// files (a template fixed in between is used). Refused once it has recipients.
+    pub fn unfreeze(&mut self, id: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let rows: i64 = tx.query_row(
+            "SELECT count(*) FROM delivery WHERE edition_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?;
+        if rows > 0 {
+            bail!("edition {id} has recipients recorded");
+        }
+        tx.execute(
+            "DELETE FROM edition_article WHERE edition_id = ?1",
+            params![id],
+        )?;
+        tx.execute(
+            "DELETE FROM edition WHERE id = ?1 AND completed_at IS NULL",
+            params![id],
+        )?;
+        tx.commit().context("cannot remove the edition")
+    }
+
     /// Freezes `edition` as a draft, in place of `replacing` (the draft it supersedes,
     /// with its rows).
     pub fn freeze_draft(

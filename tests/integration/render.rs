@@ -95,3 +95,26 @@ fn the_preheader_comes_from_the_edition_the_config_or_the_lead_summary() {
     p.write("articles/library.md", &article);
     assert_eq!(hidden(&p), "The library is back");
 }
+
+#[test]
+fn a_template_that_fails_as_it_renders_leaves_no_edition_and_its_fix_is_used_next() {
+    let p = Project::new();
+    // Names only known values, so it loads; `round` wants a number, so it fails to render.
+    p.write("templates/subject.txt", "{{ newsletter.name | round }}\n");
+    let run = p.run(&["send"]);
+    assert_ne!(run.code(), 0);
+    assert!(run.stderr().contains("subject.txt"), "{}", run.stderr());
+    assert!(p.outbox().is_empty(), "nothing sent");
+    assert_eq!(
+        p.editions(),
+        0,
+        "the edition frozen while the messages rendered is removed"
+    );
+
+    p.write("templates/subject.txt", "Fixed: {{ newsletter.name }}\n");
+    p.run(&["send"]).expect_code(0);
+    let (_, bytes) = p.outbox().into_iter().next().expect("a message");
+    let msg = parse(&bytes);
+    let subject = msg.subject().unwrap_or_default();
+    assert!(subject.starts_with("Fixed: "), "{subject}");
+}
