@@ -80,19 +80,21 @@ for r in $(seq "$RUNS"); do
   # The order alternates from round to round: what ran just before a command (the other
   # binary, smtp-source, their files) must not favour one of them.
   if [[ -n "${BASELINE_BIN:-}" && $((r % 2)) -eq 0 ]]; then
-    read -r bf bl < <(pair "$BASELINE_BIN" "$WORK/existing-baseline")
+    read -r bf bl < <(pair "$BASELINE_BIN" "$WORK/existing-baseline") || true
     s=$(limit)
-    read -r f l < <(pair "$BIN" "$WORK/existing")
+    read -r f l < <(pair "$BIN" "$WORK/existing") || true
   else
-    read -r f l < <(pair "$BIN" "$WORK/existing")
+    read -r f l < <(pair "$BIN" "$WORK/existing") || true
     s=$(limit)
     if [[ -n "${BASELINE_BIN:-}" ]]; then
-      read -r bf bl < <(pair "$BASELINE_BIN" "$WORK/existing-baseline")
+      read -r bf bl < <(pair "$BASELINE_BIN" "$WORK/existing-baseline") || true
     fi
   fi
+  [[ -n "${f:-}" && -n "${l:-}" ]] || die "round $r: a run of $BIN failed"
   first+=("$f"); later+=("$l"); src+=("$s")
   line="round $r  first run ${f} ms  later run ${l} ms  smtp-source ${s} ms"
   if [[ -n "${BASELINE_BIN:-}" ]]; then
+    [[ -n "${bf:-}" && -n "${bl:-}" ]] || die "round $r: a run of $BASELINE_BIN failed"
     bfirst+=("$bf"); blater+=("$bl")
     line+="  baseline ${bf} / ${bl} ms"
     if awk -v a="$l" -v b="$bl" 'BEGIN { exit !(a < b) }'; then lower=$((lower + 1)); fi

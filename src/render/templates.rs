@@ -448,15 +448,18 @@ mod tests {
     }
 
     #[test]
-    fn an_override_with_a_syntax_error_names_file_and_line() {
+    fn a_syntax_error_in_each_of_two_overrides_names_both_files_and_lines() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("subject.txt"), "{{ edition.date }\n").unwrap();
+        std::fs::write(dir.path().join("digest.txt"), "ok\n{% if %}\n").unwrap();
         let Err(err) = Templates::load(Some(dir.path()), Locale::english()) else {
-            panic!("a syntax error was accepted")
+            panic!("two syntax errors were accepted")
         };
         let text = err.to_string();
         assert!(text.contains("subject.txt"), "{text}");
         assert!(text.contains("1:"), "{text}");
+        assert!(text.contains("digest.txt"), "{text}");
+        assert!(text.contains("2:"), "{text}");
     }
 
     #[test]
@@ -519,18 +522,5 @@ mod tests {
             shared.tera.render("extra.txt", &ctx).unwrap(),
             alone.tera.render("extra.txt", &ctx).unwrap()
         );
-    }
-
-    #[test]
-    fn a_syntax_error_in_each_of_two_files_reports_both() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("subject.txt"), "{{ edition.date }\n").unwrap();
-        std::fs::write(dir.path().join("digest.txt"), "ok\n{% if %}\n").unwrap();
-        let Err(err) = Templates::load(Some(dir.path()), Locale::english()) else {
-            panic!("two syntax errors were accepted")
-        };
-        let text = err.to_string();
-        assert!(text.contains("subject.txt"), "{text}");
-        assert!(text.contains("digest.txt"), "{text}");
     }
 }
