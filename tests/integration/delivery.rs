@@ -70,6 +70,45 @@ fn killed_after_mail_nothing_is_lost_and_no_one_gets_two() {
 }
 
 #[test]
+fn killed_while_the_messages_render_the_frozen_edition_is_resumed_and_no_one_gets_two() {
+    // A relay that takes the connection and never greets holds the run in its check of the
+    // relay, which the new edition's freeze does not wait for.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let p = Project::new();
+    let emails = p.subscribers(3);
+    p.use_loopback(silent.local_addr().expect("addr").port(), 1, "");
+    let mut child = p.spawn(&["send"]);
+    let (_held, _) = silent.accept().expect("the check of the relay connects");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.editions() == 0 {
+        assert!(Instant::now() < deadline, "the edition was never frozen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    assert!(
+        p.journal().is_empty(),
+        "no recipient recorded before the kill"
+    );
+
+    let server = SmtpServer::start(ServerOptions::default());
+    p.use_loopback(server.port, 1, "");
+    let rerun = p.run(&["send"]);
+    rerun.expect_code(0);
+    assert!(
+        rerun.stderr().contains("resuming edition"),
+        "{}",
+        rerun.stderr()
+    );
+    assert_eq!(server.deliveries(), exactly_once(&emails));
+    assert_eq!(
+        p.editions(),
+        1,
+        "the frozen edition was sent, no second one"
+    );
+}
+
+#[test]
 fn killed_after_the_final_dot_the_message_is_in_doubt_and_not_resent() {
     let (p, emails, server) = kill_at(Point::DataEnd(3), 5);
     // The server has message 3; the client never heard the 250.
