@@ -24,6 +24,7 @@ use crate::privacy::Forgotten;
 use crate::project::{Project, outgoing_with, render_all};
 use crate::render::compose::Composer;
 use crate::schedule::{self, Decision};
+use crate::state::departures::Reader;
 use crate::state::listfile;
 use crate::state::lock::{Locked, RunLock};
 use crate::state::writer::{Recorder, Writer};
@@ -125,6 +126,8 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     // Every message must render, and the relay must take our credentials, before anything
     // is sent. A new edition is frozen meanwhile; one to approve is frozen as a draft after.
     let frozen_with_rendering = !project.resumed && project.config.approval.is_none();
+    // The journal writer's read connection opens on a thread of its own meanwhile.
+    let mut reader = Some(Reader::open(&project.config.paths.state));
     if frozen_with_rendering {
         freeze_while_ready(&mut journal, &project, edition, &active, &composer, &via)?;
     } else if !project.resumed {
@@ -235,6 +238,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             quota_left,
             quiet: cli.quiet,
             new_rows: new_rows.unwrap_or_default(),
+            reader: reader.take(),
         };
         (journal, stop) = deliver_journaled(journal, &project, edition, plan, &work, &build, sign)?;
     }
@@ -444,6 +448,8 @@ struct Delivery {
     /// A new edition's pending rows, not in the database yet: written beside the first
     /// messages.
     new_rows: Vec<String>,
+    /// The journal writer's read connection, opened meanwhile.
+    reader: Option<Reader>,
 }
 
 /// Delivers `work` with every step journaled by the writer thread; gives the journal back
@@ -463,6 +469,7 @@ fn deliver_journaled(
         edition.id.clone(),
         project.clock,
         delivery.new_rows,
+        delivery.reader,
     )?;
     let watch = crate::state::watch::ListWatch::start(
         &project.config.paths.subscribers,

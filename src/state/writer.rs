@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
-use super::departures::Departures;
+use super::departures::{Departures, Reader};
 use super::sendlog::{self, Appended, Entry, SendLog};
 use crate::clock::Clock;
 use crate::state::{Change, Journal, State};
@@ -169,6 +169,7 @@ impl Writer {
         edition_id: String,
         clock: Clock,
         new_rows: Vec<String>,
+        reader: Option<Reader>,
     ) -> Result<Writer> {
         let mut rows = journal.waiting(&edition_id)?;
         rows.reserve(new_rows.len());
@@ -195,7 +196,11 @@ impl Writer {
         let handle = std::thread::spawn(move || {
             // The writer's own connection opens on its thread, while the sending thread
             // goes on to its first message.
-            let departures = Departures::open(&state, &rows).map_err(|e| format!("{e:#}"));
+            let departures = match reader {
+                Some(early) => Departures::open_from(early, &state, &rows),
+                None => Departures::open(&state, &rows),
+            }
+            .map_err(|e| format!("{e:#}"));
             let decider = Decider {
                 rows,
                 departures,
@@ -745,7 +750,9 @@ pub(crate) mod tests {
                 .expect("row");
         }
         let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
-        let w = Writer::start(j, &path, "e".into(), clock, Vec::new()).expect("start");
+        // The read connection opened beforehand, as a send opens it.
+        let reader = Some(Reader::open(&path));
+        let w = Writer::start(j, &path, "e".into(), clock, Vec::new(), reader).expect("start");
         (d, w)
     }
 
@@ -862,7 +869,7 @@ pub(crate) mod tests {
         let (_d, path, j) = edition_e();
         let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
         let emails: Vec<String> = (0..3).map(|i| format!("r{i}@harbour.example")).collect();
-        let w = Writer::start(j, &path, "e".into(), clock, emails).expect("start");
+        let w = Writer::start(j, &path, "e".into(), clock, emails, None).expect("start");
         let recorder = w.recorder();
         let took = recorder
             .commit_blocking(vec![
@@ -904,7 +911,7 @@ pub(crate) mod tests {
             .expect("trigger");
         let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
         let emails: Vec<String> = (0..2).map(|i| format!("r{i}@harbour.example")).collect();
-        let w = Writer::start(j, &path, "e".into(), clock, emails).expect("start");
+        let w = Writer::start(j, &path, "e".into(), clock, emails, None).expect("start");
         let recorder = w.recorder();
         let sent = Change::Sent {
             reply: "250 ok".into(),
