@@ -22,6 +22,13 @@ BIN="$ROOT/target/release/newsletter"
 
 (cd "$ROOT" && cargo build --release --quiet)
 rm -rf "$WORK" && mkdir -p "$WORK"
+# Both binaries run from copies made now: a binary file written long ago starts about 1 ms
+# slower here than a fresh copy of the same bytes (its page-cache pages have aged), which
+# would favour whichever side was built last.
+cp "$BIN" "$WORK/newsletter" && BIN="$WORK/newsletter"
+if [[ -n "${BASELINE_BIN:-}" ]]; then
+  cp "$BASELINE_BIN" "$WORK/newsletter-baseline" && BASELINE_BIN="$WORK/newsletter-baseline"
+fi
 python3 "$ROOT/bench/make_project.py" --dir "$WORK/project" --n 1 --port "$PORT" --connections 1 >/dev/null
 "$BIN" -q --config "$WORK/project/newsletter.toml" preview --out "$WORK/sample" >/dev/null
 EML=$(ls "$WORK"/sample/*.eml)
