@@ -127,15 +127,17 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     // is sent. A new edition is frozen meanwhile; one to approve is frozen as a draft after.
     let frozen_with_rendering = !project.resumed && project.config.approval.is_none();
     // The journal writer's read connection opens on a thread of its own meanwhile.
-    let mut reader = Some(Reader::open(&project.config.paths.state));
+    let reader = Reader::open(&project.config.paths.state);
     if frozen_with_rendering {
         freeze_while_ready(&mut journal, &project, edition, &active, &composer, &via)?;
     } else if !project.resumed {
         ready_to_send(&composer, active.iter().copied(), &via)?;
     }
-    let mut resumed = project.resumed;
-    if project.config.approval.is_some() && !project.resumed {
-        if let Some(exit) = approval_gate(
+    // One to approve waits for its approval; once approved, its rows (the draft's) are in
+    // the journal, as for a resumed edition.
+    if project.config.approval.is_some()
+        && !project.resumed
+        && let Some(exit) = approval_gate(
             &mut journal,
             &project,
             edition,
@@ -143,17 +145,20 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             args,
             cli.quiet,
             log,
-        )? {
-            return Ok(exit);
-        }
-        // Approved: the draft's rows are in the journal, as for a resumed edition.
-        resumed = true;
+        )?
+    {
+        return Ok(exit);
     }
+    // A new edition's pending rows are written beside its first messages, by the journal's
+    // database thread (for 10,000 recipients they held the first message back 55 ms); a
+    // step for a row not written yet creates it, so a crash loses nothing, and the next run
+    // resumes the edition and adds the rows still missing.
     let new_rows = if frozen_with_rendering {
         log_frozen(edition, active.len(), log);
         Some(active.iter().map(|s| s.email.to_string()).collect())
     } else {
-        record_recipients(&mut journal, &project, edition, &active, resumed, log)?
+        resume_recipients(&mut journal, &project, edition, &active, log)?;
+        None
     };
     // The edition's web page exists before the first message that links to it leaves.
     if let Some(dir) = project.config.archive.as_ref().and_then(|a| a.dir.as_ref()) {
@@ -238,7 +243,7 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
             quota_left,
             quiet: cli.quiet,
             new_rows: new_rows.unwrap_or_default(),
-            reader: reader.take(),
+            reader: Some(reader),
         };
         (journal, stop) = deliver_journaled(journal, &project, edition, plan, &work, &build, sign)?;
     }
@@ -323,40 +328,25 @@ fn write_list_changes(config: &Config, journal: &mut Journal, clock: &Clock, log
     }
 }
 
-/// The edition's rows for today's list: a resumed edition gains new subscribers and skips
-/// those who left. A new one is frozen alone, and its recipients returned: their pending
-/// rows are written beside the first messages, by the journal's database thread (a step
-/// for a row not written yet creates it, so a crash loses nothing; the next run resumes
-/// the edition and adds the rows still missing). For 10,000 recipients the rows took 55
-/// ms before the first message could leave.
-fn record_recipients(
+/// A resumed (or approved) edition's rows for today's list: it gains new subscribers and
+/// skips those who left.
+fn resume_recipients(
     journal: &mut Journal,
     project: &Project,
     edition: &Edition,
     active: &[&Subscriber],
-    resumed: bool,
     log: &Log,
-) -> Result<Option<Vec<String>>> {
+) -> Result<()> {
     let emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
-    let articles = format!(
-        "{} article{}",
+    let (added, skipped) = journal.sync_recipients(&edition.id, &emails, project.clock.now())?;
+    log.info(format!(
+        "resuming edition {} ({} article{}): {added} new subscriber{} added, {skipped} no longer subscribed",
+        edition.id,
         edition.articles.len(),
-        plural(edition.articles.len())
-    );
-    if resumed {
-        let (added, skipped) =
-            journal.sync_recipients(&edition.id, &emails, project.clock.now())?;
-        log.info(format!(
-            "resuming edition {} ({articles}): {added} new subscriber{} added, {skipped} no longer subscribed",
-            edition.id,
-            plural(added)
-        ));
-        Ok(None)
-    } else {
-        journal.freeze(edition, &project.freeze(edition), &[], project.clock.now())?;
-        log_frozen(edition, emails.len(), log);
-        Ok(Some(emails))
-    }
+        plural(edition.articles.len()),
+        plural(added)
+    ));
+    Ok(())
 }
 
 fn log_frozen(edition: &Edition, recipients: usize, log: &Log) {

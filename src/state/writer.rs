@@ -656,8 +656,7 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
             }
             Ok(ToApplier::Sync(reply, complete)) => {
                 let complete = complete.as_ref().map(|(id, at)| (id.as_str(), *at));
-                let result = write_rows(&mut journal, &mut unwritten)
-                    .and_then(|()| into_db(&mut journal, &mut pending, true, complete));
+                let result = into_db(&mut journal, &mut unwritten, &mut pending, true, complete);
                 applied_at = crate::clock::instant();
                 let _ = reply.send(result.clone());
                 result
@@ -667,8 +666,7 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
             Err(mpsc::TryRecvError::Empty) => {
                 let mut result = Ok(());
                 if pending.len() >= APPLY_BATCH || applied_at.elapsed() >= APPLY_EVERY {
-                    result = write_rows(&mut journal, &mut unwritten)
-                        .and_then(|()| into_db(&mut journal, &mut pending, false, None));
+                    result = into_db(&mut journal, &mut unwritten, &mut pending, false, None);
                     applied_at = crate::clock::instant();
                 }
                 std::thread::park_timeout(APPLY_EVERY.saturating_sub(applied_at.elapsed()));
@@ -680,8 +678,7 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
         }
     }
     if !pending.is_empty()
-        && let Err(e) = write_rows(&mut journal, &mut unwritten)
-            .and_then(|()| into_db(&mut journal, &mut pending, true, None))
+        && let Err(e) = into_db(&mut journal, &mut unwritten, &mut pending, true, None)
     {
         failed.get_or_insert(e);
     }
@@ -701,13 +698,15 @@ fn write_rows(journal: &mut Journal, unwritten: &mut Option<NewRows>) -> Result<
 }
 
 /// Applies the pending steps (kept when that fails, to be tried again: a step is applied
-/// once, by its number).
+/// once, by its number), after a new edition's rows if they are not written yet.
 fn into_db(
     journal: &mut Journal,
+    unwritten: &mut Option<NewRows>,
     pending: &mut Vec<Entry>,
     durable: bool,
     complete: Option<(&str, SystemTime)>,
 ) -> Result<(), String> {
+    write_rows(journal, unwritten)?;
     if pending.is_empty() && !durable {
         return Ok(());
     }
