@@ -9,6 +9,7 @@ STEPS_JSON is a list of ["type", selector, text] | ["check", selector] |
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,8 @@ def main():
     finally:
         browser.kill()
         browser.wait()
+        # Each run's profile is a few megabytes; left behind, a day of test runs fills /tmp.
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 class Driver:
