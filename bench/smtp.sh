@@ -11,10 +11,12 @@
 #   N=2000 RUNS=3 CS=4 bench/smtp.sh
 #   MODES="limit journal" PEERS="" bench/smtp.sh
 #   BASELINE_BIN=/path/to/old/newsletter bench/smtp.sh   # its syscall counts beside ours
+#   MODES="journal baseline" BASELINE_BIN=/path/to/old/newsletter bench/smtp.sh   # and its rate
 #
 # Modes (at each C in CS): limit (smtp-source -d -s C), journal (newsletter send, the
 # real thing), nojournal (without the journal: what durability costs), dkim (journal on,
-# every message signed with RSA-2048 and Ed25519), starttls (journal on, over STARTTLS:
+# every message signed with RSA-2048 and Ed25519), baseline (journal on, BASELINE_BIN: an
+# older build in the same rounds, with its ratio paired by round), starttls (journal on, over STARTTLS:
 # stunnel offers it in front of the same smtp-sink, with a certificate of a CA made here;
 # smtp-source has no TLS, so its ratio is to journal). Peers (at PEER_C connections, PEER_N
 # messages): nodemailer (pooled, from npm), mailmerge (PyPI, one connection per message).
@@ -42,6 +44,7 @@ die() { echo "error: $*" >&2; exit 2; }
 [[ "$N" =~ ^[0-9]+$ && "$N" -ge 1 && "$N" -le 1000000 ]] || die "N must be 1..1000000"
 for c in $CS $PEER_C; do [[ "$c" =~ ^[0-9]+$ && "$c" -ge 1 && "$c" -le 64 ]] || die "each C must be 1..64"; done
 [[ "$PORT" =~ ^[0-9]+$ && "$PORT" -ge 1024 ]] || die "PORT must be a high port"
+if [[ " $MODES " == *" baseline "* && -z "${BASELINE_BIN:-}" ]]; then die "the baseline mode needs BASELINE_BIN"; fi
 
 install_tools() {
   "$ROOT/.ci/install" postfix strace
@@ -92,6 +95,12 @@ received() { # messages counted by the sink so far
 prepare() {
   mkdir -p "$WORK"
   (cd "$ROOT" && cargo build --release --quiet --features bench)
+  # Both binaries run from copies made now: a binary file written long ago starts slower
+  # than a fresh copy of the same bytes (its page-cache pages have aged).
+  cp "$ROOT/target/release/newsletter" "$WORK/newsletter" && BIN="$WORK/newsletter"
+  if [[ -n "${BASELINE_BIN:-}" ]]; then
+    cp "$BASELINE_BIN" "$WORK/newsletter-baseline" && BASELINE_BIN="$WORK/newsletter-baseline"
+  fi
   rm -rf "$WORK/project"
   python3 "$ROOT/bench/make_project.py" --dir "$WORK/project" --n "$N" --port "$PORT" --connections 4
   # The same project, signing with both kinds of key.
@@ -171,6 +180,7 @@ run_one() { # mode c -> prints "msgs_per_s rss_kb cpu_us_per_msg"
     journal) timed "${send[@]}" ;;
     nojournal) timed "${send[@]}" --no-journal ;;
     dkim) timed "$BIN" -q --config "$WORK/project/dkim.toml" send --connections "$c" ;;
+    baseline) timed "$BASELINE_BIN" -q --config "$WORK/project/newsletter.toml" send --connections "$c" ;;
     starttls) timed "$BIN" -q --config "$WORK/project/tls.toml" send --connections "$c" ;;
     nodemailer) timed node "$WORK/node/send.js" "$PORT" "$n" "$c" "$EML" ;;
     mailmerge) (cd "$WORK/mm" && timed "$WORK/venv/bin/mailmerge" --template template.txt \
@@ -311,6 +321,17 @@ for c in $CS; do
       printf "C=%s: the journal adds %.0f µs per message (%.0f against %.0f); one fdatasync is %s µs: %s\n", c, d, 1e6 / j, 1e6 / nj, s, (d <= s) ? "within it" : "more than it" }'
   fi
 done
+if [[ " $MODES " == *" baseline "* ]]; then
+  for c in $CS; do
+    # Paired by round: both ran in the same round, next to each other.
+    pairs=""
+    for r in $(seq "$RUNS"); do
+      pairs+="$(ratio "${round_of["journal $c $r"]:-NA}" "${round_of["baseline $c $r"]:-NA}") "
+    done
+    # shellcheck disable=SC2086
+    echo "C=$c: journal / baseline, paired by round: median $(median $pairs), spread $(spread $pairs); CPU per message $(eval echo "\${cpu_journal_$c:-NA}") against $(eval echo "\${cpu_baseline_$c:-NA}") µs"
+  done
+fi
 for peer in $PEERS; do
   j="med_journal_$PEER_C"; p="med_${peer}_$PEER_C"
   echo "journal at C=$PEER_C / $peer: $(ratio "${!j:-NA}" "${!p:-NA}")"
