@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::harness::{Project, parse};
+use crate::site::{self, Reply, Request};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/feeds");
 
@@ -18,16 +19,9 @@ struct FeedServer {
 
 impl FeedServer {
     fn start() -> FeedServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("http server");
-        let port = server.server_addr().to_ip().expect("ip").port();
         let log = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for request in server.incoming_requests().take(200) {
-                let shared = Arc::clone(&shared);
-                std::thread::spawn(move || answer(request, &shared));
-            }
-        });
+        let port = site::start(|_| move |request: &Request| answer(request, &shared));
         FeedServer { port, log }
     }
 
@@ -61,18 +55,12 @@ fn wait_for_the_pair() -> bool {
     *n >= 2
 }
 
-fn answer(request: tiny_http::Request, log: &Mutex<Vec<(String, u16)>>) {
-    let path = request.url().trim_start_matches('/').to_string();
-    let header = |name: &'static str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv(name))
-            .map(|h| h.value.to_string())
-    };
+fn answer(request: &Request, log: &Mutex<Vec<(String, u16)>>) -> Reply {
+    let path = request.path.clone();
+    let header = |name: &str| request.header(name);
     let fixture = |name: &str| std::fs::read(Path::new(FIXTURES).join(name)).expect("fixture");
-    let h = |k: &str, v: &str| tiny_http::Header::from_bytes(k, v).expect("header");
-    let (status, body, headers): (u16, Vec<u8>, Vec<tiny_http::Header>) = match path.as_str() {
+    let h = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let (status, body, headers): (u16, Vec<u8>, Vec<(String, String)>) = match path.as_str() {
         // ETag validation.
         "rss.xml" if header("If-None-Match").as_deref() == Some("\"gazette-v1\"") => {
             (304, vec![], vec![])
@@ -116,11 +104,11 @@ fn answer(request: tiny_http::Request, log: &Mutex<Vec<(String, u16)>>) {
         _ => (404, b"not found".to_vec(), vec![]),
     };
     log.lock().expect("lock").push((path, status));
-    let mut response = tiny_http::Response::from_data(body).with_status_code(status);
-    for header in headers {
-        response.add_header(header);
-    }
-    let _ = request.respond(response);
+    headers
+        .iter()
+        .fold(Reply::new(status, body), |reply, (name, value)| {
+            reply.with_header(name, value)
+        })
 }
 
 /// Appends `[[sources]]` entries to the project's config.

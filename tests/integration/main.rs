@@ -10,6 +10,7 @@
 )]
 
 mod harness;
+mod site;
 
 mod archive;
 mod bounces;
