@@ -62,34 +62,23 @@ pub(crate) fn start<H>(make: impl FnOnce(u16) -> H) -> u16
 where
     H: Fn(&Request) -> Reply + Send + Sync + 'static,
 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let port = listener.local_addr().expect("addr").port();
-    let handler: Arc<Handler> = Arc::new(make(port));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
+    let handler: Arc<std::sync::OnceLock<Arc<Handler>>> = Arc::default();
+    let shared = Arc::clone(&handler);
+    let port = crate::harness::accept_on_thread(move |stream| {
+        let handler = Arc::clone(shared.get().expect("handler set before the first request"));
+        async move {
+            let service = service_fn(move |request: hyper::Request<_>| {
                 let handler = Arc::clone(&handler);
-                tokio::spawn(async move {
-                    let service = service_fn(move |request: hyper::Request<_>| {
-                        let handler = Arc::clone(&handler);
-                        async move { answer(&handler, request).await }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+                async move { answer(&handler, request).await }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
     });
+    // No one knows the port before it is returned, so no connection comes before this.
+    let answering: Arc<Handler> = Arc::new(make(port));
+    assert!(handler.set(answering).is_ok(), "the handler is set once");
     port
 }
 
