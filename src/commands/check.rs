@@ -35,10 +35,8 @@ pub(crate) fn run(cli: &Cli, args: &CheckArgs, log: &Log) -> Result<Exit> {
     let composer = project.composer(edition);
     let rendered = render_all(&composer, project.subscribers.active())?;
     crate::say!(
-        "ok: edition {} ({} article{}) renders for all {rendered} subscribed recipient{}; {} unsubscribed skipped",
-        edition.id,
-        edition.articles.len(),
-        plural(edition.articles.len()),
+        "ok: {} renders for all {rendered} subscribed recipient{}; {} unsubscribed skipped",
+        edition_named(edition),
         plural(rendered),
         total - rendered,
     );
@@ -187,4 +185,10 @@ fn dns(cli: &Cli, args: &CheckArgs) -> Result<Exit> {
 
 pub(crate) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// `edition 2026-11-27-c4ff42 (8 articles)`, as the commands' reports name an edition.
+pub(crate) fn edition_named(edition: &crate::edition::Edition) -> String {
+    let n = edition.articles.len();
+    format!("edition {} ({n} article{})", edition.id, plural(n))
 }

@@ -70,9 +70,8 @@ pub(crate) fn run(cli: &Cli, args: &PreviewArgs, log: &Log) -> Result<Exit> {
         crate::say!("{}", path.display());
     }
     log.info(format!(
-        "preview of edition {} ({} articles) for {}",
-        edition.id,
-        edition.articles.len(),
+        "preview of {} for {}",
+        super::check::edition_named(edition),
         recipient.email
     ));
     Ok(Exit::Done)

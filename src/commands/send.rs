@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
 
-use super::check::plural;
+use super::check::{edition_named, plural};
 use super::{Log, recipient_for};
 use crate::cli::{Cli, SendArgs};
 use crate::clock::Clock;
@@ -340,10 +340,8 @@ fn resume_recipients(
     let emails: Vec<String> = active.iter().map(|s| s.email.to_string()).collect();
     let (added, skipped) = journal.sync_recipients(&edition.id, &emails, project.clock.now())?;
     log.info(format!(
-        "resuming edition {} ({} article{}): {added} new subscriber{} added, {skipped} no longer subscribed",
-        edition.id,
-        edition.articles.len(),
-        plural(edition.articles.len()),
+        "resuming {}: {added} new subscriber{} added, {skipped} no longer subscribed",
+        edition_named(edition),
         plural(added)
     ));
     Ok(())
@@ -351,10 +349,8 @@ fn resume_recipients(
 
 fn log_frozen(edition: &Edition, recipients: usize, log: &Log) {
     log.info(format!(
-        "edition {} ({} article{}) frozen for {recipients} recipient{}",
-        edition.id,
-        edition.articles.len(),
-        plural(edition.articles.len()),
+        "{} frozen for {recipients} recipient{}",
+        edition_named(edition),
         plural(recipients)
     ));
 }
@@ -707,10 +703,8 @@ fn dry_run(project: &Project, journal: Option<&Journal>, log: &Log) -> Result<Ex
         crate::say!("{}", r.email);
     }
     log.info(format!(
-        "dry run: edition {} ({} article{}) would go to {} recipient{}; nothing sent",
-        edition.id,
-        edition.articles.len(),
-        plural(edition.articles.len()),
+        "dry run: {} would go to {} recipient{}; nothing sent",
+        edition_named(edition),
         recipients.len(),
         plural(recipients.len())
     ));
