@@ -216,21 +216,37 @@ pub(crate) fn unix(t: SystemTime) -> i64 {
 impl Journal {
     /// Opens (creating if needed) the database for writing.
     pub fn open(path: &Path) -> Result<Journal> {
-        create_private(path)?;
+        let new = create_private(path)?;
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the state database {}", path.display()))?;
         // Every write transaction takes the write lock when it begins, where the busy
         // timeout applies: a deferred one that read first and then wants to write fails at
         // once with "database is locked" when another process (serve, a send) wrote meanwhile.
         conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
-        Self::setup(&conn).map_err(|e| explain(e, path))?;
+        Self::setup(&conn, new).map_err(|e| explain(e, path))?;
         Ok(Journal { conn })
     }
 
-    fn setup(conn: &Connection) -> Result<()> {
+    fn setup(conn: &Connection, new: bool) -> Result<()> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // A database this call created is switched to its write-ahead log with one sync
+        // rather than four (without a rollback journal: the switch writes the empty file's
+        // first page, nothing to roll back), and given its schema without syncs: a crash
+        // meanwhile leaves an empty database or one whose log lacks some of the schema, which
+        // the next open completes. The first synced commit (the freeze of an edition) syncs
+        // the log with the schema in it, and the directory with the names of both (SQLite
+        // syncs the directory on the first sync of a log it created). The first page must be
+        // on disk before that commit: SQLite discards the log of an empty database file. (It
+        // is synced through SQLite's own descriptor: closing another one of this process's
+        // descriptors for the file would drop every lock SQLite holds on it.)
         conn.pragma_update(None, "synchronous", "FULL")?;
+        if new {
+            conn.pragma_update(None, "journal_mode", "OFF")?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "OFF")?;
+        } else {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
         // Checkpoints (copying the WAL into the database, with their own fsyncs) every
         // 10,000 pages rather than 1,000: a send writes a few pages per message.
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
@@ -241,7 +257,9 @@ impl Journal {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
         )?;
-        migrate(conn)
+        migrate(conn)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(())
     }
 
     /// Runs `f` with its commits synced to disk before they return (`durable`) or not
@@ -329,7 +347,7 @@ impl Journal {
 /// Creates the database file readable by its owner alone, before `SQLite` does (with the
 /// process umask, usually 0644): it holds every address and the delivery history. `SQLite`
 /// gives its -wal and -shm files the database file's mode.
-fn create_private(path: &Path) -> Result<()> {
+fn create_private(path: &Path) -> Result<bool> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .write(true)
@@ -337,10 +355,11 @@ fn create_private(path: &Path) -> Result<()> {
         .mode(0o600)
         .open(path)
     {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => {
             Err(e).with_context(|| format!("cannot create the state database {}", path.display()))
         }
-        _ => Ok(()),
     }
 }
 
@@ -473,6 +492,48 @@ mod tests {
     fn a_new_database_gets_the_current_version() {
         let dir = tempfile::tempdir().expect("tempdir");
         let j = Journal::open(&dir.path().join("state.db")).expect("open");
+        assert_eq!(version(&j.conn).expect("version"), SCHEMA_VERSION);
+    }
+
+    /// Made without syncs, a new database is still one whose commits are synced.
+    #[test]
+    fn a_new_database_writes_ahead_and_syncs_its_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let j = Journal::open(&path).expect("open");
+        let mode: String = j
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        let sync: i64 = j
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .expect("synchronous");
+        assert_eq!(sync, 2, "FULL");
+        // Another process reads it as a write-ahead database too.
+        let other = Connection::open(&path).expect("other");
+        let mode: String = other
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+    }
+
+    /// What a crash during a database's making can leave: the empty file, or the switched
+    /// first page without the schema (in a log that was never synced).
+    #[test]
+    fn a_database_whose_making_was_cut_short_is_completed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").expect("empty file");
+        let j = Journal::open(&empty).expect("open the empty file");
+        assert_eq!(version(&j.conn).expect("version"), SCHEMA_VERSION);
+
+        let bare = dir.path().join("bare.db");
+        let c = Connection::open(&bare).expect("bare");
+        c.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        drop(c);
+        let j = Journal::open(&bare).expect("open the bare database");
         assert_eq!(version(&j.conn).expect("version"), SCHEMA_VERSION);
     }
 }

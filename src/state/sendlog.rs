@@ -53,6 +53,17 @@ pub(crate) struct SendLog {
     len: u64,
     offset: u64,
     buf: Vec<u8>,
+    /// What the first sync must also make durable, for a log this run made or lengthened.
+    settle: Option<Settle>,
+}
+
+/// A log made or lengthened at open, not synced yet: its first record's sync is also the
+/// one for its length (an `fsync` rather than an `fdatasync`) and, for a new file, is
+/// followed by one of the directory for its name. No record counts before that sync, so
+/// the log needs none of its own before it (a project's first run saves two).
+struct Settle {
+    /// The directory whose entry for the file is new.
+    dir: Option<PathBuf>,
 }
 
 /// What an append asks of its caller.
@@ -63,7 +74,7 @@ pub(crate) enum Appended {
 }
 
 impl SendLog {
-    /// Opens (creating, owner-only, with its first zeros made durable) the log.
+    /// Opens (creating, owner-only) the log, with at least its first zeros.
     pub(crate) fn open(path: &Path) -> Result<SendLog> {
         let existed = path.exists();
         let file = std::fs::OpenOptions::new()
@@ -80,16 +91,16 @@ impl SendLog {
             len,
             offset: 0,
             buf: Vec::with_capacity(4096),
+            settle: None,
         };
         if len < FIRST_LEN {
-            log.grow(FIRST_LEN)
+            zero(&log.file, len, FIRST_LEN)
                 .with_context(|| format!("cannot prepare the send log {}", path.display()))?;
-        }
-        if !existed {
-            // The file's name must survive a power cut as surely as what is written in it.
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir).and_then(|d| d.sync_all())?;
-            }
+            log.len = FIRST_LEN;
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            log.settle = Some(Settle {
+                dir: (!existed).then(|| dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf)),
+            });
         }
         Ok(log)
     }
@@ -99,6 +110,27 @@ impl SendLog {
         zero(&self.file, self.len, len)?;
         self.file.sync_all()?;
         self.len = len;
+        Ok(())
+    }
+
+    /// Makes every write so far durable: the data alone, or, the first time for a log made
+    /// or lengthened at open, its length and its name too.
+    fn sync(&mut self) -> Result<()> {
+        let Some(settle) = &self.settle else {
+            return self
+                .file
+                .sync_data()
+                .context("cannot sync the send log to disk");
+        };
+        self.file
+            .sync_all()
+            .context("cannot sync the send log to disk")?;
+        if let Some(dir) = &settle.dir {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot sync the directory {}", dir.display()))?;
+        }
+        self.settle = None;
         Ok(())
     }
 
@@ -124,9 +156,7 @@ impl SendLog {
             .write_all_at(&self.buf, self.offset)
             .context("cannot write the send log")?;
         if sync {
-            self.file
-                .sync_data()
-                .context("cannot sync the send log to disk")?;
+            self.sync()?;
         }
         self.offset = end;
         Ok(Appended::Done)

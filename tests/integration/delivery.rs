@@ -50,7 +50,8 @@ fn wait_for_sent(p: &Project, n: usize) {
     while p.journal().iter().filter(|(_, s)| s == "sent").count() < n {
         assert!(
             Instant::now() < deadline,
-            "the journal never recorded {n} sent"
+            "the journal never recorded {n} sent: {:?}",
+            p.journal()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -1,7 +1,8 @@
 //! The durability promise read from a syscall trace (strace): counts and order of the
 //! calls, never their timings. Each message's `attempting` is fsynced into the journal
 //! before any of its content is written to the socket, and a one-recipient send makes at
-//! most five fsyncs, in one SMTP session with one EHLO.
+//! most five fsyncs (six on a project's first run, which makes the state database and the
+//! send log), in one SMTP session with one EHLO.
 
 use std::process::Command;
 
@@ -134,6 +135,25 @@ fn each_message_is_fsynced_as_attempting_before_its_content_is_written() {
     }
 }
 
+fn syncs(calls: &[Call]) -> Vec<&Call> {
+    calls
+        .iter()
+        .filter(|c| matches!(c, Call::JournalSync | Call::OtherSync(_)))
+        .collect()
+}
+
+#[test]
+fn a_projects_first_send_makes_its_files_with_few_fsyncs() {
+    let (p, sink) = sink_project(1);
+    let calls = traced_send(&p, sink.port);
+    assert_eq!(sink.wait_for(1).len(), 1);
+    // The database made and switched to its write-ahead log with one sync of its own; the
+    // freeze's commit (the log and, the first time, the directory), the send log's first
+    // record (with its length and, the first time, the directory) and the last commit.
+    let syncs = syncs(&calls);
+    assert!(syncs.len() <= 6, "{} fsyncs: {calls:?}", syncs.len());
+}
+
 #[test]
 fn a_one_recipient_send_makes_few_fsyncs() {
     let (p, sink) = sink_project(1);
@@ -146,10 +166,7 @@ fn a_one_recipient_send_makes_few_fsyncs() {
     );
     let calls = traced_send(&p, sink.port);
     assert_eq!(sink.wait_for(2).values().sum::<usize>(), 2);
-    let syncs: Vec<&Call> = calls
-        .iter()
-        .filter(|c| matches!(c, Call::JournalSync | Call::OtherSync(_)))
-        .collect();
+    let syncs = syncs(&calls);
     assert!(syncs.len() <= 5, "{} fsyncs: {calls:?}", syncs.len());
     // One session (the relay's check carries the message), one EHLO in it.
     let verbs: Vec<&str> = calls
