@@ -76,7 +76,7 @@ existing_db() { # directory
 ours() { ms "$1" -q --config "$WORK/project/newsletter.toml" send; }
 limit() { ms smtp-source -m 1 -s 1 -F "$EML" "127.0.0.1:$PORT"; }
 
-first=() later=() src=() bfirst=() blater=() lower=0
+first=() later=() src=() bfirst=() blater=() lower=0 flower=0 fdiff=() ldiff=()
 # One pair of runs (a first one, then a later one) of a binary: "first later".
 pair() { # binary, existing-database directory
   local f l
@@ -105,13 +105,16 @@ for r in $(seq "$RUNS"); do
     bfirst+=("$bf"); blater+=("$bl")
     line+="  baseline ${bf} / ${bl} ms"
     if awk -v a="$l" -v b="$bl" 'BEGIN { exit !(a < b) }'; then lower=$((lower + 1)); fi
+    if awk -v a="$f" -v b="$bf" 'BEGIN { exit !(a < b) }'; then flower=$((flower + 1)); fi
+    fdiff+=("$(awk -v a="$f" -v b="$bf" 'BEGIN { printf "%.2f", a - b }')")
+    ldiff+=("$(awk -v a="$l" -v b="$bl" 'BEGIN { printf "%.2f", a - b }')")
   fi
   echo "$line"
 done
 row() { # label, values...: the median, the spread, the ratio to smtp-source's median
   local label=$1; shift
   awk -v l="$label" -v m="$(median "$@")" -v s="$(spread "$@")" -v src="$(median "${src[@]}")" \
-    'BEGIN { printf "%-44s median %6.1f ms, spread %s, %.1f x smtp-source\n", l, m, s, m / src }'
+    'BEGIN { printf "%-44s median %6.1f ms, spread %s, %.2f x smtp-source\n", l, m, s, m / src }'
 }
 echo "---"
 row "smtp-source -m 1:" "${src[@]}"
@@ -120,5 +123,6 @@ row "newsletter send, later run (database exists):" "${later[@]}"
 if [[ ${#bfirst[@]} -gt 0 ]]; then
   row "baseline, first run:" "${bfirst[@]}"
   row "baseline, later run:" "${blater[@]}"
-  echo "later run lower than the baseline's in $lower of $RUNS rounds"
+  echo "first run lower than the baseline's in $flower of $RUNS rounds; this minus the baseline, median of the rounds: $(median "${fdiff[@]}") ms"
+  echo "later run lower than the baseline's in $lower of $RUNS rounds; this minus the baseline, median of the rounds: $(median "${ldiff[@]}") ms"
 fi
