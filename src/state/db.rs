@@ -242,10 +242,16 @@ impl Journal {
         conn.pragma_update(None, "synchronous", "FULL")?;
         if new {
             conn.pragma_update(None, "journal_mode", "OFF")?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if new {
+            if !mode.eq_ignore_ascii_case("wal") {
+                // A file system without the log's shared memory: the database is never
+                // left without a journal.
+                conn.pragma_update(None, "journal_mode", "DELETE")?;
+            }
             conn.pragma_update(None, "synchronous", "OFF")?;
-        } else {
-            conn.pragma_update(None, "journal_mode", "WAL")?;
         }
         // Checkpoints (copying the WAL into the database, with their own fsyncs) every
         // 10,000 pages rather than 1,000: a send writes a few pages per message.
