@@ -58,12 +58,14 @@ pub(crate) struct SendLog {
 }
 
 /// A log made or lengthened at open, not synced yet: its first record's sync is also the
-/// one for its length (an `fsync` rather than an `fdatasync`) and, for a new file, is
-/// followed by one of the directory for its name. No record counts before that sync, so
-/// the log needs none of its own before it (a project's first run saves two).
+/// one for its length (an `fsync` rather than an `fdatasync`), and a new log is made under
+/// a name of its own and takes the log's name then, followed by a sync of the directory.
+/// No record counts before that sync, so the log needs none before it (a project's first
+/// run saves two), and a log found under its name is one whose name is on disk: a run that
+/// ended before its first sync leaves at most the other name, made again by the next.
 struct Settle {
-    /// The directory whose entry for the file is new.
-    dir: Option<PathBuf>,
+    /// The name the log is made under, the log's name and its directory.
+    rename: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 /// What an append asks of its caller.
@@ -74,17 +76,36 @@ pub(crate) enum Appended {
 }
 
 impl SendLog {
-    /// Opens (creating, owner-only) the log, with at least its first zeros.
+    /// Opens (making it, owner-only, if there is none) the log, with at least its first
+    /// zeros.
     pub(crate) fn open(path: &Path) -> Result<SendLog> {
-        let existed = path.exists();
-        let file = std::fs::OpenOptions::new()
+        let existing = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("cannot open the send log {}", path.display()))?;
+            .open(path);
+        let (file, rename) = match existing {
+            Ok(file) => (file, None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let new = super::db::beside(path, ".new");
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&new)
+                    .with_context(|| format!("cannot make the send log {}", new.display()))?;
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                (file, Some((new, path.to_path_buf(), dir)))
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open the send log {}", path.display()));
+            }
+        };
         let len = file.metadata()?.len();
         let mut log = SendLog {
             file,
@@ -97,10 +118,7 @@ impl SendLog {
             zero(&log.file, len, FIRST_LEN)
                 .with_context(|| format!("cannot prepare the send log {}", path.display()))?;
             log.len = FIRST_LEN;
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-            log.settle = Some(Settle {
-                dir: (!existed).then(|| dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf)),
-            });
+            log.settle = Some(Settle { rename });
         }
         Ok(log)
     }
@@ -125,7 +143,9 @@ impl SendLog {
         self.file
             .sync_all()
             .context("cannot sync the send log to disk")?;
-        if let Some(dir) = &settle.dir {
+        if let Some((new, path, dir)) = &settle.rename {
+            std::fs::rename(new, path)
+                .with_context(|| format!("cannot name the send log {}", path.display()))?;
             File::open(dir)
                 .and_then(|d| d.sync_all())
                 .with_context(|| format!("cannot sync the directory {}", dir.display()))?;
@@ -690,6 +710,35 @@ mod tests {
             ]
         );
         assert_eq!(j.sent_on(utc_day(entries[1].at)).expect("count"), 1);
+    }
+
+    /// A new log takes its name with its first synced record: a run that ends before one
+    /// leaves no log that a later run would take for one whose name is on disk.
+    #[test]
+    fn a_new_log_is_named_by_its_first_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db-sendlog");
+        let entries = [entry(1, "r@harbour.example", every_change()[0].clone())];
+        let mut log = SendLog::open(&path).expect("open");
+        log.append(&entries, false).expect("append");
+        drop(log);
+        assert!(!path.exists(), "named before any sync");
+
+        let mut log = SendLog::open(&path).expect("open again");
+        log.append(&entries, true).expect("append");
+        assert!(path.exists(), "named by the sync");
+        assert_eq!(read(&path).expect("read").0.len(), 1);
+        drop(log);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["state.db-sendlog"], "nothing else left beside it");
+
+        // An existing log is used as it is.
+        let mut log = SendLog::open(&path).expect("open the named log");
+        log.append(&entries, true).expect("append");
+        assert_eq!(read(&path).expect("read").0.len(), 1);
     }
 
     #[test]
