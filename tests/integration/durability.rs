@@ -11,7 +11,8 @@ use crate::harness::{Project, Sink, installed};
 /// One call of interest from the trace, in the order the calls completed.
 #[derive(Debug, PartialEq)]
 enum Call {
-    /// An fsync or fdatasync of the send log, or of the database or its write-ahead log.
+    /// An fsync or fdatasync of the send log (new or named), or of the database or its
+    /// write-ahead log.
     JournalSync,
     /// Any other fsync or fdatasync.
     OtherSync(String),
@@ -63,7 +64,8 @@ fn traced_send(p: &Project, port: u16) -> Vec<Call> {
         let name = whole.split('(').next().unwrap_or("");
         match name {
             "fsync" | "fdatasync" => {
-                if [".db-sendlog>", ".db-wal>", ".db>"]
+                // A new send log is synced under its first name, then renamed.
+                if [".db-sendlog>", ".db-sendlog.new>", ".db-wal>", ".db>"]
                     .iter()
                     .any(|f| whole.contains(f))
                 {
