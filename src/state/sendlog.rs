@@ -47,6 +47,11 @@ pub(crate) fn path_for(db: &Path) -> PathBuf {
     super::db::beside(db, "-sendlog")
 }
 
+/// The name a new log is made under until its first sync (`Settle`).
+fn first_name(path: &Path) -> PathBuf {
+    super::db::beside(path, ".new")
+}
+
 /// The log open for appending, from its start.
 pub(crate) struct SendLog {
     file: File,
@@ -86,7 +91,7 @@ impl SendLog {
         let (file, rename) = match existing {
             Ok(file) => (file, None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let new = super::db::beside(path, ".new");
+                let new = first_name(path);
                 let file = std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -279,6 +284,15 @@ impl Journal {
     /// Only under the run lock: no send is writing the log. Returns the steps applied.
     pub(crate) fn replay_send_log(&mut self, state: &Path) -> Result<usize> {
         let path = path_for(state);
+        // A log left under its first name was never synced: no message went out on its
+        // steps, and the addresses in it must not stay.
+        let first = first_name(&path);
+        match std::fs::remove_file(&first) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", first.display()));
+            }
+            _ => {}
+        }
         let (entries, end) = read(&path)?;
         if entries.is_empty() {
             return Ok(0);
@@ -811,6 +825,29 @@ mod tests {
             FIRST_LEN,
             "the zeros stay for the next run"
         );
+    }
+
+    /// A run stopped before its log's first sync leaves the log under its first name, with
+    /// addresses in it and nothing anyone relies on: the next replay (a send, `forget`)
+    /// removes it.
+    #[test]
+    fn a_log_left_before_its_first_sync_is_removed_by_the_next_replay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state.db");
+        let mut j = Journal::open(&state).expect("open");
+        let path = path_for(&state);
+        let mut log = SendLog::open(&path).expect("open the log");
+        log.append(
+            &[entry(1, "left@harbour.example", every_change()[0].clone())],
+            false,
+        )
+        .expect("append");
+        drop(log);
+        let first = first_name(&path);
+        assert!(first.exists());
+        assert_eq!(j.replay_send_log(&state).expect("replay"), 0);
+        assert!(!first.exists(), "left under its first name");
+        assert!(!path.exists());
     }
 
     #[test]
