@@ -1,7 +1,8 @@
 //! The send log: where a running send makes each delivery step durable. A group of steps is
 //! one write and one `fdatasync` into a file already filled with zeros (so the sync moves
-//! data, never the file's size or block map); the database learns of the steps a moment
-//! later, off the path of the messages, and the log is replayed into it after a crash.
+//! data, never the file's size or block map; a new log's first sync, which also settles its
+//! size and name, is the exception); the database learns of the steps a moment later, off
+//! the path of the messages, and the log is replayed into it after a crash.
 //!
 //! Records follow each other from the start of the file, each numbered one more than the one
 //! before and checksummed: reading stops at the first torn, stale or zeroed record. The
