@@ -28,11 +28,7 @@ pub(crate) fn write_with(
             .with_context(|| format!("cannot follow the link {}", path.display()))?,
         _ => path.to_path_buf(),
     };
-    let dir = target
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    let dir = folder_of(&target).to_path_buf();
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -61,13 +57,26 @@ pub(crate) fn write_with(
         }
         f.sync_all()?;
         fs::rename(&tmp, &target)?;
-        File::open(&dir)?.sync_all()
+        sync_folder_of(&target)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result.with_context(|| format!("cannot write {}", target.display()))?;
     Ok(target)
+}
+
+/// The folder `path` is in (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Makes the folder's entry for `path` durable: after a new name (a file made or renamed
+/// into place), a power cut may otherwise leave the file without it.
+pub(crate) fn sync_folder_of(path: &Path) -> std::io::Result<()> {
+    File::open(folder_of(path))?.sync_all()
 }
 
 /// Removes `.NAME.PID.tmp` files beside `name` whose process is gone: what a run killed

@@ -264,7 +264,9 @@ impl Journal {
             true,
         )?;
         migrate(conn)?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        if new {
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
         Ok(())
     }
 

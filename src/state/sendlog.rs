@@ -59,19 +59,22 @@ pub(crate) struct SendLog {
     len: u64,
     offset: u64,
     buf: Vec<u8>,
-    /// What the first sync must also make durable, for a log this run made or lengthened.
+    /// What the first sync must also make durable, for a log made or lengthened at open.
     settle: Option<Settle>,
 }
 
-/// A log made or lengthened at open, not synced yet: its first record's sync is also the
-/// one for its length (an `fsync` rather than an `fdatasync`), and a new log is made under
-/// a name of its own and takes the log's name then, followed by a sync of the directory.
-/// No record counts before that sync, so the log needs none before it (a project's first
-/// run saves two), and a log found under its name is one whose name is on disk: a run that
-/// ended before its first sync leaves at most the other name, made again by the next.
-struct Settle {
-    /// The name the log is made under, the log's name and its directory.
-    rename: Option<(PathBuf, PathBuf, PathBuf)>,
+/// A log made or lengthened at open is not synced then: its first record's sync is also
+/// the one for its length (an `fsync` rather than an `fdatasync`), and a new log, made
+/// under its first name (`first_name`), takes its name then, followed by a sync of the
+/// folder. No record counts before that sync, so the log needs none before it (a
+/// project's first run saves two), and a log found under its name is one whose name is on
+/// disk: a run that ended before its first sync leaves at most the first name, which the
+/// next replay removes.
+enum Settle {
+    /// Its length.
+    Length,
+    /// Its length, then its name: the log's path, which it does not have yet.
+    Name(PathBuf),
 }
 
 /// What an append asks of its caller.
@@ -89,7 +92,7 @@ impl SendLog {
             .read(true)
             .write(true)
             .open(path);
-        let (file, rename) = match existing {
+        let (file, mut settle) = match existing {
             Ok(file) => (file, None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let new = first_name(path);
@@ -101,11 +104,7 @@ impl SendLog {
                     .mode(0o600)
                     .open(&new)
                     .with_context(|| format!("cannot make the send log {}", new.display()))?;
-                let dir = match path.parent() {
-                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
-                (file, Some((new, path.to_path_buf(), dir)))
+                (file, Some(Settle::Name(path.to_path_buf())))
             }
             Err(e) => {
                 return Err(e)
@@ -113,20 +112,18 @@ impl SendLog {
             }
         };
         let len = file.metadata()?.len();
-        let mut log = SendLog {
+        if len < FIRST_LEN {
+            zero(&file, len, FIRST_LEN)
+                .with_context(|| format!("cannot prepare the send log {}", path.display()))?;
+            settle.get_or_insert(Settle::Length);
+        }
+        Ok(SendLog {
             file,
-            len,
+            len: len.max(FIRST_LEN),
             offset: 0,
             buf: Vec::with_capacity(4096),
-            settle: None,
-        };
-        if len < FIRST_LEN {
-            zero(&log.file, len, FIRST_LEN)
-                .with_context(|| format!("cannot prepare the send log {}", path.display()))?;
-            log.len = FIRST_LEN;
-            log.settle = Some(Settle { rename });
-        }
-        Ok(log)
+            settle,
+        })
     }
 
     /// Fills the file with zeros up to `len`, durably (this one sync does change its size).
@@ -149,12 +146,10 @@ impl SendLog {
         self.file
             .sync_all()
             .context("cannot sync the send log to disk")?;
-        if let Some((new, path, dir)) = &settle.rename {
-            std::fs::rename(new, path)
+        if let Settle::Name(path) = settle {
+            std::fs::rename(first_name(path), path)
+                .and_then(|()| crate::atomic_file::sync_folder_of(path))
                 .with_context(|| format!("cannot name the send log {}", path.display()))?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("cannot sync the directory {}", dir.display()))?;
         }
         self.settle = None;
         Ok(())
@@ -288,11 +283,10 @@ impl Journal {
         // A log left under its first name was never synced: no message went out on its
         // steps, and the addresses in it must not stay.
         let first = first_name(&path);
-        match std::fs::remove_file(&first) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("cannot remove {}", first.display()));
-            }
-            _ => {}
+        if let Err(e) = std::fs::remove_file(&first)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(e).with_context(|| format!("cannot remove {}", first.display()));
         }
         let (entries, end) = read(&path)?;
         if entries.is_empty() {
