@@ -44,7 +44,7 @@ make_existing() { # binary, directory
   "$1" -q --config "$WORK/project/newsletter.toml" send >/dev/null
   rm -rf "$2" && mkdir -p "$2"
   python3 - "$DB" "$2" <<'PY'
-import shutil, sqlite3, sys
+import os, shutil, sqlite3, sys
 db, to = sys.argv[1], sys.argv[2]
 # A second connection stays open while the first closes, so that closing does not fold
 # the WAL into the database and delete it (the program leaves it, as a later run finds it).
@@ -58,7 +58,9 @@ for table in ("delivery", "edition_article", "edition_frozen", "edition"):
 c.commit()
 c.close()
 for suffix in ("", "-wal", "-shm", "-sendlog"):
-    shutil.copy(db + suffix, to)
+    # A one-recipient send makes no send log in a new project.
+    if os.path.exists(db + suffix):
+        shutil.copy(db + suffix, to)
 keep.close()
 PY
 }

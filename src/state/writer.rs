@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use tokio::sync::oneshot;
 
 use super::departures::{Departures, Reader};
@@ -45,6 +45,15 @@ const GATHER: Duration = Duration::from_millis(1);
 /// applier looks this often; steps reach it without waking it.
 const APPLY_EVERY: Duration = Duration::from_secs(1);
 const APPLY_BATCH: usize = 4096;
+
+/// A run of at most this many recipients in a project that has no send log yet records
+/// its steps straight into the database, one commit per group on the thread that writes
+/// it, and makes no log. Making a log costs a flush of the folder besides its first
+/// record's (one flush in six for a one-recipient send); a commit costs more than a log
+/// record, about a fifth of a millisecond per recipient here at one connection (the
+/// database's pages, and its write-ahead log growing), which the flush saved makes up for
+/// at one recipient only (BENCHMARKS.md, "A one-recipient first run: 5 flushes").
+const SMALL_RUN: usize = 1;
 
 const UNSUBSCRIBED: &str = "unsubscribed during the send";
 
@@ -148,8 +157,11 @@ impl Queue {
 
 pub(crate) struct Writer {
     queue: Arc<Queue>,
-    handle: JoinHandle<Option<String>>,
-    applier: JoinHandle<(Journal, Option<String>)>,
+    /// The writer thread: the journal, when the steps went straight into it, and the first
+    /// error.
+    handle: JoinHandle<(Option<Journal>, Option<String>)>,
+    /// The database thread, when the steps go through the send log.
+    applier: Option<JoinHandle<(Journal, Option<String>)>>,
 }
 
 /// A cheap handle for workers. A disabled recorder (for test copies) records nothing.
@@ -159,10 +171,12 @@ pub(crate) struct Recorder {
 }
 
 impl Writer {
-    /// Starts the two threads for one edition's send. `state` is the database's path; the
-    /// journal must have replayed any earlier log (`Journal::replay_send_log`). `new_rows`
-    /// are pending rows not in the database yet (a new edition's recipients): the database
-    /// thread writes them first, while the first messages leave.
+    /// Starts the threads for one edition's send: the writer and, unless the run is small
+    /// and has no send log (`SMALL_RUN`), the database thread. `state` is the database's
+    /// path; the journal must have replayed any earlier log (`Journal::replay_send_log`).
+    /// `new_rows` are pending rows not in the database yet (a new edition's recipients):
+    /// the database thread writes them first, while the first messages leave (without
+    /// it, the first commit does).
     pub(crate) fn start(
         journal: Journal,
         state: &Path,
@@ -177,18 +191,32 @@ impl Writer {
             rows.entry(email.clone()).or_insert(State::Pending);
         }
         let next_seq = journal.log_applied()? + 1;
-        let log = SendLog::open(&sendlog::path_for(state))?;
-        let (to_applier, from_writer) = mpsc::channel::<ToApplier>();
-        if !new_rows.is_empty() {
-            // Before any step, in the channel's order.
-            let rows = (edition_id.clone(), new_rows, clock.now());
-            let _ = to_applier.send(ToApplier::Rows(rows));
-        }
-        let applier = std::thread::spawn(move || apply(journal, &from_writer));
-        let to_db = ToDb {
-            tx: to_applier,
-            thread: applier.thread().clone(),
-            queued: 0,
+        let log_path = sendlog::path_for(state);
+        let made = log_path
+            .try_exists()
+            .with_context(|| format!("cannot look for the send log {}", log_path.display()))?;
+        let new_rows = (!new_rows.is_empty()).then(|| (edition_id.clone(), new_rows, clock.now()));
+        let (steps, applier) = if made || rows.len() > SMALL_RUN {
+            let log = SendLog::open(&log_path)?;
+            let (to_applier, from_writer) = mpsc::channel::<ToApplier>();
+            if let Some(new_rows) = new_rows {
+                // Before any step, in the channel's order.
+                let _ = to_applier.send(ToApplier::Rows(new_rows));
+            }
+            let applier = std::thread::spawn(move || apply(journal, &from_writer));
+            let to_db = ToDb {
+                tx: to_applier,
+                thread: applier.thread().clone(),
+                queued: 0,
+            };
+            (Steps::Log(log, to_db), Some(applier))
+        } else {
+            let here = Commits {
+                journal,
+                unwritten: new_rows,
+                pending: Vec::new(),
+            };
+            (Steps::Database(here), None)
         };
         let queue = Arc::new(Queue::default());
         let from_workers = Arc::clone(&queue);
@@ -210,8 +238,7 @@ impl Writer {
             };
             let logger = Logger {
                 decider,
-                log,
-                applier: to_db,
+                steps,
                 failed: None,
                 #[cfg(test)]
                 wrote_on: Vec::new(),
@@ -235,11 +262,14 @@ impl Writer {
     /// journal and the first error, if any. Recorders are not to be used after this.
     pub(crate) fn finish(self) -> (Option<Journal>, Option<String>) {
         self.queue.close();
-        let written = self
+        let (held, written) = self
             .handle
             .join()
-            .unwrap_or_else(|_| Some("the journal writer stopped unexpectedly".into()));
-        match self.applier.join() {
+            .unwrap_or_else(|_| (None, Some("the journal writer stopped unexpectedly".into())));
+        let Some(database_thread) = self.applier else {
+            return (held, written);
+        };
+        match database_thread.join() {
             Ok((journal, applied)) => (Some(journal), written.or(applied)),
             Err(_) => (
                 None,
@@ -459,11 +489,10 @@ impl Decider {
     }
 }
 
-/// What makes steps durable: the decider, the log, the way to the database.
+/// What makes steps durable: the decider, and where the steps go.
 struct Logger {
     decider: Decider,
-    log: SendLog,
-    applier: ToDb,
+    steps: Steps,
     /// The first error: after it nothing more is written (the caller stops the run, and
     /// the log keeps the last steps that reached the disk).
     failed: Option<String>,
@@ -479,8 +508,9 @@ impl Logger {
         self.wrote_on.push(std::thread::current().id());
         let result = match &self.failed {
             Some(e) => Err(e.clone()),
-            None => durable(&mut self.decider, &mut self.log, &batch, &mut self.applier)
-                .map_err(|e| format!("{e:#}")),
+            None => {
+                durable(&mut self.decider, &mut self.steps, &batch).map_err(|e| format!("{e:#}"))
+            }
         };
         if let Err(e) = &result {
             self.failed.get_or_insert_with(|| e.clone());
@@ -497,11 +527,13 @@ impl Logger {
     }
 }
 
-/// The writer thread: the first error, if any.
-fn write(logger: Logger, queue: &Queue) -> Option<String> {
+/// The writer thread: the journal, if the steps went straight into it, and the first
+/// error, if any.
+fn write(logger: Logger, queue: &Queue) -> (Option<Journal>, Option<String>) {
+    let stopped = || (None, Some("the journal writer stopped unexpectedly".into()));
     match queue.log.lock() {
         Ok(mut slot) => *slot = Some(logger),
-        Err(_) => return Some("the journal writer stopped unexpectedly".into()),
+        Err(_) => return stopped(),
     }
     // Steps asked for before the logger was open.
     queue.flush_here();
@@ -513,24 +545,29 @@ fn write(logger: Logger, queue: &Queue) -> Option<String> {
         }
     }
     let Some(mut logger) = queue.log.lock().ok().and_then(|mut slot| slot.take()) else {
-        return Some("the journal writer stopped unexpectedly".into());
+        return stopped();
     };
     // The run is over: once the database holds every step, the log is cleared.
     if logger.failed.is_none() {
-        let complete = Some((
+        let complete = (
             logger.decider.edition_id.clone(),
             logger.decider.clock.now(),
-        ));
-        let end = logger
-            .applier
-            .sync(complete)
-            .and_then(|()| logger.log.wipe());
+        );
+        let end = match &mut logger.steps {
+            Steps::Log(log, applier) => applier.sync(Some(complete)).and_then(|()| log.wipe()),
+            Steps::Database(here) => here.commit(true, Some((&complete.0, complete.1))),
+        };
         if let Err(e) = end {
             logger.failed = Some(format!("{e:#}"));
         }
     }
-    logger.applier.close();
-    logger.failed
+    match logger.steps {
+        Steps::Log(_, applier) => {
+            applier.close();
+            (None, logger.failed)
+        }
+        Steps::Database(here) => (Some(here.journal), logger.failed),
+    }
 }
 
 /// Waits until what has queued up is due: once someone waits for a change in it or, when
@@ -571,18 +608,55 @@ fn due(queue: &Queue) -> bool {
     true
 }
 
+/// Where a run's steps are made durable.
+enum Steps {
+    /// The send log, one sync per group; the database thread applies them a moment later.
+    Log(SendLog, ToDb),
+    /// The database itself, one commit per group (a small run without a log: `SMALL_RUN`).
+    Database(Commits),
+}
+
+/// A small run's steps committed into the database by the thread that writes the group:
+/// synced when someone waits for one of them, otherwise left to the operating system, as
+/// the log's are (a killed process loses none; a power cut, only steps no one waited for).
+struct Commits {
+    journal: Journal,
+    /// The new edition's rows, written before the first step.
+    unwritten: Option<NewRows>,
+    /// Steps not committed yet (kept when a commit fails, to be tried again).
+    pending: Vec<Entry>,
+}
+
+impl Commits {
+    /// Commits the steps so far, synced with `durable` (and marks the edition complete
+    /// with `complete` if none of its rows waits).
+    fn commit(&mut self, durable: bool, complete: Option<(&str, SystemTime)>) -> Result<()> {
+        into_db(
+            &mut self.journal,
+            &mut self.unwritten,
+            &mut self.pending,
+            durable,
+            complete,
+        )
+        .map_err(|e| anyhow!(e))
+    }
+}
+
 /// Decides a batch and makes its steps durable; returns, per request, whether it applied.
-fn durable(
-    decider: &mut Decider,
-    log: &mut SendLog,
-    batch: &[Request],
-    applier: &mut ToDb,
-) -> Result<Vec<bool>> {
+fn durable(decider: &mut Decider, steps: &mut Steps, batch: &[Request]) -> Result<Vec<bool>> {
     let (entries, took) = decider.decide(batch)?;
     if entries.is_empty() {
         return Ok(took);
     }
     let waited = batch.iter().any(|r| r.done.is_some());
+    let (log, applier) = match steps {
+        Steps::Log(log, applier) => (log, applier),
+        Steps::Database(here) => {
+            here.pending.extend(entries);
+            here.commit(waited, None)?;
+            return Ok(took);
+        }
+    };
     if let Appended::Full = log.append(&entries, waited)? {
         applier.sync(None)?;
         log.restart();
@@ -722,10 +796,12 @@ pub(crate) mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
 
-    /// A database `state.db` in the directory returned, with edition `e` and no rows.
+    /// A database `state.db` in the directory returned, with edition `e` and no rows, and
+    /// a send log (as a project has after its first run, whatever the run's size).
     fn edition_e() -> (tempfile::TempDir, std::path::PathBuf, Journal) {
         let d = tempfile::tempdir().expect("tempdir");
         let path = d.path().join("state.db");
+        std::fs::write(sendlog::path_for(&path), b"").expect("send log");
         let mut j = Journal::open(&path).expect("open");
         j.connection()
             .execute(
@@ -861,6 +937,59 @@ pub(crate) mod tests {
         drop((members, recorder));
         let (_, error) = w.finish();
         assert_eq!(error, None);
+    }
+
+    #[test]
+    fn a_small_run_without_a_send_log_commits_its_steps_and_makes_none() {
+        for (rows, made) in [(SMALL_RUN, false), (SMALL_RUN + 1, true)] {
+            let (d, path, j) = edition_e();
+            let log = sendlog::path_for(&path);
+            std::fs::remove_file(&log).expect("no send log");
+            let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
+            let emails: Vec<String> = (0..rows).map(|i| format!("r{i}@harbour.example")).collect();
+            let w = Writer::start(j, &path, "e".into(), clock, emails, None).expect("start");
+            let recorder = w.recorder();
+            let took = recorder
+                .commit_blocking(vec![("r0@harbour.example".into(), attempting(0))])
+                .expect("commit");
+            assert_eq!(took, [true]);
+            // Durable once answered: in the database (seen from another connection), or in
+            // the log.
+            let state = || {
+                rusqlite::Connection::open(&path)
+                    .expect("open")
+                    .query_row(
+                        "SELECT state FROM delivery WHERE email = 'r0@harbour.example'",
+                        [],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .ok()
+            };
+            let logged = || {
+                sendlog::read(&log).is_ok_and(|(entries, _)| {
+                    entries
+                        .iter()
+                        .any(|e| matches!(e.change, Change::Attempting { .. }))
+                })
+            };
+            if made {
+                assert!(logged(), "{rows} rows: the step is in the log");
+            } else {
+                assert_eq!(state().as_deref(), Some("attempting"), "{rows} rows");
+                assert!(!log.exists(), "{rows} rows: no log");
+            }
+            drop(recorder);
+            let (_, error) = w.finish();
+            assert_eq!(error, None);
+            assert_eq!(state().as_deref(), Some("attempting"), "{rows} rows");
+            let files: Vec<_> = std::fs::read_dir(d.path())
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("sendlog"))
+                .collect();
+            let expected: &[&str] = if made { &["state.db-sendlog"] } else { &[] };
+            assert_eq!(files, expected, "{rows} rows");
+        }
     }
 
     #[test]

@@ -149,6 +149,23 @@ fn killed_after_the_final_dot_the_message_is_in_doubt_and_not_resent() {
 }
 
 #[test]
+fn a_one_recipient_first_run_killed_after_the_final_dot_leaves_it_in_doubt() {
+    // One recipient and no send log yet: the steps are committed into the database.
+    let (p, emails, server) = kill_at(Point::DataEnd(1), 1);
+    assert_eq!(server.messages().len(), 1);
+    assert!(
+        !p.path("newsletter.db-sendlog").exists() && !p.path("newsletter.db-sendlog.new").exists(),
+        "a one-recipient first run makes no send log"
+    );
+    assert_eq!(state_of(&p, &emails[0]), "attempting");
+
+    let rerun = p.run(&["send"]);
+    rerun.expect_code(4);
+    assert_eq!(server.deliveries(), exactly_once(&emails), "not sent twice");
+    assert_eq!(state_of(&p, &emails[0]), "in_doubt");
+}
+
+#[test]
 fn killed_before_a_new_editions_rows_were_written_no_one_gets_two() {
     // A new edition's pending rows are written beside its first messages, without a sync
     // of their own: a crash (a power cut) may come before they reach the disk. As if it
