@@ -2,10 +2,11 @@
 # Time to the first message: a whole `newsletter send` to one recipient (the bench project:
 # eight articles, a ~42 KB message) against Postfix's `smtp-source -m 1` sending that same
 # message, both to one smtp-sink on 127.0.0.1, in interleaved rounds (with a baseline binary,
-# the order alternates from round to round). Two kinds of run:
-# the first one of a project (the state database is made), and a later one (the database
-# exists, with its schema and send log; the edition in it is removed before each round, so
-# the same edition is new again). Prints each round, then the medians, spreads and ratios.
+# the order alternates from round to round). Two kinds of run: the first one of a project
+# (the state database is made), and a later one (the database exists, with its schema and
+# whatever send log the first send made; the edition in it is removed before each round,
+# so the same edition is new again). Prints each round, then the medians, spreads and
+# ratios, then the flushes the disk received during each kind of run.
 #
 #   bench/first.sh                      # 11 rounds
 #   RUNS=21 BASELINE_BIN=/path/to/old/newsletter bench/first.sh
@@ -127,4 +128,29 @@ if [[ ${#bfirst[@]} -gt 0 ]]; then
   row "baseline, later run:" "${blater[@]}"
   echo "first run lower than the baseline's in $flower of $RUNS rounds; this minus the baseline, median of the rounds: $(median "${fdiff[@]}") ms"
   echo "later run lower than the baseline's in $lower of $RUNS rounds; this minus the baseline, median of the rounds: $(median "${ldiff[@]}") ms"
+fi
+
+# Flushes the disk under the project received during one run (the block device's count of
+# completed flush requests, /sys/dev/block/MAJ:MIN/stat field 16): what a sync costs on any
+# disk, counted rather than timed. The fewest of 5 runs, since other processes may flush
+# the same disk meanwhile.
+STAT=$(python3 -c 'import os, sys; d = os.stat(sys.argv[1]).st_dev; print(f"/sys/dev/block/{os.major(d)}:{os.minor(d)}/stat")' "$WORK/project")
+if [[ -r "$STAT" && $(awk '{print NF}' "$STAT") -ge 16 ]]; then
+  flushes() { awk '{print $16}' "$STAT"; }
+  fewest() { # binary, existing-database directory ("" for a new one)
+    local best="" a b
+    for _ in 1 2 3 4 5; do
+      if [[ -n "$2" ]]; then existing_db "$2"; else new_db; sync "$WORK/project"; fi
+      a=$(flushes); "$1" -q --config "$WORK/project/newsletter.toml" send >/dev/null; b=$(flushes)
+      if [[ -z "$best" || $((b - a)) -lt $best ]]; then best=$((b - a)); fi
+    done
+    echo "$best"
+  }
+  line="disk flushes per run (fewest of 5): first run $(fewest "$BIN" ""), later run $(fewest "$BIN" "$WORK/existing")"
+  if [[ -n "${BASELINE_BIN:-}" ]]; then
+    line+="; baseline $(fewest "$BASELINE_BIN" "") and $(fewest "$BASELINE_BIN" "$WORK/existing-baseline")"
+  fi
+  echo "$line"
+else
+  echo "disk flushes: not counted (no block device statistics for $WORK/project)"
 fi
