@@ -2,7 +2,9 @@
 //! one write and one `fdatasync` into a file already filled with zeros (so the sync moves
 //! data, never the file's size or block map; a new log's first sync, which also settles its
 //! size and name, is the exception); the database learns of the steps a moment later, off
-//! the path of the messages, and the log is replayed into it after a crash.
+//! the path of the messages, and the log is replayed into it after a crash. (A one-recipient
+//! run in a project that has no log yet commits its steps into the database instead, and
+//! makes none: `writer::SMALL_RUN`.)
 //!
 //! Records follow each other from the start of the file, each numbered one more than the one
 //! before and checksummed: reading stops at the first torn, stale or zeroed record. The

@@ -8,7 +8,8 @@
 //! thread opens the logger and writes what no sender waits for (the `Sent` steps, after
 //! `LINGER`) and the steps of callers outside the send's runtime. A second thread applies
 //! the steps to the database in large transactions, off the path of the messages; the log
-//! is replayed into the database after a crash.
+//! is replayed into the database after a crash. A one-recipient run in a project without a
+//! send log makes none: its groups are committed straight into the database (`SMALL_RUN`).
 
 use std::collections::HashMap;
 use std::path::Path;
