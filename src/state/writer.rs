@@ -204,7 +204,10 @@ impl Writer {
                 // Before any step, in the channel's order.
                 let _ = to_applier.send(ToApplier::Rows(new_rows));
             }
-            let applier = std::thread::spawn(move || apply(journal, &from_writer));
+            let applier = std::thread::spawn(move || {
+                give_way();
+                apply(journal, &from_writer)
+            });
             let to_db = ToDb {
                 tx: to_applier,
                 thread: applier.thread().clone(),
@@ -708,6 +711,15 @@ impl ToDb {
         drop(tx);
         thread.unpark();
     }
+}
+
+/// Lowers the calling thread to the lowest priority (nice 19). The database thread's work
+/// can wait (the log holds every step meanwhile, and the run's end waits for it): at the
+/// usual priority it took CPU time the sending thread and the relay needed at that moment,
+/// and on two cores gave 2 % of throughput at 4 connections and 4 % at 16 (BENCHMARKS.md,
+/// "The database thread gives way"). Best effort: a system that refuses leaves it as it is.
+fn give_way() {
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }
 
 /// The applier thread: steps into the database, in large transactions. Returns the journal

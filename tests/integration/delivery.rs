@@ -526,6 +526,54 @@ fn sigterm_finishes_the_message_in_flight_and_stops() {
     assert_eq!(server.deliveries(), exactly_once(&emails));
 }
 
+/// The nice value of each thread of process `pid` (field 19 of `/proc/PID/task/TID/stat`).
+fn thread_nice_values(pid: u32) -> Vec<(u32, i64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let task = task.expect("task");
+        let tid: u32 = task.file_name().to_string_lossy().parse().expect("tid");
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        // After the name in parentheses: the state is field 3, the nice value field 19.
+        let after = stat.rsplit_once(") ").expect("stat").1;
+        let nice = after.split_whitespace().nth(16).expect("nice");
+        threads.push((tid, nice.parse().expect("a number")));
+    }
+    threads
+}
+
+#[test]
+fn a_sends_database_thread_gives_way_to_the_sending_one() {
+    // The database thread catches up with the send log in the CPU time the sending and
+    // the relay leave: the lowest priority, one thread; every other at the usual one.
+    let server = SmtpServer::start(ServerOptions {
+        pause: Some(Point::DataEnd(2)),
+        ..ServerOptions::default()
+    });
+    let (p, emails) = project_for(&server, 3, "");
+    let child = p.spawn(&["send"]);
+    let pid = child.id();
+    server.gate.wait_reached();
+    let threads = thread_nice_values(pid);
+    server.gate.release();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(server.deliveries(), exactly_once(&emails));
+    let lowest: Vec<_> = threads.iter().filter(|(_, nice)| *nice == 19).collect();
+    assert_eq!(lowest.len(), 1, "{threads:?}");
+    assert!(
+        threads
+            .iter()
+            .all(|(tid, nice)| *nice == 19 || (*nice == 0 && *tid != lowest[0].0)),
+        "{threads:?}"
+    );
+    assert!(
+        threads.iter().any(|(tid, nice)| *tid == pid && *nice == 0),
+        "{threads:?}"
+    );
+}
+
 #[test]
 fn two_runs_at_once_one_sends_and_the_other_is_locked_out() {
     let server = SmtpServer::start(ServerOptions {
