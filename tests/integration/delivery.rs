@@ -25,15 +25,22 @@ fn state_of(p: &Project, email: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Kills the client with SIGKILL while the server holds `point`, then lets the server go on.
-fn kill_at(point: Point, n: usize) -> (Project, Vec<String>, SmtpServer) {
+/// Starts `send` to `n` subscribers against a server that holds `point`; returns once it
+/// holds it.
+fn held_send(point: Point, n: usize) -> (SmtpServer, Project, Vec<String>, std::process::Child) {
     let server = SmtpServer::start(ServerOptions {
         pause: Some(point),
         ..ServerOptions::default()
     });
     let (p, emails) = project_for(&server, n, "");
-    let mut child = p.spawn(&["send"]);
+    let child = p.spawn(&["send"]);
     server.gate.wait_reached();
+    (server, p, emails, child)
+}
+
+/// Kills the client with SIGKILL while the server holds `point`, then lets the server go on.
+fn kill_at(point: Point, n: usize) -> (Project, Vec<String>, SmtpServer) {
+    let (server, p, emails, mut child) = held_send(point, n);
     if let Point::Mail(k) = point {
         // The earlier messages' 250s are recorded without waiting; let those records land,
         // so that only message k is in flight at the kill.
@@ -230,13 +237,7 @@ fn hold_send_log_writes(p: &Project, pid: u32) -> std::process::Child {
 
 #[test]
 fn killed_after_the_reply_but_before_the_journal_commit_nothing_is_sent_twice() {
-    let server = SmtpServer::start(ServerOptions {
-        pause: Some(Point::DataEnd(3)),
-        ..ServerOptions::default()
-    });
-    let (p, emails) = project_for(&server, 5, "");
-    let mut child = p.spawn(&["send"]);
-    server.gate.wait_reached();
+    let (server, p, emails, mut child) = held_send(Point::DataEnd(3), 5);
     // Hold the send log's writes, so the client gets its 250 but cannot record it.
     let mut tracer = hold_send_log_writes(&p, child.id());
     server.gate.release();
@@ -489,13 +490,7 @@ fn connections_are_renewed_after_max_per_connection() {
 
 #[test]
 fn sigterm_finishes_the_message_in_flight_and_stops() {
-    let server = SmtpServer::start(ServerOptions {
-        pause: Some(Point::DataEnd(2)),
-        ..ServerOptions::default()
-    });
-    let (p, emails) = project_for(&server, 5, "");
-    let child = p.spawn(&["send"]);
-    server.gate.wait_reached();
+    let (server, p, emails, child) = held_send(Point::DataEnd(2), 5);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -547,14 +542,8 @@ fn thread_nice_values(pid: u32) -> Vec<(u32, i64)> {
 fn a_sends_database_thread_gives_way_to_the_sending_one() {
     // The database thread catches up with the send log in the CPU time the sending and
     // the relay leave: the lowest priority, one thread; every other at the usual one.
-    let server = SmtpServer::start(ServerOptions {
-        pause: Some(Point::DataEnd(2)),
-        ..ServerOptions::default()
-    });
-    let (p, emails) = project_for(&server, 3, "");
-    let child = p.spawn(&["send"]);
+    let (server, _p, emails, child) = held_send(Point::DataEnd(2), 3);
     let pid = child.id();
-    server.gate.wait_reached();
     let threads = thread_nice_values(pid);
     server.gate.release();
     let out = child.wait_with_output().expect("wait");
@@ -576,13 +565,7 @@ fn a_sends_database_thread_gives_way_to_the_sending_one() {
 
 #[test]
 fn two_runs_at_once_one_sends_and_the_other_is_locked_out() {
-    let server = SmtpServer::start(ServerOptions {
-        pause: Some(Point::DataEnd(1)),
-        ..ServerOptions::default()
-    });
-    let (p, emails) = project_for(&server, 4, "");
-    let first = p.spawn(&["send"]);
-    server.gate.wait_reached();
+    let (server, p, emails, first) = held_send(Point::DataEnd(1), 4);
     let second = p.run(&["send"]);
     second.expect_code(5);
     assert!(
