@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, watch};
 use crate::clock::Clock;
 use crate::config::Pacing;
 use crate::deliver::outbox::Outbox;
-use crate::deliver::smtp::{Connector, Fatal, Refusal, Session, Verdict};
+use crate::deliver::smtp::{Connector, Fatal, Refusal, Session, Stage, Verdict};
 use crate::input::subscribers::Subscriber;
 use crate::mail::message::Outgoing;
 use crate::state::Change;
@@ -291,6 +291,19 @@ impl Shared {
         true
     }
 
+    /// Whether connection `worker` may send now without waiting (no pause asked for, and
+    /// not one too many).
+    fn relay_ready(&self, worker: usize) -> bool {
+        self.throttle
+            .lock()
+            .is_ok_and(|t| worker < t.connections && t.until <= crate::clock::instant())
+    }
+
+    /// Whether connection `worker` is not one too many.
+    fn allows(&self, worker: usize) -> bool {
+        self.throttle.lock().is_ok_and(|t| worker < t.connections)
+    }
+
     fn failure(&self, problem: &str) {
         self.note_problem(problem);
         let n = self.failures_in_row.fetch_add(1, Ordering::SeqCst) + 1;
@@ -525,42 +538,139 @@ impl Worker<'_> {
         // The journal's syncs wait for each live connection's step (a group commit).
         let _member = shared.recorder.member();
         let mut session: Option<Session> = None;
+        let mut ahead: Option<Ahead> = None;
         loop {
+            if let Some(next) = ahead.take() {
+                // Its envelope is out: its content follows at once (a pause the relay asked
+                // for meanwhile applies to the next envelope), unless the run stops or this
+                // connection is one too many now.
+                if shared.stopped() || !shared.allows(id) {
+                    self.put_back(&next.job);
+                    // The relay waits for content after its 354 (a QUIT would be taken as
+                    // content): closing the connection makes it discard the transaction.
+                    drop(session.take());
+                    break;
+                }
+                if let Via::Smtp(connector) = self.via {
+                    ahead = self
+                        .over_smtp(connector, &mut session, Start::Ahead(next), id)
+                        .await;
+                }
+                continue;
+            }
             if shared.stopped() || !shared.wait_for_relay(id).await || shared.stopped() {
                 break;
             }
             // A recipient not taken stays pending (or deferred) in the journal.
-            let Some(Next {
-                index,
-                attempts,
-                requeued,
-            }) = self.queue.lock().ok().and_then(|mut q| q.pop_front())
-            else {
+            let Some(next) = self.queue.lock().ok().and_then(|mut q| q.pop_front()) else {
                 break;
             };
-            if self.retry && !requeued {
-                shared.counters.deferred.fetch_sub(1, Ordering::Relaxed);
-            }
-            if !shared.take_quota() {
+            let Some(job) = self.take(next) else {
                 shared.stop(StopReason::Quota(shared.pacing.daily_quota.unwrap_or(0)));
                 break;
-            }
+            };
             shared.pace().await;
             if shared.stopped() {
                 break;
             }
-            let job = Job {
-                email: self.work[index].subscriber.email.to_string(),
-                attempts,
-                index,
-            };
             match self.via {
                 Via::Outbox(outbox) => self.to_outbox(outbox, &job).await,
-                Via::Smtp(connector) => self.over_smtp(connector, &mut session, &job).await,
+                Via::Smtp(connector) => {
+                    ahead = self
+                        .over_smtp(connector, &mut session, Start::New(job), id)
+                        .await;
+                }
             }
         }
         if let Some(s) = session {
             s.quit().await;
+        }
+    }
+
+    /// `next`, taken from the queue, as a job charged to the daily quota; `None` (and
+    /// not counted) when the quota is spent.
+    fn take(&self, next: Next) -> Option<Job> {
+        let shared = self.shared;
+        if self.retry && !next.requeued {
+            shared.counters.deferred.fetch_sub(1, Ordering::Relaxed);
+        }
+        if !shared.take_quota() {
+            return None;
+        }
+        Some(Job {
+            email: self.work[next.index].subscriber.email.to_string(),
+            attempts: next.attempts,
+            index: next.index,
+        })
+    }
+
+    /// A job taken but not attempted goes back to the front of the queue, its quota
+    /// given back.
+    fn put_back(&self, job: &Job) {
+        if let Some(left) = &self.shared.quota_left {
+            left.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Ok(mut q) = self.queue.lock() {
+            q.push_front(Next {
+                index: job.index,
+                attempts: job.attempts,
+                requeued: true,
+            });
+        }
+    }
+
+    /// The next recipient for connection `id` if it may go at once, composed, with its
+    /// envelope ready to follow the current message's content in the same write: no rate
+    /// limit to wait for, no pause the relay asked for, room left in the session, and the
+    /// current content sent as it is (`ascii`). A message that cannot be made or that the
+    /// relay's stated limits refuse is recorded here, and none goes ahead.
+    async fn ahead(&self, open: &Session, ascii: bool, id: usize) -> Option<(Ahead, String)> {
+        let shared = self.shared;
+        if !ascii
+            || !open.pipelining()
+            || open.sent + 1 >= shared.pacing.max_per_connection
+            || shared.pacing.rate_per_second.is_some()
+            || shared.stopped()
+            || !shared.relay_ready(id)
+        {
+            return None;
+        }
+        let next = self.queue.lock().ok().and_then(|mut q| q.pop_front())?;
+        let Some(job) = self.take(next) else {
+            // The main loop finds the quota spent and stops.
+            if let Ok(mut q) = self.queue.lock() {
+                q.push_front(Next {
+                    requeued: true,
+                    ..next
+                });
+            }
+            return None;
+        };
+        let message = match self.message(&job, self.message_id(&job)).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.unbuildable(&job, None, &e).await;
+                return None;
+            }
+        };
+        if !message.bytes.is_ascii() {
+            self.put_back(&job);
+            return None;
+        }
+        match open.group(&message.envelope, &message.bytes) {
+            Ok((stages, group)) => Some((
+                Ahead {
+                    job,
+                    message,
+                    stages,
+                },
+                group,
+            )),
+            Err(r) => {
+                let mut none = None;
+                refused(&mut none, shared, &job, &r, self.queue).await;
+                None
+            }
         }
     }
 
@@ -646,7 +756,108 @@ impl Worker<'_> {
         }
     }
 
-    async fn over_smtp(&self, connector: &Connector, session: &mut Option<Session>, job: &Job) {
+    /// Sends one message over SMTP; returns the next one when its envelope went out with
+    /// this one's content (RFC 2920 lets a group start with a message's content: one round
+    /// trip per message instead of two).
+    async fn over_smtp(
+        &self,
+        connector: &Connector,
+        session: &mut Option<Session>,
+        start: Start,
+        id: usize,
+    ) -> Option<Ahead> {
+        let (shared, queue) = (self.shared, self.queue);
+        let (job, message, recorded, started) = match start {
+            Start::New(job) => {
+                let (message, recorded, started) = self.begin(connector, session, &job).await?;
+                (job, message, recorded, started)
+            }
+            Start::Ahead(Ahead {
+                job,
+                message,
+                stages,
+            }) => {
+                let Some(open) = session.as_mut() else {
+                    self.put_back(&job);
+                    return None;
+                };
+                let Some(attempting) = self.attempting(&job, message.message_id.clone()) else {
+                    drop(session.take());
+                    return None;
+                };
+                let (recorded, started) =
+                    tokio::join!(attempting.wait(), open.replies(&stages, None));
+                (job, message, recorded, started)
+            }
+        };
+        if !self.goes_on(recorded) {
+            // The server may be waiting for content: close the connection without a final
+            // dot, so it discards the transaction.
+            drop(session.take());
+            return None;
+        }
+        if let Err(r) = started {
+            refused(session, shared, &job, &r, queue).await;
+            return None;
+        }
+        let open = session.as_mut()?;
+        let next = self.ahead(open, message.bytes.is_ascii(), id).await;
+        let open = session.as_mut()?;
+        let sent = open
+            .content(
+                &message.bytes,
+                next.as_ref().map(|(_, group)| group.as_str()),
+            )
+            .await;
+        match sent {
+            Ok(reply) => {
+                shared.recorder.record(&job.email, Change::Sent { reply });
+                shared.success();
+                return next.map(|(ahead, _)| ahead);
+            }
+            Err(r) if r.outcome_unknown() => {
+                if let Some(s) = session.take() {
+                    if next.is_some() {
+                        // Its QUIT could be taken as the next message's content.
+                        drop(s);
+                    } else {
+                        s.abort().await;
+                    }
+                }
+                shared.recorder.record(
+                    &job.email,
+                    Change::InDoubt {
+                        reason: r.reply.clone(),
+                    },
+                );
+                shared.counters.in_doubt.fetch_add(1, Ordering::Relaxed);
+                shared.failure(&r.reply);
+            }
+            Err(r) => {
+                if next.is_some() {
+                    // The next envelope's replies are still on their way and the relay
+                    // may wait for its content: only a new connection is in a known state
+                    // (closed without QUIT, which would be taken as content).
+                    drop(session.take());
+                }
+                refused(session, shared, &job, &r, queue).await;
+            }
+        }
+        if let Some((ahead, _)) = next {
+            self.put_back(&ahead.job);
+        }
+        None
+    }
+
+    /// Opens the session if needed and starts `job`'s transaction: its message, whether
+    /// its `attempting` step applied, and the relay's answer up to DATA's 354. `None` when
+    /// it ended there (recorded as it should be).
+    async fn begin(
+        &self,
+        connector: &Connector,
+        session: &mut Option<Session>,
+        job: &Job,
+    ) -> Option<(Outgoing, Result<bool>, Result<(), Refusal>)> {
         let (shared, queue) = (self.shared, self.queue);
         if session
             .as_ref()
@@ -660,16 +871,16 @@ impl Worker<'_> {
                 Ok(s) => *session = Some(s),
                 Err(e) if e.downcast_ref::<Fatal>().is_some() => {
                     shared.stop(StopReason::Fatal(format!("{e:#}")));
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     // An unreachable or busy relay says nothing about the recipient.
                     shared.throttled(job, None, format!("{e:#}"), queue);
-                    return;
+                    return None;
                 }
             }
         }
-        let Some(open) = session.as_mut() else { return };
+        let open = session.as_mut()?;
 
         // The record that this message may be delivered must be on disk before its content
         // goes out. Its sync runs during the round trip that ends in the DATA command's 354:
@@ -679,16 +890,16 @@ impl Worker<'_> {
         // pending, not in doubt) and the sync runs during the DATA command alone.
         let message_id = self.message_id(job);
         let early = if open.pipelining() {
-            let Some(attempting) = self.attempting(job, message_id.clone()) else {
-                return;
-            };
-            Some(attempting)
+            Some(self.attempting(job, message_id.clone())?)
         } else {
             None
         };
         let message = match self.message(job, message_id).await {
             Ok(m) => m,
-            Err(e) => return self.unbuildable(job, early, &e).await,
+            Err(e) => {
+                self.unbuildable(job, early, &e).await;
+                return None;
+            }
         };
         let (recorded, started) = if let Some(attempting) = early {
             tokio::join!(
@@ -698,45 +909,33 @@ impl Worker<'_> {
         } else {
             if let Err(r) = open.envelope(&message.envelope, &message.bytes).await {
                 refused(session, shared, job, &r, queue).await;
-                return;
+                return None;
             }
             let Some(attempting) = self.attempting(job, message.message_id.clone()) else {
                 drop(session.take());
-                return;
+                return None;
             };
+            let open = session.as_mut()?;
             tokio::join!(attempting.wait(), open.start_data())
         };
-        if !self.goes_on(recorded) {
-            // The server may be waiting for content: close the connection without a final
-            // dot, so it discards the transaction.
-            drop(session.take());
-            return;
-        }
-        if let Err(r) = started {
-            refused(session, shared, job, &r, queue).await;
-            return;
-        }
-        match open.content(&message.bytes).await {
-            Ok(reply) => {
-                shared.recorder.record(&job.email, Change::Sent { reply });
-                shared.success();
-            }
-            Err(r) if r.outcome_unknown() => {
-                if let Some(s) = session.take() {
-                    s.abort().await;
-                }
-                shared.recorder.record(
-                    &job.email,
-                    Change::InDoubt {
-                        reason: r.reply.clone(),
-                    },
-                );
-                shared.counters.in_doubt.fetch_add(1, Ordering::Relaxed);
-                shared.failure(&r.reply);
-            }
-            Err(r) => refused(session, shared, job, &r, queue).await,
-        }
+        Some((message, recorded, started))
     }
+}
+
+/// How a connection's next message starts.
+enum Start {
+    /// Taken from the queue: its envelope is still to be sent.
+    New(Job),
+    /// Its envelope went out with the message before it.
+    Ahead(Ahead),
+}
+
+/// A message whose envelope (MAIL, RCPT, DATA) followed the previous message's content in
+/// one write; its replies are still to be read, and its `attempting` step to be made.
+struct Ahead {
+    job: Job,
+    message: Outgoing,
+    stages: Vec<Stage>,
 }
 
 async fn watch_signals(shared: Arc<Shared>) {

@@ -614,19 +614,36 @@ impl Session {
         envelope: &Envelope,
         bytes: &[u8],
     ) -> Result<(), Refusal> {
+        let (stages, group) = self.group(envelope, bytes)?;
+        let first = self.command(stages[0], &group).await;
+        self.replies(&stages, Some(first)).await
+    }
+
+    /// The pipelined group of a message: its stages and its text.
+    pub(crate) fn group(
+        &self,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> Result<(Vec<Stage>, String), Refusal> {
         let mut commands = self.envelope_commands(envelope, bytes)?;
         commands.push((Stage::Data, Data.to_string()));
         let group: String = commands.iter().map(|(_, c)| c.as_str()).collect();
+        Ok((commands.into_iter().map(|(s, _)| s).collect(), group))
+    }
+
+    /// The replies to a group already written; `first` when the first was read.
+    pub(crate) async fn replies(
+        &mut self,
+        stages: &[Stage],
+        mut first: Option<Result<Response, Refusal>>,
+    ) -> Result<(), Refusal> {
         let mut refused: Option<Refusal> = None;
-        for (i, (stage, _)) in commands.iter().enumerate() {
-            let answer = if i == 0 {
-                self.command(*stage, &group).await
-            } else {
-                self.reply(*stage).await
+        for stage in stages {
+            let answer = match first.take() {
+                Some(a) => a,
+                None => self.reply(*stage).await,
             };
             match answer {
-                // A 354 after a refused MAIL or RCPT: the server now waits for content that
-                // will not come. Only a new connection is in a known state.
                 Ok(_) if *stage == Stage::Data => {
                     if let Some(mut r) = refused {
                         r.connection_lost = true;
@@ -653,15 +670,21 @@ impl Session {
         }
     }
 
-    /// The content and its final dot, after `begin`; `Ok` carries the server's acceptance
-    /// reply.
-    pub(crate) async fn content(&mut self, bytes: &[u8]) -> Result<String, Refusal> {
+    /// The content and its final dot, after `begin`, followed in the same write by
+    /// `then` (the next message's envelope, from `group`) if any; `Ok` carries the
+    /// server's acceptance reply. `then` needs content that is all ASCII.
+    pub(crate) async fn content(
+        &mut self,
+        bytes: &[u8],
+        then: Option<&str>,
+    ) -> Result<String, Refusal> {
         let limit = self.limit;
         let result = match std::str::from_utf8(bytes) {
             // The whole stuffed message and its final dot in one write: lettre's own
             // `message` escapes byte by byte into a copy and writes the dot separately.
             Ok(text) if bytes.is_ascii() => {
-                timeout(limit, self.conn.command(DataContent(text))).await
+                let content = DataContent(text, then.unwrap_or(""));
+                timeout(limit, self.conn.command(content)).await
             }
             _ => timeout(limit, self.conn.message(bytes)).await,
         };
@@ -693,8 +716,9 @@ impl Session {
 }
 
 /// A message's content as the DATA phase carries it (RFC 5321 §4.5.2): every line that
-/// starts with a dot gets a second dot, and `CRLF . CRLF` ends it.
-struct DataContent<'a>(&'a str);
+/// starts with a dot gets a second dot, and `CRLF . CRLF` ends it; then the commands that
+/// follow it in the same write (RFC 2920 §3.1: content may start a pipelined group).
+struct DataContent<'a>(&'a str, &'a str);
 
 impl std::fmt::Display for DataContent<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -713,7 +737,8 @@ impl std::fmt::Display for DataContent<'_> {
         if !text.ends_with("\r\n") {
             f.write_str("\r\n")?;
         }
-        f.write_str(".\r\n")
+        f.write_str(".\r\n")?;
+        f.write_str(self.1)
     }
 }
 
@@ -738,10 +763,15 @@ mod tests {
     #[test]
     fn data_content_doubles_leading_dots_and_ends_with_a_dot_line() {
         assert_eq!(
-            DataContent("a\r\n.b\r\n..c\r\n").to_string(),
+            DataContent("a\r\n.b\r\n..c\r\n", "").to_string(),
             "a\r\n..b\r\n...c\r\n.\r\n"
         );
-        assert_eq!(DataContent(".x").to_string(), "..x\r\n.\r\n");
-        assert_eq!(DataContent("plain\r\n").to_string(), "plain\r\n.\r\n");
+        assert_eq!(DataContent(".x", "").to_string(), "..x\r\n.\r\n");
+        assert_eq!(DataContent("plain\r\n", "").to_string(), "plain\r\n.\r\n");
+        assert_eq!(
+            DataContent("one", "MAIL FROM:<a@b.example>\r\nDATA\r\n").to_string(),
+            "one\r\n.\r\nMAIL FROM:<a@b.example>\r\nDATA\r\n",
+            "the next envelope follows the final dot"
+        );
     }
 }

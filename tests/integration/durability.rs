@@ -20,6 +20,8 @@ enum Call {
     Commands(String),
     /// A write of message content to the relay.
     Content,
+    /// A write of message content that ends with the next message's envelope.
+    ContentThenEnvelope,
 }
 
 /// Runs `newsletter send` under `strace -f` and returns the calls in completion order.
@@ -27,7 +29,8 @@ fn traced_send(p: &Project, port: u16) -> Vec<Call> {
     let strace = installed("strace", &["/usr/bin/strace"]);
     let trace = p.path("trace.txt");
     let status = Command::new(strace)
-        .args(["-f", "-qq", "-yy", "-s", "24", "-o"])
+        // Whole writes (a message is ~4 KB here): the next envelope may follow a content.
+        .args(["-f", "-qq", "-yy", "-s", "65536", "-o"])
         .arg(&trace)
         .args([
             "-e",
@@ -83,6 +86,9 @@ fn traced_send(p: &Project, port: u16) -> Vec<Call> {
                 .contains(&verb)
                 {
                     calls.push(Call::Commands(verb.to_string()));
+                } else if whole.contains("\\r\\n.\\r\\nMAIL ") {
+                    // The next message's envelope in the same write, after the final dot.
+                    calls.push(Call::ContentThenEnvelope);
                 } else {
                     calls.push(Call::Content);
                 }
@@ -109,6 +115,21 @@ fn each_message_is_fsynced_as_attempting_before_its_content_is_written() {
     assert_synced_before_content(&calls, 5);
 }
 
+/// RFC 2920 lets a pipelined group start with a message's content: each message after the
+/// first has its envelope in the write that ends the one before, one round trip per
+/// message, and still its own sync before its content.
+#[test]
+fn each_envelope_after_the_first_follows_the_content_before_it_in_one_write() {
+    let (p, sink) = sink_project(5);
+    let calls = traced_send(&p, sink.port);
+    assert_eq!(sink.wait_for(5).len(), 5);
+    let count = |want: &Call| calls.iter().filter(|c| *c == want).count();
+    assert_eq!(count(&Call::Commands("MAIL".into())), 1, "{calls:?}");
+    assert_eq!(count(&Call::ContentThenEnvelope), 4, "{calls:?}");
+    assert_eq!(count(&Call::Content), 1, "the last message's: {calls:?}");
+    assert_synced_before_content(&calls, 5);
+}
+
 /// Asserts that `n` messages went out, each with a journal sync between the one before
 /// and its first content write.
 fn assert_synced_before_content(calls: &[Call], n: usize) {
@@ -119,9 +140,11 @@ fn assert_synced_before_content(calls: &[Call], n: usize) {
     for (i, call) in calls.iter().enumerate() {
         match call {
             Call::Commands(verb) if verb == "MAIL" || verb == "DATA" => in_envelope = true,
-            Call::Content if in_envelope => {
-                starts.push(i);
-                in_envelope = false;
+            Call::Content | Call::ContentThenEnvelope => {
+                if in_envelope {
+                    starts.push(i);
+                }
+                in_envelope = *call == Call::ContentThenEnvelope;
             }
             _ => {}
         }

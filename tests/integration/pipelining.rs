@@ -46,13 +46,22 @@ struct Seen {
     transactions: usize,
     sessions: usize,
     delivered: BTreeMap<String, usize>,
+    /// Commands the peer had to take as a message's content (sent after a 354 that the
+    /// client did not wait for) before the connection ended.
+    commands_as_content: usize,
 }
 
 /// A server that offers PIPELINING, refuses `refuse` with 550 on RCPT (and then DATA with
-/// 554, as RFC 2920 requires), and answers RCPT for `drop_once` the first time with 421
-/// and a closed connection. It speaks only what the test needs; smtp-sink cannot refuse
-/// inside a pipelined group (its -f and -r switch pipelining off).
-fn pipelining_peer(refuse: &'static str, drop_once: &'static str) -> (u16, Arc<Mutex<Seen>>) {
+/// 554, as RFC 2920 requires), answers RCPT for `drop_once` the first time with 421
+/// and a closed connection, and the first content for `later_once` with 451 (554 when it
+/// starts with "never:"). It speaks
+/// only what the test needs; smtp-sink cannot refuse inside a pipelined group (its -f and
+/// -r switch pipelining off).
+fn pipelining_peer(
+    refuse: &'static str,
+    drop_once: &'static str,
+    later_once: &'static str,
+) -> (u16, Arc<Mutex<Seen>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -63,7 +72,9 @@ fn pipelining_peer(refuse: &'static str, drop_once: &'static str) -> (u16, Arc<M
             let Ok(stream) = stream else { continue };
             let seen = Arc::clone(&shared);
             let dropped = Arc::clone(&dropped);
-            std::thread::spawn(move || session(stream, &seen, &dropped, refuse, drop_once));
+            std::thread::spawn(move || {
+                session(stream, &seen, &dropped, [refuse, drop_once, later_once]);
+            });
         }
     });
     (port, seen)
@@ -72,9 +83,8 @@ fn pipelining_peer(refuse: &'static str, drop_once: &'static str) -> (u16, Arc<M
 fn session(
     mut stream: TcpStream,
     seen: &Mutex<Seen>,
-    dropped: &Mutex<bool>,
-    refuse: &str,
-    drop_once: &str,
+    once: &Mutex<bool>,
+    [refuse, drop_once, later_once]: [&str; 3],
 ) {
     seen.lock().expect("lock").sessions += 1;
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
@@ -113,8 +123,7 @@ fn session(
                 .to_string();
             if to == refuse {
                 "550 5.1.1 no such user\r\n".into()
-            } else if to == drop_once
-                && !std::mem::replace(&mut *dropped.lock().expect("lock"), true)
+            } else if to == drop_once && !std::mem::replace(&mut *once.lock().expect("lock"), true)
             {
                 let _ = stream.write_all(b"421 4.3.0 closing\r\n");
                 return;
@@ -132,12 +141,22 @@ fn session(
             while !body.ends_with(b"\r\n.\r\n") {
                 let mut byte = [0u8; 1];
                 if reader.read_exact(&mut byte).is_err() {
+                    if body.starts_with(b"QUIT") || body.starts_with(b"RSET") {
+                        seen.lock().expect("lock").commands_as_content += 1;
+                    }
                     return;
                 }
                 body.push(byte[0]);
             }
-            *seen.lock().expect("lock").delivered.entry(to).or_insert(0) += 1;
-            "250 2.0.0 queued\r\n".into()
+            if later_once.strip_prefix("never:") == Some(to.as_str()) {
+                "554 5.7.1 Message rejected: content\r\n".into()
+            } else if to == later_once && !std::mem::replace(&mut *once.lock().expect("lock"), true)
+            {
+                "451 4.3.0 try again later\r\n".into()
+            } else {
+                *seen.lock().expect("lock").delivered.entry(to).or_insert(0) += 1;
+                "250 2.0.0 queued\r\n".into()
+            }
         } else if upper.starts_with("QUIT") {
             let _ = stream.write_all(b"221 bye\r\n");
             return;
@@ -150,7 +169,7 @@ fn session(
 
 #[test]
 fn refusals_inside_a_pipelined_group_keep_the_connection_in_step() {
-    let (port, seen) = pipelining_peer("reader2@example.org", "reader4@example.org");
+    let (port, seen) = pipelining_peer("reader2@example.org", "reader4@example.org", "");
     let p = Project::new();
     let emails = p.subscribers(6);
     p.use_smtp(&format!(
@@ -179,6 +198,57 @@ fn refusals_inside_a_pipelined_group_keep_the_connection_in_step() {
             .iter()
             .filter(|(e, _)| *e != "reader2@example.org")
             .all(|(_, s)| s == "sent"),
+        "{journal:?}"
+    );
+}
+
+/// A message's content refused for now while the next message's envelope followed it in
+/// the same write: that connection is closed (the next envelope's replies would leave it
+/// out of step), the next recipient goes on over a new one, and everyone is delivered
+/// once, the refused one later.
+#[test]
+fn a_content_refused_while_the_next_envelope_followed_it_loses_and_repeats_no_one() {
+    let (port, seen) = pipelining_peer("", "", "reader2@example.org");
+    let p = Project::new();
+    let emails = p.subscribers(5);
+    p.use_smtp(&format!(
+        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = 1\nretry_delay_seconds = 0.1\n"
+    ));
+    p.run(&["send"]).expect_code(0);
+    let seen = seen.lock().expect("lock");
+    assert_eq!(seen.delivered, exactly_once(&emails));
+    assert_eq!(seen.grouped, seen.transactions);
+    assert!(seen.sessions >= 2, "{} sessions", seen.sessions);
+    assert!(
+        p.journal().iter().all(|(_, s)| s == "sent"),
+        "{:?}",
+        p.journal()
+    );
+}
+
+/// The same with a content refused for good: the run stops (the relay refused the
+/// sender's message), the recipient whose envelope followed it is left pending, and the
+/// connection is closed rather than sent a QUIT the relay, waiting for that recipient's
+/// content, would take as content.
+#[test]
+fn a_content_refused_for_good_while_the_next_envelope_followed_it_stops_cleanly() {
+    let (port, seen) = pipelining_peer("", "", "never:reader2@example.org");
+    let p = Project::new();
+    let emails = p.subscribers(5);
+    p.use_smtp(&format!(
+        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = 1\n"
+    ));
+    p.run(&["send"]).expect_code(7);
+    let seen = seen.lock().expect("lock");
+    assert_eq!(seen.delivered, exactly_once(&emails[..1]));
+    assert_eq!(seen.commands_as_content, 0);
+    let journal: BTreeMap<String, String> = p.journal().into_iter().collect();
+    assert_eq!(journal["reader1@example.org"], "sent");
+    assert!(
+        journal
+            .iter()
+            .filter(|(e, _)| *e != "reader1@example.org")
+            .all(|(_, s)| s == "pending"),
         "{journal:?}"
     );
 }
