@@ -16,7 +16,8 @@
 # Modes (at each C in CS): limit (smtp-source -d -s C), journal (newsletter send, the
 # real thing), nojournal (without the journal: what durability costs), dkim (journal on,
 # every message signed with RSA-2048 and Ed25519), baseline (journal on, BASELINE_BIN: an
-# older build in the same rounds, with its ratio paired by round), starttls (journal on, over STARTTLS:
+# older build in the same rounds, with its ratio paired by round), dkimbaseline (dkim, by
+# BASELINE_BIN), starttls (journal on, over STARTTLS:
 # stunnel offers it in front of the same smtp-sink, with a certificate of a CA made here;
 # smtp-source has no TLS, so its ratio is to journal). Peers (at PEER_C connections, PEER_N
 # messages): nodemailer (pooled, from npm), mailmerge (PyPI, one connection per message).
@@ -44,7 +45,7 @@ die() { echo "error: $*" >&2; exit 2; }
 [[ "$N" =~ ^[0-9]+$ && "$N" -ge 1 && "$N" -le 1000000 ]] || die "N must be 1..1000000"
 for c in $CS $PEER_C; do [[ "$c" =~ ^[0-9]+$ && "$c" -ge 1 && "$c" -le 64 ]] || die "each C must be 1..64"; done
 [[ "$PORT" =~ ^[0-9]+$ && "$PORT" -ge 1024 ]] || die "PORT must be a high port"
-if [[ " $MODES " == *" baseline "* && -z "${BASELINE_BIN:-}" ]]; then die "the baseline mode needs BASELINE_BIN"; fi
+if [[ " $MODES " == *" baseline "* || " $MODES " == *" dkimbaseline "* ]] && [[ -z "${BASELINE_BIN:-}" ]]; then die "the baseline modes need BASELINE_BIN"; fi
 
 install_tools() {
   "$ROOT/.ci/install" postfix strace
@@ -181,6 +182,7 @@ run_one() { # mode c -> prints "msgs_per_s rss_kb cpu_us_per_msg"
     nojournal) timed "${send[@]}" --no-journal ;;
     dkim) timed "$BIN" -q --config "$WORK/project/dkim.toml" send --connections "$c" ;;
     baseline) timed "$BASELINE_BIN" -q --config "$WORK/project/newsletter.toml" send --connections "$c" ;;
+    dkimbaseline) timed "$BASELINE_BIN" -q --config "$WORK/project/dkim.toml" send --connections "$c" ;;
     starttls) timed "$BIN" -q --config "$WORK/project/tls.toml" send --connections "$c" ;;
     nodemailer) timed node "$WORK/node/send.js" "$PORT" "$n" "$c" "$EML" ;;
     mailmerge) (cd "$WORK/mm" && timed "$WORK/venv/bin/mailmerge" --template template.txt \

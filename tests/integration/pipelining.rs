@@ -167,14 +167,23 @@ fn session(
     }
 }
 
-#[test]
-fn refusals_inside_a_pipelined_group_keep_the_connection_in_step() {
-    let (port, seen) = pipelining_peer("reader2@example.org", "reader4@example.org", "");
+/// A project of `n` subscribers sending over one connection to a `pipelining_peer`.
+fn peer_project(
+    n: usize,
+    [refuse, drop_once, later_once]: [&'static str; 3],
+) -> (Project, Vec<String>, Arc<Mutex<Seen>>) {
+    let (port, seen) = pipelining_peer(refuse, drop_once, later_once);
     let p = Project::new();
-    let emails = p.subscribers(6);
+    let emails = p.subscribers(n);
     p.use_smtp(&format!(
         "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = 1\nretry_delay_seconds = 0.1\n"
     ));
+    (p, emails, seen)
+}
+
+#[test]
+fn refusals_inside_a_pipelined_group_keep_the_connection_in_step() {
+    let (p, emails, seen) = peer_project(6, ["reader2@example.org", "reader4@example.org", ""]);
     let run = p.run(&["send"]);
     // reader2 refused for good (which finishes the edition: exit 0), the others delivered,
     // reader4 after a pause once the 421 closed the connection.
@@ -208,12 +217,7 @@ fn refusals_inside_a_pipelined_group_keep_the_connection_in_step() {
 /// once, the refused one later.
 #[test]
 fn a_content_refused_while_the_next_envelope_followed_it_loses_and_repeats_no_one() {
-    let (port, seen) = pipelining_peer("", "", "reader2@example.org");
-    let p = Project::new();
-    let emails = p.subscribers(5);
-    p.use_smtp(&format!(
-        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = 1\nretry_delay_seconds = 0.1\n"
-    ));
+    let (p, emails, seen) = peer_project(5, ["", "", "reader2@example.org"]);
     p.run(&["send"]).expect_code(0);
     let seen = seen.lock().expect("lock");
     assert_eq!(seen.delivered, exactly_once(&emails));
@@ -232,12 +236,7 @@ fn a_content_refused_while_the_next_envelope_followed_it_loses_and_repeats_no_on
 /// content, would take as content.
 #[test]
 fn a_content_refused_for_good_while_the_next_envelope_followed_it_stops_cleanly() {
-    let (port, seen) = pipelining_peer("", "", "never:reader2@example.org");
-    let p = Project::new();
-    let emails = p.subscribers(5);
-    p.use_smtp(&format!(
-        "host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nconnections = 1\n"
-    ));
+    let (p, emails, seen) = peer_project(5, ["", "", "never:reader2@example.org"]);
     p.run(&["send"]).expect_code(7);
     let seen = seen.lock().expect("lock");
     assert_eq!(seen.delivered, exactly_once(&emails[..1]));
