@@ -607,19 +607,18 @@ impl Session {
     }
 
     /// MAIL, RCPT and DATA in one write, then their replies (RFC 2920): one round trip
-    /// instead of three. Every reply is read, so a refused command leaves the connection
-    /// in step; the first refusal is the one reported.
+    /// instead of three.
     pub(crate) async fn begin_pipelined(
         &mut self,
         envelope: &Envelope,
         bytes: &[u8],
     ) -> Result<(), Refusal> {
         let (stages, group) = self.group(envelope, bytes)?;
-        let first = self.command(stages[0], &group).await;
+        let first = self.command(Stage::Mail, &group).await;
         self.replies(&stages, Some(first)).await
     }
 
-    /// The pipelined group of a message: its stages and its text.
+    /// The pipelined group of a message (MAIL, its RCPTs, DATA): its stages and its text.
     pub(crate) fn group(
         &self,
         envelope: &Envelope,
@@ -631,7 +630,9 @@ impl Session {
         Ok((commands.into_iter().map(|(s, _)| s).collect(), group))
     }
 
-    /// The replies to a group already written; `first` when the first was read.
+    /// The replies to a group already written (`first`: the first one, when it was read
+    /// with the write). Every reply is read, so a refused command leaves the connection in
+    /// step; the first refusal is the one reported.
     pub(crate) async fn replies(
         &mut self,
         stages: &[Stage],
@@ -644,6 +645,8 @@ impl Session {
                 None => self.reply(*stage).await,
             };
             match answer {
+                // A 354 after a refused MAIL or RCPT: the server now waits for content that
+                // will not come. Only a new connection is in a known state.
                 Ok(_) if *stage == Stage::Data => {
                     if let Some(mut r) = refused {
                         r.connection_lost = true;
