@@ -213,17 +213,7 @@ impl Shared {
     /// connections' messages in flight) do not lengthen it.
     fn throttled(&self, job: &Job, code: Option<u16>, reply: String, queue: &Queue) {
         self.release(job, code, &reply);
-        // The message was not sent: its share of the daily quota is given back.
-        if let Some(left) = &self.quota_left {
-            left.fetch_add(1, Ordering::SeqCst);
-        }
-        if let Ok(mut q) = queue.lock() {
-            q.push_front(Next {
-                index: job.index,
-                attempts: job.attempts,
-                requeued: true,
-            });
-        }
+        self.put_back(job, queue);
         let Ok(mut t) = self.throttle.lock() else {
             return;
         };
@@ -245,6 +235,21 @@ impl Shared {
         };
         t.until = now + t.pause;
         t.connections = (t.connections / 2).max(1);
+    }
+
+    /// A job taken but not sent goes back to the front of `queue`, its share of the daily
+    /// quota given back.
+    fn put_back(&self, job: &Job, queue: &Queue) {
+        if let Some(left) = &self.quota_left {
+            left.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Ok(mut q) = queue.lock() {
+            q.push_front(Next {
+                index: job.index,
+                attempts: job.attempts,
+                requeued: true,
+            });
+        }
     }
 
     /// The relay refused the sender: the recipient stays pending and the run stops.
@@ -545,7 +550,7 @@ impl Worker<'_> {
                 // for meanwhile applies to the next envelope), unless the run stops or this
                 // connection is one too many now.
                 if shared.stopped() || !shared.allows(id) {
-                    self.put_back(&next.job);
+                    self.shared.put_back(&next.job, self.queue);
                     // The relay waits for content after its 354 (a QUIT would be taken as
                     // content): closing the connection makes it discard the transaction.
                     drop(session.take());
@@ -604,21 +609,6 @@ impl Worker<'_> {
         })
     }
 
-    /// A job taken but not attempted goes back to the front of the queue, its quota
-    /// given back.
-    fn put_back(&self, job: &Job) {
-        if let Some(left) = &self.shared.quota_left {
-            left.fetch_add(1, Ordering::SeqCst);
-        }
-        if let Ok(mut q) = self.queue.lock() {
-            q.push_front(Next {
-                index: job.index,
-                attempts: job.attempts,
-                requeued: true,
-            });
-        }
-    }
-
     /// The next recipient for connection `id` if it may go at once, composed, with its
     /// envelope ready to follow the current message's content in the same write: no rate
     /// limit to wait for, no pause the relay asked for, room left in the session, and the
@@ -654,7 +644,7 @@ impl Worker<'_> {
             }
         };
         if !message.bytes.is_ascii() {
-            self.put_back(&job);
+            self.shared.put_back(&job, self.queue);
             return None;
         }
         match open.group(&message.envelope, &message.bytes) {
@@ -778,7 +768,7 @@ impl Worker<'_> {
                 stages,
             }) => {
                 let Some(open) = session.as_mut() else {
-                    self.put_back(&job);
+                    self.shared.put_back(&job, self.queue);
                     return None;
                 };
                 let Some(attempting) = self.attempting(&job, message.message_id.clone()) else {
@@ -802,7 +792,6 @@ impl Worker<'_> {
         }
         let open = session.as_mut()?;
         let next = self.ahead(open, message.bytes.is_ascii(), id).await;
-        let open = session.as_mut()?;
         let sent = open
             .content(
                 &message.bytes,
@@ -844,7 +833,7 @@ impl Worker<'_> {
             }
         }
         if let Some((ahead, _)) = next {
-            self.put_back(&ahead.job);
+            self.shared.put_back(&ahead.job, self.queue);
         }
         None
     }
