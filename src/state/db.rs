@@ -216,42 +216,50 @@ pub(crate) fn unix(t: SystemTime) -> i64 {
 impl Journal {
     /// Opens (creating if needed) the database for writing.
     pub fn open(path: &Path) -> Result<Journal> {
-        let new = create_private(path)?;
+        let made = create(path)?;
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the state database {}", path.display()))?;
         // Every write transaction takes the write lock when it begins, where the busy
         // timeout applies: a deferred one that read first and then wants to write fails at
         // once with "database is locked" when another process (serve, a send) wrote meanwhile.
         conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
-        Self::setup(&conn, new).map_err(|e| explain(e, path))?;
+        Self::setup(&conn, made).map_err(|e| explain(e, path))?;
         Ok(Journal { conn })
     }
 
-    fn setup(conn: &Connection, new: bool) -> Result<()> {
+    fn setup(conn: &Connection, how: Made) -> Result<()> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        // A database this call created is switched to its write-ahead log with one sync
-        // rather than four (without a rollback journal: the switch writes the empty file's
-        // first page, nothing to roll back), and given its schema without syncs: a crash
-        // meanwhile leaves an empty database or one whose log lacks some of the schema, which
-        // the next open completes. The first synced commit (the freeze of an edition) syncs
-        // the log with the schema in it, and the directory with the names of both (SQLite
-        // syncs the directory on the first sync of a log it created). The first page must be
-        // on disk before that commit: SQLite discards the log of an empty database file. (It
-        // is synced through SQLite's own descriptor: closing another one of this process's
-        // descriptors for the file would drop every lock SQLite holds on it.)
+        // A database made from the image (`create`) is at `SCHEMA_VERSION` in WAL mode,
+        // synced: its one row is inserted without a sync, which starts its write-ahead log
+        // (SQLite syncs a log's header when a synced commit starts it: one flush more). The
+        // first synced commit (the freeze of an edition) syncs the log, and the directory
+        // with the names of both (SQLite syncs the directory on the first sync of a log it
+        // created).
+        //
+        // A database made empty (where the folder takes no links) is switched to its
+        // write-ahead log with one sync rather than four (without a rollback journal: the
+        // switch writes the empty file's first page, nothing to roll back), and given its
+        // schema without syncs: a crash meanwhile leaves an empty database or one whose log
+        // lacks some of the schema, which the next open completes. Its first page must be on
+        // disk before the first synced commit: SQLite discards the log of an empty database
+        // file.
+        let quiet = how != Made::Existing;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        if new {
+        if how == Made::Empty {
             conn.pragma_update(None, "journal_mode", "OFF")?;
         }
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if new {
+        if quiet {
             if !mode.eq_ignore_ascii_case("wal") {
                 // A file system without the log's shared memory: the database is never
                 // left without a journal.
                 conn.pragma_update(None, "journal_mode", "DELETE")?;
             }
             conn.pragma_update(None, "synchronous", "OFF")?;
+        }
+        if how == Made::Image {
+            conn.execute_batch(IMAGE_ROWS)?;
         }
         // Checkpoints (copying the WAL into the database, with their own fsyncs) every
         // 10,000 pages rather than 1,000: a send writes a few pages per message.
@@ -264,7 +272,7 @@ impl Journal {
             true,
         )?;
         migrate(conn)?;
-        if new {
+        if quiet {
             conn.pragma_update(None, "synchronous", "FULL")?;
         }
         Ok(())
@@ -352,10 +360,72 @@ impl Journal {
     }
 }
 
-/// Creates the database file readable by its owner alone, before `SQLite` does (with the
-/// process umask, usually 0644): it holds every address and the delivery history. `SQLite`
-/// gives its -wal and -shm files the database file's mode.
-fn create_private(path: &Path) -> Result<bool> {
+/// A new database: an empty one at `SCHEMA_VERSION`, in WAL mode, without its rows
+/// (`IMAGE_ROWS`). Writing it costs a fraction of making the schema (about 1.4 ms of a
+/// project's first run here, on its main thread: `SQLite` parses the whole schema again after
+/// each `ALTER TABLE`). Made by the migrations; a test checks it against them and writes it
+/// again with `NEWSLETTER_WRITE_EMPTY_DB=1` (`state::db::tests`).
+const IMAGE: &[u8] = include_bytes!("empty.db");
+
+/// The rows a database made from `IMAGE` starts with (what the migrations insert).
+const IMAGE_ROWS: &str = "INSERT OR IGNORE INTO send_log (id, applied) VALUES (1, 0);";
+
+/// How `create` found the database file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Made {
+    /// It existed.
+    Existing,
+    /// Made now from `IMAGE`.
+    Image,
+    /// Made now, empty: the migrations give it its schema.
+    Empty,
+}
+
+/// Makes the database file if there is none, readable by its owner alone (it holds every
+/// address and the delivery history; `SQLite` would use the umask, and gives its -wal and -shm
+/// files the database file's mode). The image is written to a file of its own beside it,
+/// synced, and linked into place, so that no other process opening the database at the same
+/// moment reads half of it; when the folder takes no links, the file is made empty.
+fn create(path: &Path) -> Result<Made> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let cannot = || format!("cannot create the state database {}", path.display());
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok(Made::Existing);
+    }
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let aside = beside(path, &format!(".{}-{n}.new", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&aside)
+        .and_then(|mut f| f.write_all(IMAGE).and_then(|()| f.sync_data()));
+    let linked = written.map(|()| std::fs::hard_link(&aside, path));
+    // The name beside it goes in every case; a linked database keeps the data under its own.
+    let _ = std::fs::remove_file(&aside);
+    match linked {
+        Ok(Ok(())) => Ok(Made::Image),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Made::Existing),
+        // The folder could be written, so a refused link is the file system's: some network
+        // and FAT file systems have none.
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::Unsupported
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::TooManyLinks
+            ) =>
+        {
+            create_empty(path).with_context(cannot)
+        }
+        Ok(Err(e)) | Err(e) => Err(e).with_context(cannot),
+    }
+}
+
+/// Makes the database file empty (the migrations then give it its schema).
+fn create_empty(path: &Path) -> std::io::Result<Made> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .write(true)
@@ -363,11 +433,9 @@ fn create_private(path: &Path) -> Result<bool> {
         .mode(0o600)
         .open(path)
     {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => {
-            Err(e).with_context(|| format!("cannot create the state database {}", path.display()))
-        }
+        Ok(_) => Ok(Made::Empty),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Made::Existing),
+        Err(e) => Err(e),
     }
 }
 
@@ -501,6 +569,156 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let j = Journal::open(&dir.path().join("state.db")).expect("open");
         assert_eq!(version(&j.conn).expect("version"), SCHEMA_VERSION);
+    }
+
+    /// The schema as `SQLite` keeps it (without where its tables start in the file), the
+    /// version, the send log's row, and whether the file is sound.
+    type Shape = (Vec<[String; 4]>, usize, Vec<(i64, i64)>, String);
+
+    fn shape(conn: &Connection) -> Shape {
+        let mut schema = conn
+            .prepare("SELECT type, name, tbl_name, ifnull(sql, '') FROM sqlite_master ORDER BY type, name")
+            .expect("prepare");
+        let schema = schema
+            .query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))
+            .expect("schema")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("rows");
+        let mut rows = conn
+            .prepare("SELECT id, applied FROM send_log")
+            .expect("prepare");
+        let rows = rows
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("send_log")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("rows");
+        let sound: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity");
+        (schema, version(conn).expect("version"), rows, sound)
+    }
+
+    /// Writes `empty.db` again from the migrations (`NEWSLETTER_WRITE_EMPTY_DB=1`): an empty
+    /// file is a database of version 0, which every migration brings to the current one.
+    fn write_image(dir: &Path) {
+        let path = dir.join("image.db");
+        std::fs::write(&path, b"").expect("empty file");
+        let j = Journal::open(&path).expect("migrate");
+        j.conn.execute("DELETE FROM send_log", []).expect("rows");
+        j.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .expect("checkpoint");
+        drop(j);
+        let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/state/empty.db");
+        std::fs::copy(&path, &image).expect("write the image");
+    }
+
+    /// The image a new database is made from is the database the migrations make.
+    #[test]
+    fn a_new_database_is_the_one_the_migrations_make() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if std::env::var_os("NEWSLETTER_WRITE_EMPTY_DB").is_some() {
+            write_image(dir.path());
+        }
+        let migrated = dir.path().join("migrated.db");
+        std::fs::write(&migrated, b"").expect("empty file");
+        let by_migrations = Journal::open(&migrated).expect("migrate");
+        let new = dir.path().join("new.db");
+        assert_eq!(create(&new).expect("create"), Made::Image);
+        std::fs::remove_file(&new).expect("remove");
+        let by_image = Journal::open(&new).expect("open");
+        assert_eq!(
+            shape(&by_image.conn),
+            shape(&by_migrations.conn),
+            "src/state/empty.db is not the database the migrations make: \
+             `NEWSLETTER_WRITE_EMPTY_DB=1 cargo test --lib state::db` writes it again \
+             (then run the tests once more)"
+        );
+        assert_eq!(shape(&by_image.conn).3, "ok");
+        // Readable by its owner alone, and nothing left beside it.
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&new).expect("metadata").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("new.db"))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["new.db", "new.db-shm", "new.db-wal"]);
+    }
+
+    /// Opened at the same moment by many connections, a new database is made once, whole:
+    /// none of them reads half an image.
+    #[test]
+    fn a_new_database_opened_at_once_by_many_is_made_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let start = std::sync::Barrier::new(8);
+        let made: Vec<Made> = std::thread::scope(|s| {
+            let opening: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        let made = create(&path).expect("create");
+                        let mut j = Journal::open(&path).expect("open");
+                        assert_eq!(version(&j.conn).expect("version"), SCHEMA_VERSION);
+                        assert!(j.first_note("one", UNIX_EPOCH).is_ok());
+                        made
+                    })
+                })
+                .collect();
+            opening
+                .into_iter()
+                .map(|t| t.join().expect("join"))
+                .collect()
+        });
+        assert_eq!(
+            made.iter().filter(|m| **m == Made::Image).count(),
+            1,
+            "{made:?}"
+        );
+        let j = Journal::open(&path).expect("open");
+        let notes: i64 = j
+            .conn
+            .query_row("SELECT count(*) FROM schedule_note", [], |r| r.get(0))
+            .expect("notes");
+        assert_eq!(notes, 1);
+        let left = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".new"))
+            })
+            .count();
+        assert_eq!(left, 0, "a file beside the database was left");
+    }
+
+    /// Where the folder takes no links, a new database is made empty and migrated, without
+    /// syncs until its first commit, as an image would be.
+    #[test]
+    fn a_database_made_empty_gets_the_schema_and_writes_ahead() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        assert_eq!(create_empty(&path).expect("create"), Made::Empty);
+        assert_eq!(create_empty(&path).expect("again"), Made::Existing);
+        let conn = Connection::open(&path).expect("open");
+        Journal::setup(&conn, Made::Empty).expect("setup");
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .expect("synchronous");
+        assert_eq!(sync, 2, "FULL");
+        let migrated = dir.path().join("migrated.db");
+        std::fs::write(&migrated, b"").expect("empty file");
+        let by_migrations = Journal::open(&migrated).expect("migrate");
+        assert_eq!(shape(&conn), shape(&by_migrations.conn));
     }
 
     /// Made without syncs, a new database is still one whose commits are synced.
