@@ -595,12 +595,18 @@ mod tests {
         (schema, version(conn).expect("version"), rows, sound)
     }
 
-    /// Writes `empty.db` again from the migrations (`NEWSLETTER_WRITE_EMPTY_DB=1`): an empty
-    /// file is a database of version 0, which every migration brings to the current one.
-    fn write_image(dir: &Path) {
-        let path = dir.join("image.db");
+    /// A database made by the migrations, named `name` in `dir`: an empty file is a database
+    /// of version 0, which every migration brings to the current one.
+    fn by_migrations(dir: &Path, name: &str) -> (PathBuf, Journal) {
+        let path = dir.join(name);
         std::fs::write(&path, b"").expect("empty file");
         let j = Journal::open(&path).expect("migrate");
+        (path, j)
+    }
+
+    /// Writes `empty.db` again from the migrations (`NEWSLETTER_WRITE_EMPTY_DB=1`).
+    fn write_image(dir: &Path) {
+        let (path, j) = by_migrations(dir, "image.db");
         j.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                 r.get::<_, i64>(0)
@@ -618,16 +624,14 @@ mod tests {
         if std::env::var_os("NEWSLETTER_WRITE_EMPTY_DB").is_some() {
             write_image(dir.path());
         }
-        let migrated = dir.path().join("migrated.db");
-        std::fs::write(&migrated, b"").expect("empty file");
-        let by_migrations = Journal::open(&migrated).expect("migrate");
+        let (_, migrated) = by_migrations(dir.path(), "migrated.db");
         let new = dir.path().join("new.db");
         assert_eq!(create(&new).expect("create"), Made::Image);
         std::fs::remove_file(&new).expect("remove");
         let by_image = Journal::open(&new).expect("open");
         assert_eq!(
             shape(&by_image.conn),
-            shape(&by_migrations.conn),
+            shape(&migrated.conn),
             "src/state/empty.db is not the database the migrations make: \
              `NEWSLETTER_WRITE_EMPTY_DB=1 cargo test --lib state::db` writes it again \
              (then run the tests once more)"
@@ -711,10 +715,8 @@ mod tests {
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .expect("synchronous");
         assert_eq!(sync, 2, "FULL");
-        let migrated = dir.path().join("migrated.db");
-        std::fs::write(&migrated, b"").expect("empty file");
-        let by_migrations = Journal::open(&migrated).expect("migrate");
-        assert_eq!(shape(&conn), shape(&by_migrations.conn));
+        let (_, migrated) = by_migrations(dir.path(), "migrated.db");
+        assert_eq!(shape(&conn), shape(&migrated.conn));
     }
 
     /// Made without syncs, a new database is still one whose commits are synced.
