@@ -4,6 +4,7 @@
 
 pub(crate) mod compose;
 pub(crate) mod lint;
+pub(crate) mod parse;
 pub(crate) mod plain;
 pub(crate) mod template_cycles;
 pub(crate) mod templates;

@@ -197,7 +197,7 @@ impl Parsing {
             let Some((_, text)) = self.sources.get(&name) else {
                 continue;
             };
-            let template = tera::Template::new(&name, None, text);
+            let template = crate::render::parse::template(&name, text);
             if let Ok(mut parsed) = self.parsed.lock() {
                 parsed.push((name, template));
             }
