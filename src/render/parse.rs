@@ -11,7 +11,7 @@
 //! names Tera's line and column in the real text).
 
 use tera::Template;
-use tera::ast::{Block, MacroDefinition, Node};
+use tera::ast::Node;
 
 /// A placeholder is `OPEN`, the run's number in decimal, `CLOSE`: private-use characters
 /// (not the ones the composer's markers use), with no whitespace, so Tera's trimming
@@ -114,39 +114,38 @@ fn is_raw(tag: &str) -> bool {
 /// and macros; `false` unless every run was found in a text node of the template.
 fn put_back(parsed: &mut Template, runs: &[&str]) -> bool {
     let mut found = vec![false; runs.len()];
-    if !nodes(&mut parsed.ast, runs, &mut found) || found.contains(&false) {
-        return false;
-    }
-    let mut again = vec![false; runs.len()];
-    parsed
-        .blocks
-        .values_mut()
-        .all(|b| block(b, runs, &mut again))
+    nodes(&mut parsed.ast, runs, &mut found)
+        && !found.contains(&false)
+        && parsed
+            .blocks
+            .values_mut()
+            .all(|b| nodes(&mut b.body, runs, &mut found))
         && parsed
             .macros
             .values_mut()
-            .all(|m| macro_definition(m, runs, &mut again))
+            .all(|m| nodes(&mut m.body, runs, &mut found))
 }
 
-fn nodes(nodes: &mut [Node], runs: &[&str], found: &mut [bool]) -> bool {
-    nodes.iter_mut().all(|node| match node {
+/// Restores the runs in `list` and every body nested in it.
+fn nodes(list: &mut [Node], runs: &[&str], found: &mut [bool]) -> bool {
+    list.iter_mut().all(|node| match node {
         Node::Text(text) => restore(text, runs, found),
-        Node::MacroDefinition(_, m, _) => macro_definition(m, runs, found),
-        Node::FilterSection(_, f, _) => self::nodes(&mut f.body, runs, found),
-        Node::Block(_, b, _) => block(b, runs, found),
+        Node::MacroDefinition(_, m, _) => nodes(&mut m.body, runs, found),
+        Node::FilterSection(_, f, _) => nodes(&mut f.body, runs, found),
+        Node::Block(_, b, _) => nodes(&mut b.body, runs, found),
         Node::Forloop(_, f, _) => {
-            self::nodes(&mut f.body, runs, found)
+            nodes(&mut f.body, runs, found)
                 && f.empty_body
                     .as_mut()
-                    .is_none_or(|body| self::nodes(body, runs, found))
+                    .is_none_or(|body| nodes(body, runs, found))
         }
         Node::If(i, _) => {
             i.conditions
                 .iter_mut()
-                .all(|(_, _, body)| self::nodes(body, runs, found))
+                .all(|(_, _, body)| nodes(body, runs, found))
                 && i.otherwise
                     .as_mut()
-                    .is_none_or(|(_, body)| self::nodes(body, runs, found))
+                    .is_none_or(|(_, body)| nodes(body, runs, found))
         }
         Node::Raw(..)
         | Node::Super
@@ -159,14 +158,6 @@ fn nodes(nodes: &mut [Node], runs: &[&str], found: &mut [bool]) -> bool {
         | Node::Continue(_)
         | Node::Comment(..) => true,
     })
-}
-
-fn block(b: &mut Block, runs: &[&str], found: &mut [bool]) -> bool {
-    nodes(&mut b.body, runs, found)
-}
-
-fn macro_definition(m: &mut MacroDefinition, runs: &[&str], found: &mut [bool]) -> bool {
-    nodes(&mut m.body, runs, found)
 }
 
 /// Replaces each placeholder in `text` with its run; `false` for anything else that looks
