@@ -22,8 +22,10 @@
 # smtp-source has no TLS, so its ratio is to journal). Peers (at PEER_C connections, PEER_N
 # messages): nodemailer (pooled, from npm), mailmerge (PyPI, one connection per message).
 # A run slower than 0.75 x the median of its mode is flagged as disturbed (other load on
-# the machine); medians are over all runs. Talks to 127.0.0.1 only; every run is bounded
-# by `timeout`.
+# the machine); medians are over all runs. Each round also times one fdatasync alone and,
+# with FLOOR_N (default 2000; 0 skips it), a minimal client at one connection with and
+# without one sync per message (bench/sync_floor.py): the floor any sender that syncs
+# there pays on this machine. Talks to 127.0.0.1 only; every run is bounded by `timeout`.
 set -euo pipefail
 
 N=${N:-10000}
@@ -36,6 +38,7 @@ PEERS=${PEERS-"nodemailer mailmerge"}
 PEER_N=${PEER_N:-1000}
 PEER_C=${PEER_C:-4}
 SYSCALL_N=${SYSCALL_N-2000}
+FLOOR_N=${FLOOR_N-2000}
 LIMIT_SECONDS=${LIMIT_SECONDS:-600}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK=${WORK:-$ROOT/target/bench-smtp}
@@ -45,6 +48,7 @@ die() { echo "error: $*" >&2; exit 2; }
 [[ "$N" =~ ^[0-9]+$ && "$N" -ge 1 && "$N" -le 1000000 ]] || die "N must be 1..1000000"
 for c in $CS $PEER_C; do [[ "$c" =~ ^[0-9]+$ && "$c" -ge 1 && "$c" -le 64 ]] || die "each C must be 1..64"; done
 [[ "$PORT" =~ ^[0-9]+$ && "$PORT" -ge 1024 ]] || die "PORT must be a high port"
+[[ "$FLOOR_N" =~ ^[0-9]+$ && "$FLOOR_N" -le 100000 ]] || die "FLOOR_N must be 0..100000"
 if [[ " $MODES " == *" baseline "* || " $MODES " == *" dkimbaseline "* ]] && [[ -z "${BASELINE_BIN:-}" ]]; then die "the baseline modes need BASELINE_BIN"; fi
 
 install_tools() {
@@ -256,6 +260,8 @@ for peer in $PEERS; do runs+=("$peer $PEER_C"); done
 declare -A results round_of cpus
 syncs=""
 sync_cpus=""
+floors=""
+floor_alones=""
 for r in $(seq "$RUNS"); do
   order=("${runs[@]}")
   if (( r % 2 == 0 )); then
@@ -265,6 +271,17 @@ for r in $(seq "$RUNS"); do
   syncs+="$sync_us "
   sync_cpus+="$sync_cpu "
   printf 'round %d  one fdatasync of the send log: %s µs, %s µs of CPU\n' "$r" "$sync_us" "$sync_cpu"
+  if (( FLOOR_N > 0 )); then
+    # The same sync in a minimal client, between each 354 and its content: what one sync per
+    # message costs any sender at one connection here (bench/sync_floor.py).
+    first=""; (( r % 2 == 0 )) && first=--sync-first
+    read -r f_none f_sync f_added f_alone < <(python3 "$ROOT/bench/sync_floor.py" --port "$PORT" \
+      --n "$FLOOR_N" --message "$EML" --probe "$WORK/floor.probe" $first)
+    floors+="$f_added "
+    floor_alones+="$f_alone "
+    printf 'round %d  a minimal client, one connection: %s µs/msg, %s with one sync per message (+%s; that sync alone %s µs)\n' \
+      "$r" "$f_none" "$f_sync" "$f_added" "$f_alone"
+  fi
   for run in "${order[@]}"; do
     read -r mode c <<<"$run"
     read -r rate rss cpu < <(run_one "$mode" "$c")
@@ -323,6 +340,10 @@ for c in $CS; do
       printf "C=%s: the journal adds %.0f µs per message (%.0f against %.0f); one fdatasync is %s µs: %s\n", c, d, 1e6 / j, 1e6 / nj, s, (d <= s) ? "within it" : "more than it" }'
   fi
 done
+if [[ -n "$floors" ]]; then
+  # shellcheck disable=SC2086
+  echo "one sync per message in a minimal client at C=1 adds $(median $floors) µs per message (spread $(spread $floors)); that sync alone: $(median $floor_alones) µs (spread $(spread $floor_alones))"
+fi
 if [[ " $MODES " == *" baseline "* ]]; then
   for c in $CS; do
     # Paired by round: both ran in the same round, next to each other.

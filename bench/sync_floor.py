@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""What one sync per message costs any sender at one connection, on this machine.
+
+A minimal SMTP client sends the same message N times over one connection to a running
+smtp-sink, twice: once straight through, once with one `pwrite` + `fdatasync` (a 200-byte
+record into a file already filled with zeros, as the send log makes it) between each DATA
+command's 354 and the message's content: the one sync per message that keeping at most one
+message in doubt per connection needs there. It prints the µs per message of each pass,
+then what the sync added and what one such sync takes alone, in a loop:
+
+    none_us sync_us added_us alone_us
+
+The difference between the last two is what a sync costs inside an SMTP exchange beyond
+its own time in isolation (the exits and wake-ups of a virtual machine around it): a floor
+that no sender which syncs there can go under. Talks to 127.0.0.1 only.
+
+    bench/sync_floor.py --port 39125 --n 2000 --message sample.eml [--sync-first]
+"""
+import argparse
+import os
+import socket
+import statistics
+import time
+
+PROBE_LEN = 1 << 22
+
+
+def message_bytes(path):
+    """The message as it goes on the wire: CRLF line ends, dot-stuffed, ended by CRLF.CRLF."""
+    text = open(path, "rb").read().replace(b"\r\n", b"\n").split(b"\n")
+    if text and text[-1] == b"":
+        text.pop()
+    lines = [b"." + line if line.startswith(b".") else line for line in text]
+    return b"\r\n".join(lines) + b"\r\n.\r\n"
+
+
+class Probe:
+    """A file of zeros that takes one small record and one fdatasync per call."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(self.fd, b"\0" * PROBE_LEN)
+        os.fsync(self.fd)
+        self.offset = 0
+
+    def sync(self):
+        os.pwrite(self.fd, b"x" * 200, self.offset % PROBE_LEN)
+        self.offset += 200
+        os.fdatasync(self.fd)
+
+    def alone_us(self, n=300):
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            self.sync()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times) * 1e6
+
+    def close(self):
+        os.close(self.fd)
+        os.unlink(self.path)
+
+
+def reply(f):
+    """Reads one (possibly multi-line) reply; fails on anything but 2xx/3xx."""
+    while True:
+        line = f.readline()
+        if not line:
+            raise SystemExit("the server closed the connection")
+        if line[3:4] != b"-":
+            if line[:1] not in (b"2", b"3"):
+                raise SystemExit(f"the server refused: {line!r}")
+            return
+
+
+def one_pass(port, n, body, probe):
+    """µs per message over one connection; with `probe`, one sync before each content."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+    reply(f)
+    s.sendall(b"EHLO floor.example\r\n")
+    reply(f)
+    envelope = b"MAIL FROM:<weekly@harbour.example>\r\nRCPT TO:<reader@example.org>\r\nDATA\r\n"
+    start = time.perf_counter()
+    for _ in range(n):
+        s.sendall(envelope)  # pipelined, as the sender does
+        for _ in range(3):
+            reply(f)
+        if probe is not None:
+            probe.sync()
+        s.sendall(body)
+        reply(f)
+    elapsed = time.perf_counter() - start
+    s.sendall(b"QUIT\r\n")
+    s.close()
+    return elapsed / n * 1e6
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--message", required=True, help="the .eml file to send")
+    p.add_argument("--probe", default="sync_floor.probe", help="the file to sync (on the disk to measure)")
+    p.add_argument("--sync-first", action="store_true", help="run the pass with syncs first")
+    a = p.parse_args()
+    if not 1 <= a.n <= 100_000:
+        raise SystemExit("--n must be 1..100000")
+    body = message_bytes(a.message)
+    probe = Probe(a.probe)
+    try:
+        order = ["sync", "none"] if a.sync_first else ["none", "sync"]
+        times = {w: one_pass(a.port, a.n, body, probe if w == "sync" else None) for w in order}
+        none_us, sync_us = times["none"], times["sync"]
+        alone = probe.alone_us()
+    finally:
+        probe.close()
+    print(f"{none_us:.0f} {sync_us:.0f} {sync_us - none_us:.0f} {alone:.0f}")
+
+
+if __name__ == "__main__":
+    main()
