@@ -274,9 +274,9 @@ for r in $(seq "$RUNS"); do
   if (( FLOOR_N > 0 )); then
     # The same sync in a minimal client, between each 354 and its content: what one sync per
     # message costs any sender at one connection here (bench/sync_floor.py).
-    first=""; (( r % 2 == 0 )) && first=--sync-first
+    first=(); (( r % 2 == 0 )) && first=(--sync-first)
     read -r f_none f_sync f_added f_alone < <(python3 "$ROOT/bench/sync_floor.py" --port "$PORT" \
-      --n "$FLOOR_N" --message "$EML" --probe "$WORK/floor.probe" $first)
+      --n "$FLOOR_N" --message "$EML" --probe "$WORK/floor.probe" "${first[@]}")
     floors+="$f_added "
     floor_alones+="$f_alone "
     printf 'round %d  a minimal client, one connection: %s µs/msg, %s with one sync per message (+%s; that sync alone %s µs)\n' \
