@@ -15,6 +15,13 @@ its own time in isolation (the exits and wake-ups of a virtual machine around it
 that no sender which syncs there can go under. Talks to 127.0.0.1 only.
 
     bench/sync_floor.py --port 39125 --n 2000 --message sample.eml [--sync-first]
+
+With --spacing, it times the sync alone instead, with the thread asleep for each of the
+given µs between syncs (interleaved rounds; no server needed): a sync that follows an idle
+moment takes longer than one of a tight loop, and in a send at one connection the syncs
+come one per message, some hundreds of µs apart.
+
+    bench/sync_floor.py --spacing 0,300,1000 [--rounds 5]
 """
 import argparse
 import os
@@ -49,9 +56,12 @@ class Probe:
         self.offset += 200
         os.fdatasync(self.fd)
 
-    def alone_us(self, n=300):
+    def alone_us(self, n=300, spacing_us=0):
+        """The median time of one sync alone, the thread asleep `spacing_us` before each."""
         times = []
         for _ in range(n):
+            if spacing_us:
+                time.sleep(spacing_us / 1e6)
             t = time.perf_counter()
             self.sync()
             times.append(time.perf_counter() - t)
@@ -100,12 +110,18 @@ def one_pass(port, n, body, probe):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port", type=int, help="a running smtp-sink's port on 127.0.0.1")
     p.add_argument("--n", type=int, default=2000)
-    p.add_argument("--message", required=True, help="the .eml file to send")
+    p.add_argument("--message", help="the .eml file to send")
     p.add_argument("--probe", default="sync_floor.probe", help="the file to sync (on the disk to measure)")
     p.add_argument("--sync-first", action="store_true", help="run the pass with syncs first")
+    p.add_argument("--spacing", help="time the sync alone after each of these idle µs (e.g. 0,300,1000)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of --spacing")
     a = p.parse_args()
+    if a.spacing is not None:
+        return spacing(a)
+    if a.port is None or a.message is None:
+        raise SystemExit("--port and --message are needed (or --spacing)")
     if not 1 <= a.n <= 100_000:
         raise SystemExit("--n must be 1..100000")
     body = message_bytes(a.message)
@@ -118,6 +134,26 @@ def main():
     finally:
         probe.close()
     print(f"{none_us:.0f} {sync_us:.0f} {sync_us - none_us:.0f} {alone:.0f}")
+
+
+def spacing(a):
+    """Prints, per idle time before each sync, the median sync over the rounds and its spread."""
+    try:
+        gaps = [int(g) for g in a.spacing.split(",")]
+    except ValueError:
+        raise SystemExit("--spacing takes µs separated by commas, e.g. 0,300,1000")
+    if not gaps or any(not 0 <= g <= 100_000 for g in gaps) or not 1 <= a.rounds <= 50:
+        raise SystemExit("--spacing: each 0..100000 µs; --rounds 1..50")
+    probe = Probe(a.probe)
+    results = {g: [] for g in gaps}
+    try:
+        for r in range(a.rounds):
+            for g in gaps if r % 2 == 0 else list(reversed(gaps)):
+                results[g].append(probe.alone_us(spacing_us=g))
+    finally:
+        probe.close()
+    for g, v in results.items():
+        print(f"idle {g} µs before each sync: one sync {statistics.median(v):.0f} µs ({min(v):.0f}-{max(v):.0f})")
 
 
 if __name__ == "__main__":
