@@ -208,28 +208,13 @@ run_one() { # mode c -> prints "msgs_per_s rss_kb cpu_us_per_msg"
     'BEGIN { printf "%.1f %s %.0f\n", n / (ns / 1e9), rss, (user + sys) / n * 1e6 }'
 }
 
-# One fdatasync as the send log makes it: a small record overwritten in place in a file
-# already filled with zeros, on the disk the project is on. Prints the median wall time in
-# µs, and the CPU the machine spent per fdatasync (all cores, from /proc/stat: in a virtual
-# machine the flush's exits and interrupts cost CPU outside the calling process).
+# One fdatasync as the send log makes it: a small record written into a file already
+# filled with zeros, on the disk the project is on, 1,000 times back to back. Prints the
+# median wall time in µs, and the CPU the machine spent per fdatasync (all cores, from
+# /proc/stat: in a virtual machine the flush's exits and interrupts cost CPU outside the
+# calling process).
 fdatasync_us() {
-  python3 - "$WORK/fdatasync.probe" <<'PY'
-import os, statistics, sys, time
-def busy():
-    v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    return sum(v) - v[3] - v[4]
-path = sys.argv[1]
-fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-os.write(fd, b"\0" * (1 << 20)); os.fsync(fd)
-times = []
-b0 = busy()
-for i in range(1000):
-    os.pwrite(fd, b"x" * 200, i * 200)
-    t = time.perf_counter(); os.fdatasync(fd); times.append(time.perf_counter() - t)
-cpu = (busy() - b0) / os.sysconf("SC_CLK_TCK") / 1000
-os.close(fd); os.unlink(path)
-print(f"{statistics.median(times) * 1e6:.0f} {cpu * 1e6:.0f}")
-PY
+  python3 "$ROOT/bench/sync_floor.py" --alone 1000 --probe "$WORK/fdatasync.probe"
 }
 
 median() { printf '%s\n' "$@" | grep -v NA | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

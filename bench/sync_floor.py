@@ -22,6 +22,11 @@ moment takes longer than one of a tight loop, and in a send at one connection th
 come one per message, some hundreds of µs apart.
 
     bench/sync_floor.py --spacing 0,300,1000 [--rounds 5]
+
+With --alone N, it times N syncs back to back and prints the median µs and the CPU the
+whole machine spent per sync (bench/smtp.sh's probe of one fdatasync, each round).
+
+    bench/sync_floor.py --alone 1000
 """
 import argparse
 import os
@@ -41,6 +46,12 @@ def message_bytes(path):
     return b"\r\n".join(lines) + b"\r\n.\r\n"
 
 
+def machine_busy():
+    """Clock ticks all cores spent other than idle or waiting for I/O, so far."""
+    ticks = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4]
+
+
 class Probe:
     """A file of zeros that takes one small record and one fdatasync per call."""
 
@@ -52,20 +63,25 @@ class Probe:
         self.offset = 0
 
     def sync(self):
+        """Writes the next record and makes it durable; returns the fdatasync's seconds."""
         os.pwrite(self.fd, b"x" * 200, self.offset % PROBE_LEN)
         self.offset += 200
+        t = time.perf_counter()
         os.fdatasync(self.fd)
+        return time.perf_counter() - t
 
-    def alone_us(self, n=300, spacing_us=0):
-        """The median time of one sync alone, the thread asleep `spacing_us` before each."""
+    def alone(self, n=300, spacing_us=0):
+        """One fdatasync alone, the thread asleep `spacing_us` before each: the median µs,
+        and the CPU the whole machine spent per sync (all cores, from /proc/stat: in a
+        virtual machine the flush's exits and interrupts cost CPU outside this process)."""
         times = []
+        busy = machine_busy()
         for _ in range(n):
             if spacing_us:
                 time.sleep(spacing_us / 1e6)
-            t = time.perf_counter()
-            self.sync()
-            times.append(time.perf_counter() - t)
-        return statistics.median(times) * 1e6
+            times.append(self.sync())
+        cpu_us = (machine_busy() - busy) / os.sysconf("SC_CLK_TCK") / n * 1e6
+        return statistics.median(times) * 1e6, cpu_us
 
     def close(self):
         os.close(self.fd)
@@ -117,7 +133,18 @@ def main():
     p.add_argument("--sync-first", action="store_true", help="run the pass with syncs first")
     p.add_argument("--spacing", help="time the sync alone after each of these idle µs (e.g. 0,300,1000)")
     p.add_argument("--rounds", type=int, default=5, help="rounds of --spacing")
+    p.add_argument("--alone", type=int, metavar="N", help="time N syncs back to back: prints µs and CPU µs per sync")
     a = p.parse_args()
+    if a.alone is not None:
+        if not 1 <= a.alone <= 100_000:
+            raise SystemExit("--alone must be 1..100000")
+        probe = Probe(a.probe)
+        try:
+            us, cpu_us = probe.alone(n=a.alone)
+        finally:
+            probe.close()
+        print(f"{us:.0f} {cpu_us:.0f}")
+        return None
     if a.spacing is not None:
         return spacing(a)
     if a.port is None or a.message is None:
@@ -130,7 +157,7 @@ def main():
         order = ["sync", "none"] if a.sync_first else ["none", "sync"]
         times = {w: one_pass(a.port, a.n, body, probe if w == "sync" else None) for w in order}
         none_us, sync_us = times["none"], times["sync"]
-        alone = probe.alone_us()
+        alone, _ = probe.alone()
     finally:
         probe.close()
     print(f"{none_us:.0f} {sync_us:.0f} {sync_us - none_us:.0f} {alone:.0f}")
@@ -149,7 +176,7 @@ def spacing(a):
     try:
         for r in range(a.rounds):
             for g in gaps if r % 2 == 0 else list(reversed(gaps)):
-                results[g].append(probe.alone_us(spacing_us=g))
+                results[g].append(probe.alone(spacing_us=g)[0])
     finally:
         probe.close()
     for g, v in results.items():
