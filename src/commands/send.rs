@@ -149,10 +149,10 @@ pub(crate) fn run(cli: &Cli, args: &SendArgs, log: &Log) -> Result<Exit> {
     {
         return Ok(exit);
     }
-    // A new edition's pending rows are written beside its first messages, by the journal's
-    // database thread (for 10,000 recipients they held the first message back 55 ms); a
-    // step for a row not written yet creates it, so a crash loses nothing, and the next run
-    // resumes the edition and adds the rows still missing.
+    // A new edition's rows are written by the journal's database thread as the send
+    // reaches them, each with its first steps, and the rest at the run's end
+    // (`sendlog::NewRows`); a crash loses nothing: the next run resumes the edition and adds
+    // the rows still missing.
     let new_rows = if frozen_with_rendering {
         log_frozen(edition, active.len(), log);
         Some(active.iter().map(|s| s.email.to_string()).collect())
@@ -431,8 +431,7 @@ struct Delivery {
     connections: usize,
     quota_left: Option<u64>,
     quiet: bool,
-    /// A new edition's pending rows, not in the database yet: written beside the first
-    /// messages.
+    /// A new edition's rows, not in the database yet: written as the send reaches them.
     new_rows: Vec<String>,
     /// The journal writer's read connection, opened meanwhile.
     reader: Option<Reader>,

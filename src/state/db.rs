@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
 
 /// The schema version this binary reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: usize = 6;
+pub(crate) const SCHEMA_VERSION: usize = 7;
 
 /// Forward migrations: `MIGRATIONS[n]` brings a database from version n to n + 1, in one
 /// transaction. Version 0 is every database made before the schema had a version: the
 /// tables below, created as needed, and the feed cache, created by the feeds module.
-const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3, V4, V5, V6, V7];
 
 /// Version 1: the tables of version 0, all of them here, `IF NOT EXISTS` so that a
 /// database of version 0 keeps its rows.
@@ -163,6 +163,12 @@ CREATE TABLE IF NOT EXISTS send_log (
     applied  INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO send_log (id, applied) VALUES (1, 0);
+";
+
+/// Version 7: how many recipients a new edition has, while a send writes their rows as it
+/// reaches them (`sendlog::NewRows`).
+const V7: &str = "
+ALTER TABLE edition ADD COLUMN recipients INTEGER;
 ";
 
 pub struct Journal {
@@ -332,6 +338,12 @@ impl Journal {
             .and_then(refuse_newer)
             .map_err(|e| explain(e, path))?;
         Ok(Some(Journal { conn }))
+    }
+
+    /// Whether the database records a new edition's number of recipients (version 7): a
+    /// database of an earlier version is read as it is.
+    pub(super) fn counts_recipients(&self) -> Result<bool> {
+        Ok(version(&self.conn)? >= 7)
     }
 
     /// An empty database in memory: what a dry run reads when no state exists yet.

@@ -259,13 +259,19 @@ impl Journal {
     /// returns (otherwise the log still holds the steps). `complete`: the edition to mark
     /// complete in the same transaction if none of its rows waits any more (the end of a
     /// send). Returns the last step applied.
+    /// `fresh`: a new edition's rows not written yet, which the steps write (and, with
+    /// `all`, the rest of them, pending).
     pub(crate) fn apply_log(
         &mut self,
         entries: &[Entry],
         durable: bool,
         complete: Option<(&str, SystemTime)>,
+        fresh: Option<&mut NewRows>,
+        all: bool,
     ) -> Result<u64> {
-        self.synced(durable, |conn| apply_steps(conn, entries, complete))
+        self.synced(durable, |conn| {
+            apply_steps(conn, entries, complete, fresh, all)
+        })
     }
 
     /// The number of the last step of the send log applied here.
@@ -296,10 +302,63 @@ impl Journal {
         }
         let before = self.log_applied()?;
         let after = self
-            .apply_log(&entries, true, None)
+            .apply_log(&entries, true, None, None, false)
             .with_context(|| format!("cannot apply the send log {}", path.display()))?;
         wipe(&path, end)?;
         Ok(usize::try_from(after.saturating_sub(before)).unwrap_or(usize::MAX))
+    }
+}
+
+/// A new edition's recipients whose rows are not in the database yet. A send writes each
+/// row with its first steps, in the state they leave: a message's attempting and sent, the
+/// usual pair in one apply, as one insert (a pending row written when the send began and
+/// updated later cost about twice the B-tree work, most of the database thread's time at
+/// several connections). The rows no step reached are written pending at the run's end,
+/// in the list's order; meanwhile the edition's `recipients` says how many there are
+/// (`Journal::counts`), and a crash leaves them to the next run, which resumes the edition
+/// and adds the rows still missing.
+pub(crate) struct NewRows {
+    pub edition: String,
+    /// Each address not written yet, with its place in the list.
+    pub unwritten: HashMap<String, usize>,
+    /// All of the edition's recipients, written or not.
+    pub recipients: usize,
+    pub at: SystemTime,
+    /// Whether `recipients` is in the database.
+    pub counted: bool,
+}
+
+impl NewRows {
+    pub(crate) fn new(edition: String, emails: Vec<String>, at: SystemTime) -> NewRows {
+        let recipients = emails.len();
+        let unwritten = emails
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (e, i))
+            .collect();
+        NewRows {
+            edition,
+            unwritten,
+            recipients,
+            at,
+            counted: false,
+        }
+    }
+
+    fn has(&self, edition: &str, email: &str) -> bool {
+        self.edition == edition && self.unwritten.contains_key(email)
+    }
+
+    /// Writes, pending and in the list's order, the rows not written yet.
+    fn write_rest(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        let mut rest: Vec<(&String, usize)> = self.unwritten.iter().map(|(e, i)| (e, *i)).collect();
+        rest.sort_unstable_by_key(|(_, i)| *i);
+        super::deliveries::insert_pending(
+            tx,
+            &self.edition,
+            rest.into_iter().map(|(e, _)| e),
+            self.at,
+        )
     }
 }
 
@@ -308,6 +367,8 @@ fn apply_steps(
     conn: &mut rusqlite::Connection,
     entries: &[Entry],
     complete: Option<(&str, SystemTime)>,
+    fresh: Option<&mut NewRows>,
+    all: bool,
 ) -> Result<u64> {
     let tx = conn.transaction()?;
     let mut applied: u64 = tx
@@ -316,14 +377,28 @@ fn apply_steps(
         })
         .map(|n| u64::try_from(n).unwrap_or(0))?;
     let start = applied;
-    // The steps not applied yet, contiguous from the last one applied.
+    if let Some(f) = fresh.as_deref()
+        && !f.counted
+    {
+        tx.execute(
+            "UPDATE edition SET recipients = ?2 WHERE id = ?1",
+            params![f.edition, i64::try_from(f.recipients).unwrap_or(i64::MAX)],
+        )?;
+    }
+    // The steps not applied yet, contiguous from the last one applied, by row, the rows
+    // in the order of their first step.
+    let mut order: Vec<(&str, &str)> = Vec::new();
     let mut rows: HashMap<(&str, &str), Vec<&Entry>> = HashMap::new();
     for e in entries.iter().skip_while(|e| e.seq <= start) {
         if e.seq != applied + 1 {
             break; // a step is missing: the ones after it wait for it
         }
-        rows.entry((e.edition.as_str(), e.email.as_str()))
-            .or_default()
+        let key = (e.edition.as_str(), e.email.as_str());
+        rows.entry(key)
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
             .push(e);
         applied = e.seq;
     }
@@ -333,13 +408,23 @@ fn apply_steps(
     // A row missing (a new edition's rows are written during its send, and a crash may
     // come first) is created pending by its first step that finds none.
     let mut sent: BTreeMap<NaiveDate, usize> = BTreeMap::new();
-    for ((edition, email), steps) in rows {
-        if let [attempt, done] = steps.as_slice()
+    let mut written: Vec<&str> = Vec::new();
+    for (edition, email) in order {
+        let steps = rows.get(&(edition, email)).map_or(&[][..], Vec::as_slice);
+        let new = fresh.as_deref().is_some_and(|f| f.has(edition, email));
+        if new {
+            written.push(email);
+        }
+        if let [attempt, done] = steps
             && let (Change::Attempting { message_id }, Change::Sent { reply }) =
                 (&attempt.change, &done.change)
         {
-            let both = || attempted_and_sent(&tx, edition, email, message_id, reply, done.at);
-            if both()? || (add_missing(&tx, edition, email, attempt.at)? && both()?) {
+            let both =
+                |new| attempted_and_sent(&tx, new, edition, email, message_id, reply, done.at);
+            if (new && both(true)?)
+                || both(false)?
+                || (add_missing(&tx, edition, email, attempt.at)? && both(false)?)
+            {
                 *sent.entry(utc_day(done.at)).or_default() += 1;
             }
             continue;
@@ -364,10 +449,24 @@ fn apply_steps(
         "UPDATE send_log SET applied = ?1 WHERE id = 1",
         params![i64::try_from(applied).unwrap_or(i64::MAX)],
     )?;
+    if all && let Some(f) = fresh.as_deref() {
+        f.write_rest(&tx)?;
+    }
     if let Some((edition, now)) = complete {
         super::editions::complete_if_done(&tx, edition, now)?;
     }
     tx.commit()?;
+    // Only once committed: a failed apply is tried again, and writes them then.
+    if let Some(f) = fresh {
+        f.counted = true;
+        if all {
+            f.unwritten.clear();
+        } else {
+            for email in written {
+                f.unwritten.remove(email);
+            }
+        }
+    }
     Ok(applied)
 }
 
@@ -560,6 +659,7 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+    use crate::state::State;
 
     fn entry(seq: u64, email: &str, change: Change) -> Entry {
         Entry {
@@ -671,12 +771,83 @@ mod tests {
             tx.commit().expect("commit");
         }
         let (_d2, mut batched) = fresh();
-        assert_eq!(batched.apply_log(&entries, true, None).expect("apply"), 8);
+        assert_eq!(
+            batched
+                .apply_log(&entries, true, None, None, false)
+                .expect("apply"),
+            8
+        );
         assert_eq!(dump(&mut batched), dump(&mut one_by_one));
         assert_eq!(batched.sent_on(utc_day(at)).expect("count"), 2);
         // Applied once: the same steps again change nothing.
-        assert_eq!(batched.apply_log(&entries, true, None).expect("again"), 8);
+        assert_eq!(
+            batched
+                .apply_log(&entries, true, None, None, false)
+                .expect("again"),
+            8
+        );
         assert_eq!(batched.sent_on(utc_day(at)).expect("count"), 2);
+
+        // A new edition's rows, not written before its steps: each is written by the apply
+        // of its first steps, as the pending row would have become; the one no step reached
+        // (d) waits, counted pending, until the run's end writes it.
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut lazy = Journal::open(&d.path().join("state.db")).expect("open");
+        lazy.connection()
+            .execute(
+                "INSERT INTO edition (id, date, created_at, frozen) VALUES ('e', '2026-11-27', 0, '{}')",
+                [],
+            )
+            .expect("edition");
+        let list = [
+            "d@example.org",
+            "a@example.org",
+            "b@example.org",
+            "c@example.org",
+        ];
+        let mut new_rows = NewRows::new("e".into(), list.map(String::from).to_vec(), at);
+        let (first, second) = entries.split_at(3);
+        for part in [first, second] {
+            lazy.apply_log(part, false, None, Some(&mut new_rows), false)
+                .expect("apply");
+        }
+        assert_eq!(dump(&mut lazy), dump(&mut one_by_one));
+        assert_eq!(lazy.sent_on(utc_day(at)).expect("count"), 2);
+        let counts = lazy.counts("e").expect("counts");
+        assert_eq!(
+            (
+                counts[&State::Pending],
+                counts[&State::Sent],
+                counts[&State::InDoubt]
+            ),
+            (1, 2, 1)
+        );
+        assert_eq!(
+            new_rows.unwritten.keys().collect::<Vec<_>>(),
+            ["d@example.org"]
+        );
+        lazy.apply_log(&[], true, None, Some(&mut new_rows), true)
+            .expect("the rest");
+        assert!(new_rows.unwritten.is_empty());
+        let order: Vec<(String, String)> = lazy
+            .connection()
+            .prepare("SELECT email, state FROM delivery ORDER BY rowid")
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        let row = |e: &str, s: &str| (e.to_string(), s.to_string());
+        assert_eq!(
+            order,
+            [
+                row("a@example.org", "sent"),
+                row("b@example.org", "sent"),
+                row("c@example.org", "in_doubt"),
+                row("d@example.org", "pending")
+            ]
+        );
+        assert_eq!(lazy.counts("e").expect("counts"), counts);
     }
 
     #[test]
@@ -703,7 +874,11 @@ mod tests {
             step(3, "e", "b@example.org", attempting),
             step(4, "gone", "c@example.org", attempting),
         ];
-        assert_eq!(j.apply_log(&entries, true, None).expect("apply"), 4);
+        assert_eq!(
+            j.apply_log(&entries, true, None, None, false)
+                .expect("apply"),
+            4
+        );
         let rows: Vec<(String, String, String)> = j
             .connection()
             .prepare("SELECT edition_id, email, state FROM delivery ORDER BY email")

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, anyhow};
 use tokio::sync::oneshot;
 
 use super::departures::{Departures, Reader};
-use super::sendlog::{self, Appended, Entry, SendLog};
+use super::sendlog::{self, Appended, Entry, NewRows, SendLog};
 use crate::clock::Clock;
 use crate::state::{Change, Journal, State};
 
@@ -65,7 +65,7 @@ struct Request {
 }
 
 enum ToApplier {
-    /// A new edition's pending rows, to write before any step (`Writer::start`).
+    /// A new edition's rows, written by their steps (`sendlog::NewRows`).
     Rows(NewRows),
     Entries(Vec<Entry>),
     /// Apply everything so far, durably, then answer; at the end of the run, with the
@@ -75,9 +75,6 @@ enum ToApplier {
         Option<(String, SystemTime)>,
     ),
 }
-
-/// A new edition's pending rows: its id, the addresses, when.
-type NewRows = (String, Vec<String>, SystemTime);
 
 /// The workers' requests, in the order they were made. Only a request someone waits for
 /// wakes the writer: waking a thread costs more than the step itself (in a virtual machine
@@ -175,9 +172,9 @@ impl Writer {
     /// Starts the threads for one edition's send: the writer and, unless the run is small
     /// and has no send log (`SMALL_RUN`), the database thread. `state` is the database's
     /// path; the journal must have replayed any earlier log (`Journal::replay_send_log`).
-    /// `new_rows` are pending rows not in the database yet (a new edition's recipients):
-    /// the database thread writes them first, while the first messages leave (without
-    /// it, the first commit does).
+    /// `new_rows` are rows not in the database yet (a new edition's recipients): each is
+    /// written by the apply of its first steps, and the rest, pending, at the run's end
+    /// (`sendlog::NewRows`).
     pub(crate) fn start(
         journal: Journal,
         state: &Path,
@@ -196,7 +193,8 @@ impl Writer {
         let made = log_path
             .try_exists()
             .with_context(|| format!("cannot look for the send log {}", log_path.display()))?;
-        let new_rows = (!new_rows.is_empty()).then(|| (edition_id.clone(), new_rows, clock.now()));
+        let new_rows =
+            (!new_rows.is_empty()).then(|| NewRows::new(edition_id.clone(), new_rows, clock.now()));
         let (steps, applier) = if made || rows.len() > SMALL_RUN {
             let log = SendLog::open(&log_path)?;
             let (to_applier, from_writer) = mpsc::channel::<ToApplier>();
@@ -625,7 +623,7 @@ enum Steps {
 /// the log's are (a killed process loses none; a power cut, only steps no one waited for).
 struct Commits {
     journal: Journal,
-    /// The new edition's rows, written before the first step.
+    /// The new edition's rows not written yet.
     unwritten: Option<NewRows>,
     /// Steps not committed yet (kept when a commit fails, to be tried again).
     pending: Vec<Entry>,
@@ -635,12 +633,14 @@ impl Commits {
     /// Commits the steps so far, synced with `durable` (and marks the edition complete
     /// with `complete` if none of its rows waits).
     fn commit(&mut self, durable: bool, complete: Option<(&str, SystemTime)>) -> Result<()> {
+        let all = complete.is_some();
         into_db(
             &mut self.journal,
             &mut self.unwritten,
             &mut self.pending,
             durable,
             complete,
+            all,
         )
         .map_err(|e| anyhow!(e))
     }
@@ -726,8 +726,8 @@ fn give_way() {
 /// and the first error; a step it could not apply stays in the log for the next run.
 fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Option<String>) {
     let mut pending: Vec<Entry> = Vec::new();
-    // Rows not written yet: tried again before each apply, which waits for them (an
-    // edition must not be marked complete while some of its rows are missing).
+    // A new edition's rows not written yet: its steps write them, and the run's end the
+    // rest (an edition must not be marked complete while some of its rows are missing).
     let mut unwritten: Option<NewRows> = None;
     let mut failed: Option<String> = None;
     let mut applied_at = crate::clock::instant();
@@ -735,7 +735,7 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
         let result = match rx.try_recv() {
             Ok(ToApplier::Rows(rows)) => {
                 unwritten = Some(rows);
-                write_rows(&mut journal, &mut unwritten)
+                Ok(())
             }
             Ok(ToApplier::Entries(mut entries)) => {
                 pending.append(&mut entries);
@@ -743,7 +743,15 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
             }
             Ok(ToApplier::Sync(reply, complete)) => {
                 let complete = complete.as_ref().map(|(id, at)| (id.as_str(), *at));
-                let result = into_db(&mut journal, &mut unwritten, &mut pending, true, complete);
+                let all = complete.is_some();
+                let result = into_db(
+                    &mut journal,
+                    &mut unwritten,
+                    &mut pending,
+                    true,
+                    complete,
+                    all,
+                );
                 applied_at = crate::clock::instant();
                 let _ = reply.send(result.clone());
                 result
@@ -753,7 +761,14 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
             Err(mpsc::TryRecvError::Empty) => {
                 let mut result = Ok(());
                 if pending.len() >= APPLY_BATCH || applied_at.elapsed() >= APPLY_EVERY {
-                    result = into_db(&mut journal, &mut unwritten, &mut pending, false, None);
+                    result = into_db(
+                        &mut journal,
+                        &mut unwritten,
+                        &mut pending,
+                        false,
+                        None,
+                        false,
+                    );
                     applied_at = crate::clock::instant();
                 }
                 std::thread::park_timeout(APPLY_EVERY.saturating_sub(applied_at.elapsed()));
@@ -764,43 +779,35 @@ fn apply(mut journal: Journal, rx: &mpsc::Receiver<ToApplier>) -> (Journal, Opti
             failed.get_or_insert(e);
         }
     }
-    if !pending.is_empty()
-        && let Err(e) = into_db(&mut journal, &mut unwritten, &mut pending, true, None)
+    if (!pending.is_empty() || unwritten.is_some())
+        && let Err(e) = into_db(&mut journal, &mut unwritten, &mut pending, true, None, true)
     {
         failed.get_or_insert(e);
     }
     (journal, failed)
 }
 
-/// Writes a new edition's rows if they are not yet (kept when that fails, to be tried
-/// again).
-fn write_rows(journal: &mut Journal, unwritten: &mut Option<NewRows>) -> Result<(), String> {
-    if let Some((edition, emails, at)) = unwritten.as_ref() {
-        journal
-            .add_pending(edition, emails, *at)
-            .map_err(|e| format!("cannot record the edition's recipients: {e:#}"))?;
-        *unwritten = None;
-    }
-    Ok(())
-}
-
 /// Applies the pending steps (kept when that fails, to be tried again: a step is applied
-/// once, by its number), after a new edition's rows if they are not written yet.
+/// once, by its number), writing a new edition's rows as it goes; with `all` (the run's
+/// end), its rows that no step reached too.
 fn into_db(
     journal: &mut Journal,
     unwritten: &mut Option<NewRows>,
     pending: &mut Vec<Entry>,
     durable: bool,
     complete: Option<(&str, SystemTime)>,
+    all: bool,
 ) -> Result<(), String> {
-    write_rows(journal, unwritten)?;
     if pending.is_empty() && !durable {
         return Ok(());
     }
     journal
-        .apply_log(pending, durable, complete)
+        .apply_log(pending, durable, complete, unwritten.as_mut(), all)
         .map_err(|e| format!("cannot bring the state database up to date: {e:#}"))?;
     pending.clear();
+    if unwritten.as_ref().is_some_and(|u| u.unwritten.is_empty()) {
+        *unwritten = None;
+    }
     Ok(())
 }
 
@@ -1006,7 +1013,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_new_editions_rows_are_written_by_the_database_thread_and_take_their_steps() {
+    fn a_new_editions_rows_are_written_by_their_steps_and_the_rest_at_the_end() {
         let (_d, path, j) = edition_e();
         let clock = Clock::at(UNIX_EPOCH + Duration::from_hours(72));
         let emails: Vec<String> = (0..3).map(|i| format!("r{i}@harbour.example")).collect();
@@ -1037,7 +1044,8 @@ pub(crate) mod tests {
             .collect::<rusqlite::Result<_>>()
             .expect("rows");
         let row = |i: usize, s: &str| (format!("r{i}@harbour.example"), s.to_string());
-        assert_eq!(rows, [row(0, "pending"), row(1, "sent"), row(2, "pending")]);
+        // r1 by its steps; the two no step reached at the run's end, in the list's order.
+        assert_eq!(rows, [row(1, "sent"), row(0, "pending"), row(2, "pending")]);
     }
 
     #[test]

@@ -69,8 +69,13 @@ fn killed_after_mail_nothing_is_lost_and_no_one_gets_two() {
     // The preflight session only greets, so MAIL 3 is message 3's.
     let (p, emails, server) = kill_at(Point::Mail(3), 5);
     assert_eq!(server.messages().len(), 2, "two messages before the kill");
-    // Message 3 never reached DATA: it is still pending, not in doubt.
-    assert_eq!(state_of(&p, &emails[2]), "pending");
+    // Message 3 never reached DATA: it is not in doubt (a new edition's row is written
+    // with its first steps, so it may not be written yet).
+    assert!(
+        ["pending", ""].contains(&state_of(&p, &emails[2]).as_str()),
+        "{:?}",
+        p.journal()
+    );
 
     let rerun = p.run(&["send"]);
     rerun.expect_code(0);
