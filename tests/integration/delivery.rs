@@ -743,3 +743,22 @@ fn a_small_send_opens_one_session_the_check_of_the_relay_included() {
     // The session that checked the relay before anything was frozen carried the message.
     assert_eq!(server.sessions(), 1);
 }
+
+#[test]
+fn status_during_a_send_counts_the_recipients_not_reached_yet_as_pending() {
+    // Held before message 3's envelope is answered: messages 1 and 2 went out.
+    let (server, p, _emails, mut child) = held_send(Point::Mail(3), 5);
+    // The database learns of a run's steps within a second, off the messages' path.
+    wait_for_sent(&p, 2);
+    let status = p.run(&["status", "--json"]);
+    status.expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout()).expect("json");
+    let n = |state: &str| json["counts"][state].as_u64().unwrap_or(0);
+    assert_eq!(n("sent"), 2, "{json}");
+    // The other three, whether message 3's row is written yet or not (a new edition's
+    // rows are written as the send reaches them).
+    assert_eq!(n("pending") + n("attempting"), 3, "{json}");
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    server.gate.release();
+}
