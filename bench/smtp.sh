@@ -320,13 +320,12 @@ done
 for c in $CS; do
   j="med_journal_$c"; nj="med_nojournal_$c"
   if [[ "${!j:-NA}" != NA && "${!nj:-NA}" != NA ]]; then
-    awk -v j="${!j}" -v nj="${!nj}" -v s="$sync_med" -v c="$c" 'BEGIN {
-      d = 1e6 / j - 1e6 / nj
-      printf "C=%s: the journal adds %.0f µs per message (%.0f against %.0f); one fdatasync is %s µs: %s\n", c, d, 1e6 / j, 1e6 / nj, s, (d <= s) ? "within it" : "more than it" }'
     # The sync sits on each connection's path: between a message's 250 and the next one's
     # content. A connection's cycle is C messages' time without the journal; one sync more
     # in it bounds the ratio, unless the other connections fill the CPU meanwhile.
     awk -v j="${!j}" -v nj="${!nj}" -v s="$sync_med" -v c="$c" 'BEGIN {
+      d = 1e6 / j - 1e6 / nj
+      printf "C=%s: the journal adds %.0f µs per message (%.0f against %.0f); one fdatasync is %s µs: %s\n", c, d, 1e6 / j, 1e6 / nj, s, (d <= s) ? "within it" : "more than it"
       cycle = c * 1e6 / nj
       printf "C=%s: a connection'"'"'s message takes %.0f µs without the journal; one fdatasync more in it bounds journal/nojournal at %.3f while the CPU has room (measured %.3f)\n", c, cycle, cycle / (cycle + s), j / nj }'
   fi

@@ -324,8 +324,6 @@ pub(crate) struct NewRows {
     /// All of the edition's recipients, written or not.
     pub recipients: usize,
     pub at: SystemTime,
-    /// Whether `recipients` is in the database.
-    pub counted: bool,
 }
 
 impl NewRows {
@@ -341,7 +339,6 @@ impl NewRows {
             unwritten,
             recipients,
             at,
-            counted: false,
         }
     }
 
@@ -377,9 +374,9 @@ fn apply_steps(
         })
         .map(|n| u64::try_from(n).unwrap_or(0))?;
     let start = applied;
-    if let Some(f) = fresh.as_deref()
-        && !f.counted
-    {
+    // Said again with each apply while some rows are not written: one row's update, and
+    // nothing to remember about whether an earlier apply committed it.
+    if let Some(f) = fresh.as_deref() {
         tx.execute(
             "UPDATE edition SET recipients = ?2 WHERE id = ?1",
             params![f.edition, i64::try_from(f.recipients).unwrap_or(i64::MAX)],
@@ -458,7 +455,6 @@ fn apply_steps(
     tx.commit()?;
     // Only once committed: a failed apply is tried again, and writes them then.
     if let Some(f) = fresh {
-        f.counted = true;
         if all {
             f.unwritten.clear();
         } else {
@@ -829,14 +825,7 @@ mod tests {
         lazy.apply_log(&[], true, None, Some(&mut new_rows), true)
             .expect("the rest");
         assert!(new_rows.unwritten.is_empty());
-        let order: Vec<(String, String)> = lazy
-            .connection()
-            .prepare("SELECT email, state FROM delivery ORDER BY rowid")
-            .expect("select")
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("rows")
-            .collect::<rusqlite::Result<_>>()
-            .expect("rows");
+        let order = crate::state::writer::tests::rows_in_order(&mut lazy);
         let row = |e: &str, s: &str| (e.to_string(), s.to_string());
         assert_eq!(
             order,

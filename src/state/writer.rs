@@ -832,6 +832,17 @@ pub(crate) mod tests {
         (d, path, j)
     }
 
+    /// Every delivery row's address and state, in the order the rows were written.
+    pub(crate) fn rows_in_order(j: &mut Journal) -> Vec<(String, String)> {
+        j.connection()
+            .prepare("SELECT email, state FROM delivery ORDER BY rowid")
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    }
+
     /// A writer for edition `e` with `n` pending rows `r0@…`, `r1@…`, its database
     /// `state.db` in the directory returned.
     pub(crate) fn writer(n: usize) -> (tempfile::TempDir, Writer) {
@@ -1034,15 +1045,7 @@ pub(crate) mod tests {
         drop(recorder);
         let (journal, error) = w.finish();
         assert_eq!(error, None);
-        let rows: Vec<(String, String)> = journal
-            .expect("journal")
-            .connection()
-            .prepare("SELECT email, state FROM delivery ORDER BY rowid")
-            .expect("select")
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("rows")
-            .collect::<rusqlite::Result<_>>()
-            .expect("rows");
+        let rows = rows_in_order(&mut journal.expect("journal"));
         let row = |i: usize, s: &str| (format!("r{i}@harbour.example"), s.to_string());
         // r1 by its steps; the two no step reached at the run's end, in the list's order.
         assert_eq!(rows, [row(1, "sent"), row(0, "pending"), row(2, "pending")]);
