@@ -173,12 +173,17 @@ JS
 # Runs a command bounded in time; its peak memory, user and system CPU go into time.txt.
 timed() { timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" "$@" >/dev/null; }
 
-run_one() { # mode c -> prints "msgs_per_s rss_kb cpu_us_per_msg"
-  local mode=$1 c=$2 n=$N before after start end rss user sys
+# The machine's CPU so far, all cores, in clock ticks: "busy idle" (idle counts the time
+# waiting for the disk too).
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
+
+run_one() { # mode c -> prints "msgs_per_s rss_kb cpu_us_per_msg machine_us_per_msg idle_percent"
+  local mode=$1 c=$2 n=$N before after start end rss user sys busy0 idle0 busy1 idle1
   case $mode in nodemailer | mailmerge) n=$PEER_N ;; esac
   before=$(received)
   rm -f "$WORK"/project/newsletter.db* "$WORK/time.txt"
   local send=("$BIN" -q --config "$WORK/project/newsletter.toml" send --connections "$c")
+  read -r busy0 idle0 < <(machine_ticks)
   start=$(date +%s%N)
   case $mode in
     limit) timed smtp-source -d -s "$c" -m "$n" -F "$EML" "127.0.0.1:$PORT" ;;
@@ -194,18 +199,24 @@ run_one() { # mode c -> prints "msgs_per_s rss_kb cpu_us_per_msg"
     *) die "unknown mode $mode" ;;
   esac
   end=$(date +%s%N)
+  read -r busy1 idle1 < <(machine_ticks)
   sleep 0.3 # the sink's counter line is written as messages complete
   after=$(received)
   read -r rss user sys < <(tail -1 "$WORK/time.txt")
   if (( after - before != n )); then
     echo "run of $mode at C=$c delivered $((after - before)) of $n" >&2
-    echo "NA $rss NA"
+    echo "NA $rss NA NA NA"
     return
   fi
   # The sender's own CPU (user + system) per message: steadier than the rate on a shared
-  # machine, and what the journal adds on a machine whose two cores are both busy.
+  # machine, and what the journal adds on a machine whose two cores are both busy. The
+  # machine's (every process, the sink's and the kernel's work included; in a virtual
+  # machine a disk flush also costs CPU outside the process that asked for it) per message,
+  # and the share of the cores left idle: whether the CPU had room.
   awk -v n="$n" -v ns="$((end - start))" -v rss="$rss" -v user="$user" -v sys="$sys" \
-    'BEGIN { printf "%.1f %s %.0f\n", n / (ns / 1e9), rss, (user + sys) / n * 1e6 }'
+    -v busy="$((busy1 - busy0))" -v idle="$((idle1 - idle0))" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.1f %s %.0f %.0f %.0f\n", n / (ns / 1e9), rss, (user + sys) / n * 1e6,
+             busy / hz / n * 1e6, (busy + idle > 0) ? 100 * idle / (busy + idle) : 0 }'
 }
 
 # One fdatasync as the send log makes it: a small record written into a file already
@@ -242,7 +253,7 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 runs=()
 for c in $CS; do for mode in $MODES; do runs+=("$mode $c"); done; done
 for peer in $PEERS; do runs+=("$peer $PEER_C"); done
-declare -A results round_of cpus
+declare -A results round_of cpus machines idles
 syncs=""
 sync_cpus=""
 floors=""
@@ -269,11 +280,14 @@ for r in $(seq "$RUNS"); do
   fi
   for run in "${order[@]}"; do
     read -r mode c <<<"$run"
-    read -r rate rss cpu < <(run_one "$mode" "$c")
+    read -r rate rss cpu machine idle < <(run_one "$mode" "$c")
     results["$mode $c"]+="$rate "
     cpus["$mode $c"]+="$cpu "
+    machines["$mode $c"]+="$machine "
+    idles["$mode $c"]+="$idle "
     round_of["$mode $c $r"]=$rate
-    printf 'round %d  %-10s C=%-3s %10s msgs/s  peak RSS %s KB  %s µs CPU/msg\n' "$r" "$mode" "$c" "$rate" "$rss" "$cpu"
+    printf 'round %d  %-10s C=%-3s %10s msgs/s  peak RSS %s KB  %s µs CPU/msg  machine %s µs/msg, %s%% idle\n' \
+      "$r" "$mode" "$c" "$rate" "$rss" "$cpu" "$machine" "$idle"
   done
 done
 echo "---"
@@ -284,9 +298,15 @@ for run in "${runs[@]}"; do
   # shellcheck disable=SC2086
   cpu=$(median ${cpus[$run]})
   # shellcheck disable=SC2086
-  printf 'median     %-10s C=%-3s %10s msgs/s  spread %s  CPU %s µs/msg (%s)\n' "$mode" "$c" "$med" "$(spread ${results[$run]})" \
-    "$cpu" "$(spread ${cpus[$run]})"
+  machine=$(median ${machines[$run]})
+  # shellcheck disable=SC2086
+  idle=$(median ${idles[$run]})
+  # shellcheck disable=SC2086
+  printf 'median     %-10s C=%-3s %10s msgs/s  spread %s  CPU %s µs/msg (%s)  machine %s µs/msg, %s%% idle\n' "$mode" "$c" "$med" "$(spread ${results[$run]})" \
+    "$cpu" "$(spread ${cpus[$run]})" "$machine" "$idle"
   declare "cpu_${mode}_${c}=$cpu"
+  declare "machine_${mode}_${c}=$machine"
+  declare "idle_${mode}_${c}=$idle"
   declare "med_${mode}_${c}=$med"
   for r in $(seq "$RUNS"); do
     v=${round_of["$run $r"]}
@@ -315,6 +335,11 @@ for c in $CS; do
     # (at most one message in doubt per connection), so 1/C syncs per message at best.
     awk -v j="${!j}" -v nj="${!nj}" -v s="$sync_cpu_med" -v c="$c" 'BEGIN {
       printf "C=%s: the sender'"'"'s CPU per message: journal %s µs, no journal %s µs (+%.0f); the syncs alone, one per C messages at best: %.0f µs\n", c, j, nj, j - nj, s / c }'
+  fi
+  mj="machine_journal_$c"; mnj="machine_nojournal_$c"; ij="idle_journal_$c"; inj="idle_nojournal_$c"
+  if [[ "${!mj:-NA}" != NA && "${!mnj:-NA}" != NA ]]; then
+    awk -v j="${!mj}" -v nj="${!mnj}" -v ij="${!ij}" -v inj="${!inj}" -v c="$c" 'BEGIN {
+      printf "C=%s: the machine'"'"'s CPU per message (all processes): journal %s µs, no journal %s µs (+%.0f); cores idle %s%% and %s%% of the run\n", c, j, nj, j - nj, ij, inj }'
   fi
 done
 for c in $CS; do
