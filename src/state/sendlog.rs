@@ -787,14 +787,7 @@ mod tests {
         // A new edition's rows, not written before its steps: each is written by the apply
         // of its first steps, as the pending row would have become; the one no step reached
         // (d) waits, counted pending, until the run's end writes it.
-        let d = tempfile::tempdir().expect("tempdir");
-        let mut lazy = Journal::open(&d.path().join("state.db")).expect("open");
-        lazy.connection()
-            .execute(
-                "INSERT INTO edition (id, date, created_at, frozen) VALUES ('e', '2026-11-27', 0, '{}')",
-                [],
-            )
-            .expect("edition");
+        let (_lazy_dir, _, mut lazy) = crate::state::writer::tests::edition_e();
         let list = [
             "d@example.org",
             "a@example.org",
@@ -841,14 +834,7 @@ mod tests {
 
     #[test]
     fn a_step_for_a_row_not_written_yet_creates_it_in_an_edition_that_exists() {
-        let d = tempfile::tempdir().expect("tempdir");
-        let mut j = Journal::open(&d.path().join("state.db")).expect("open");
-        j.connection()
-            .execute(
-                "INSERT INTO edition (id, date, created_at, frozen) VALUES ('e', '2026-11-27', 0, '{}')",
-                [],
-            )
-            .expect("edition");
+        let (_d, _, mut j) = crate::state::writer::tests::edition_e();
         let change = every_change();
         let (attempting, sent) = (&change[0], &change[1]);
         let step = |seq: u64, edition: &str, email: &str, change: &Change| Entry {

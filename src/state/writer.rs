@@ -818,7 +818,7 @@ pub(crate) mod tests {
 
     /// A database `state.db` in the directory returned, with edition `e` and no rows, and
     /// a send log (as a project has after its first run, whatever the run's size).
-    fn edition_e() -> (tempfile::TempDir, std::path::PathBuf, Journal) {
+    pub(crate) fn edition_e() -> (tempfile::TempDir, std::path::PathBuf, Journal) {
         let d = tempfile::tempdir().expect("tempdir");
         let path = d.path().join("state.db");
         std::fs::write(sendlog::path_for(&path), b"").expect("send log");
