@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use tokio::sync::{Mutex, watch};
 
 use crate::clock::Clock;
 use crate::config::Pacing;
 use crate::deliver::outbox::Outbox;
 use crate::deliver::smtp::{Connector, Fatal, Refusal, Session, Stage, Verdict};
+use crate::deliver::tap::Gate;
 use crate::input::subscribers::Subscriber;
 use crate::mail::message::Outgoing;
 use crate::state::Change;
@@ -250,6 +251,20 @@ impl Shared {
                 requeued: true,
             });
         }
+    }
+
+    /// A job whose `attempting` step was asked for ahead of the message before it on its
+    /// connection, and whose content did not go (that message failed, or the run stops):
+    /// back to pending, uncharged, and to the front of the queue.
+    fn return_unsent(&self, job: &Job, queue: &Queue) {
+        self.recorder.record(
+            &job.email,
+            Change::Released {
+                code: None,
+                reply: "returned to the queue before its content was sent".into(),
+            },
+        );
+        self.put_back(job, queue);
     }
 
     /// The relay refused the sender: the recipient stays pending and the run stops.
@@ -543,14 +558,14 @@ impl Worker<'_> {
         // The journal's syncs wait for each live connection's step (a group commit).
         let _member = shared.recorder.member();
         let mut session: Option<Session> = None;
-        let mut ahead: Option<Ahead> = None;
+        let mut ahead: Option<(Ahead, Result<bool>)> = None;
         loop {
-            if let Some(next) = ahead.take() {
+            if let Some((next, recorded)) = ahead.take() {
                 // Its envelope is out: its content follows at once (a pause the relay asked
                 // for meanwhile applies to the next envelope), unless the run stops or this
                 // connection is one too many now.
                 if shared.stopped() || !shared.allows(id) {
-                    self.shared.put_back(&next.job, self.queue);
+                    self.shared.return_unsent(&next.job, self.queue);
                     // The relay waits for content after its 354 (a QUIT would be taken as
                     // content): closing the connection makes it discard the transaction.
                     drop(session.take());
@@ -558,7 +573,7 @@ impl Worker<'_> {
                 }
                 if let Via::Smtp(connector) = self.via {
                     ahead = self
-                        .over_smtp(connector, &mut session, Start::Ahead(next), id)
+                        .over_smtp(connector, &mut session, Start::Ahead(next, recorded), id)
                         .await;
                 }
                 continue;
@@ -610,11 +625,18 @@ impl Worker<'_> {
     }
 
     /// The next recipient for connection `id` if it may go at once, composed, with its
-    /// envelope ready to follow the current message's content in the same write: no rate
+    /// envelope ready to follow the current message's (`current`) content in the same
+    /// write, and its `attempting` step asked for (made `after` the current one): no rate
     /// limit to wait for, no pause the relay asked for, room left in the session, and the
     /// current content sent as it is (`ascii`). A message that cannot be made or that the
     /// relay's stated limits refuse is recorded here, and none goes ahead.
-    async fn ahead(&self, open: &Session, ascii: bool, id: usize) -> Option<(Ahead, String)> {
+    async fn ahead(
+        &self,
+        open: &Session,
+        ascii: bool,
+        id: usize,
+        current: &Job,
+    ) -> Option<(Ahead, String, Durable)> {
         let shared = self.shared;
         if !ascii
             || !open.pipelining()
@@ -648,14 +670,19 @@ impl Worker<'_> {
             return None;
         }
         match open.group(&message.envelope, &message.bytes) {
-            Ok((stages, group)) => Some((
-                Ahead {
-                    job,
-                    message,
-                    stages,
-                },
-                group,
-            )),
+            Ok((stages, group)) => {
+                let attempting =
+                    self.attempting(&job, message.message_id.clone(), Some(current))?;
+                Some((
+                    Ahead {
+                        job,
+                        message,
+                        stages,
+                    },
+                    group,
+                    attempting,
+                ))
+            }
             Err(r) => {
                 let mut none = None;
                 refused(&mut none, shared, &job, &r, self.queue).await;
@@ -666,10 +693,15 @@ impl Worker<'_> {
 
     /// Asks the journal for `job`'s `attempting` step. It queues at once, so that another
     /// connection's sync may carry it, and is synced at the latest when the caller waits
-    /// for it, once the envelope has gone out: the step must be on disk before any content
-    /// leaves, and the sync then runs while the relay answers the envelope.
-    fn attempting(&self, job: &Job, message_id: String) -> Option<Durable> {
-        let attempting = Change::Attempting { message_id };
+    /// for it: the step must be on disk before any content leaves. For a message taken
+    /// first, the wait comes once its envelope has gone out, and the sync runs while the
+    /// relay answers it; for one whose envelope follows the current message's content
+    /// (`after` that one), before the current message's final dot (`over_smtp`).
+    fn attempting(&self, job: &Job, message_id: String, after: Option<&Job>) -> Option<Durable> {
+        let attempting = Change::Attempting {
+            message_id,
+            after: after.map(|j| j.email.clone()),
+        };
         match self.shared.recorder.begin(&job.email, attempting) {
             Ok(durable) => Some(durable),
             Err(e) => {
@@ -722,7 +754,7 @@ impl Worker<'_> {
     async fn to_outbox(&self, outbox: &Outbox, job: &Job) {
         let shared = self.shared;
         let message_id = self.message_id(job);
-        let Some(attempting) = self.attempting(job, message_id.clone()) else {
+        let Some(attempting) = self.attempting(job, message_id.clone(), None) else {
             return;
         };
         let message = match self.message(job, message_id).await {
@@ -748,36 +780,42 @@ impl Worker<'_> {
 
     /// Sends one message over SMTP; returns the next one when its envelope went out with
     /// this one's content (RFC 2920 lets a group start with a message's content: one round
-    /// trip per message instead of two).
+    /// trip per message instead of two), with whether its `attempting` step applied.
+    ///
+    /// The next message's `attempting` step is asked for before this one's content goes,
+    /// and this one's final dot waits until it is on disk: its sync runs while the content
+    /// travels, not between this message's reply and the next content. The step is on disk
+    /// before any of the next content, as always, and so is this message's predecessor's
+    /// `Sent` (recorded before it): after a crash, that next row goes back to waiting
+    /// unless this message was recorded sent (`Journal::recover_in_flight`), so at most
+    /// one message per connection is in doubt.
     async fn over_smtp(
         &self,
         connector: &Connector,
         session: &mut Option<Session>,
         start: Start,
         id: usize,
-    ) -> Option<Ahead> {
+    ) -> Option<(Ahead, Result<bool>)> {
         let (shared, queue) = (self.shared, self.queue);
-        let (job, message, recorded, started) = match start {
+        let (job, message, recorded, started, chained) = match start {
             Start::New(job) => {
                 let (message, recorded, started) = self.begin(connector, session, &job).await?;
-                (job, message, recorded, started)
+                (job, message, recorded, started, false)
             }
-            Start::Ahead(Ahead {
-                job,
-                message,
-                stages,
-            }) => {
+            Start::Ahead(
+                Ahead {
+                    job,
+                    message,
+                    stages,
+                },
+                recorded,
+            ) => {
                 let Some(open) = session.as_mut() else {
-                    self.shared.put_back(&job, self.queue);
+                    self.shared.return_unsent(&job, self.queue);
                     return None;
                 };
-                let Some(attempting) = self.attempting(&job, message.message_id.clone()) else {
-                    drop(session.take());
-                    return None;
-                };
-                let (recorded, started) =
-                    tokio::join!(attempting.wait(), open.replies(&stages, None));
-                (job, message, recorded, started)
+                let started = open.replies(&stages, None).await;
+                (job, message, recorded, started, true)
             }
         };
         if !self.goes_on(recorded) {
@@ -791,18 +829,41 @@ impl Worker<'_> {
             return None;
         }
         let open = session.as_mut()?;
-        let next = self.ahead(open, message.bytes.is_ascii(), id).await;
-        let sent = open
+        let (next, gate) = match self.ahead(open, message.bytes.is_ascii(), id, &job).await {
+            Some((ahead, group, attempting)) => (Some((ahead, group)), Some(attempting)),
+            // A message whose own step was made ahead of its predecessor's reply: its final
+            // dot waits for that predecessor's `Sent` to be on disk.
+            None if chained => match shared.recorder.barrier() {
+                Ok(barrier) => (None, Some(barrier)),
+                Err(e) => {
+                    shared.stop(StopReason::Journal(format!("{e:#}")));
+                    drop(session.take());
+                    return None;
+                }
+            },
+            None => (None, None),
+        };
+        let gate = gate.map(|d| -> Gate { Box::pin(d.wait()) });
+        let (sent, answer) = open
             .content(
                 &message.bytes,
                 next.as_ref().map(|(_, group)| group.as_str()),
+                gate,
             )
             .await;
+        if let Some(Err(e)) = &answer {
+            // The final dot never left: the journal is gone, and the run stops.
+            shared.stop(StopReason::Journal(format!("{e:#}")));
+            drop(session.take());
+            return None;
+        }
         match sent {
             Ok(reply) => {
                 shared.recorder.record(&job.email, Change::Sent { reply });
                 shared.success();
-                return next.map(|(ahead, _)| ahead);
+                // Sent with the envelope, so its gate was passed.
+                let applied = answer.unwrap_or_else(|| Err(anyhow!("the journal did not answer")));
+                return next.map(|(ahead, _)| (ahead, applied));
             }
             Err(r) if r.outcome_unknown() => {
                 if let Some(s) = session.take() {
@@ -833,7 +894,7 @@ impl Worker<'_> {
             }
         }
         if let Some((ahead, _)) = next {
-            self.shared.put_back(&ahead.job, self.queue);
+            self.shared.return_unsent(&ahead.job, self.queue);
         }
         None
     }
@@ -879,7 +940,7 @@ impl Worker<'_> {
         // pending, not in doubt) and the sync runs during the DATA command alone.
         let message_id = self.message_id(job);
         let early = if open.pipelining() {
-            Some(self.attempting(job, message_id.clone())?)
+            Some(self.attempting(job, message_id.clone(), None)?)
         } else {
             None
         };
@@ -900,7 +961,7 @@ impl Worker<'_> {
                 refused(session, shared, job, &r, queue).await;
                 return None;
             }
-            let Some(attempting) = self.attempting(job, message.message_id.clone()) else {
+            let Some(attempting) = self.attempting(job, message.message_id.clone(), None) else {
                 drop(session.take());
                 return None;
             };
@@ -915,12 +976,13 @@ impl Worker<'_> {
 enum Start {
     /// Taken from the queue: its envelope is still to be sent.
     New(Job),
-    /// Its envelope went out with the message before it.
-    Ahead(Ahead),
+    /// Its envelope went out with the message before it, and its `attempting` step is on
+    /// disk (whether it applied).
+    Ahead(Ahead, Result<bool>),
 }
 
 /// A message whose envelope (MAIL, RCPT, DATA) followed the previous message's content in
-/// one write; its replies are still to be read, and its `attempting` step to be made.
+/// one write; its replies are still to be read.
 struct Ahead {
     job: Job,
     message: Outgoing,

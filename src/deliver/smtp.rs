@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::tap::{Tap, ehlo_keywords};
+use super::tap::{Gate, Hold, Tap, ehlo_keywords};
 use super::tls::{self, ImplicitTls};
 use crate::config::secret::Secret;
 use crate::config::{Security, Smtp};
@@ -179,7 +179,7 @@ impl Connector {
         };
         // One EHLO (one after TLS with STARTTLS, as RFC 3207 requires): lettre's, whose
         // reply the tap keeps for the keywords lettre drops (PIPELINING, SIZE).
-        let (tap, heard) = Tap::new(stream, greeting);
+        let (tap, heard, hold) = Tap::new(stream, greeting);
         let mut conn = with_timeout(
             step,
             AsyncSmtpConnection::connect_with_transport(Box::new(tap), &self.hello),
@@ -213,6 +213,7 @@ impl Connector {
         }
         Ok(Session::new(
             conn,
+            hold,
             step,
             cfg.pipelining && offered.pipelining,
             offered.size,
@@ -418,6 +419,8 @@ impl std::fmt::Display for Refusal {
 /// 354), then `content`.
 pub(crate) struct Session {
     conn: AsyncSmtpConnection,
+    /// Holds a message's final dot back until the journal allows it (`content`).
+    hold: Hold,
     limit: Duration,
     eight_bit: bool,
     /// The server offers PIPELINING and the config allows it.
@@ -465,6 +468,7 @@ fn classify(
 impl Session {
     fn new(
         conn: AsyncSmtpConnection,
+        hold: Hold,
         limit: Duration,
         pipelining: bool,
         size_limit: Option<usize>,
@@ -475,6 +479,7 @@ impl Session {
         let smtputf8 = info.supports_feature(Extension::SmtpUtfEight);
         Session {
             conn,
+            hold,
             limit,
             eight_bit,
             pipelining,
@@ -675,29 +680,59 @@ impl Session {
 
     /// The content and its final dot, after `begin`, followed in the same write by
     /// `then` (the next message's envelope, from `group`) if any; `Ok` carries the
-    /// server's acceptance reply. `then` needs content that is all ASCII.
+    /// server's acceptance reply. `then` needs content that is all ASCII. With a `gate`,
+    /// the final dot (and `then`) waits for it, after the content has gone: the answer
+    /// comes back beside the reply, `None` when the content failed before the gate.
     pub(crate) async fn content(
         &mut self,
         bytes: &[u8],
         then: Option<&str>,
-    ) -> Result<String, Refusal> {
+        gate: Option<Gate>,
+    ) -> (Result<String, Refusal>, Option<anyhow::Result<bool>>) {
         let limit = self.limit;
-        let result = match std::str::from_utf8(bytes) {
+        let (result, answer) = match std::str::from_utf8(bytes) {
             // The whole stuffed message and its final dot in one write: lettre's own
             // `message` escapes byte by byte into a copy and writes the dot separately.
             Ok(text) if bytes.is_ascii() => {
-                let content = DataContent(text, then.unwrap_or(""));
-                timeout(limit, self.conn.command(content)).await
+                let then = then.unwrap_or("");
+                if let Some(gate) = gate {
+                    // The final dot line, and what follows it.
+                    self.hold.arm(".\r\n".len() + then.len(), gate);
+                }
+                let content = DataContent(text, then);
+                let result = timeout(limit, self.conn.command(content)).await;
+                (result, self.hold.take())
             }
-            _ => timeout(limit, self.conn.message(bytes)).await,
+            _ => {
+                // Rare (8-bit content, never followed by an envelope): the whole content
+                // waits for the gate.
+                let answer = match gate {
+                    Some(gate) => Some(gate.await),
+                    None => None,
+                };
+                if answer.as_ref().is_some_and(Result::is_err) {
+                    let refusal = Refusal {
+                        code: None,
+                        reply: "the journal failed before the content".into(),
+                        stage: Stage::Content,
+                        connection_lost: true,
+                    };
+                    return (Err(refusal), answer);
+                }
+                (timeout(limit, self.conn.message(bytes)).await, answer)
+            }
         };
-        let response = classify(result, Stage::Content, limit)?;
+        let response = match classify(result, Stage::Content, limit) {
+            Ok(r) => r,
+            Err(r) => return (Err(r), answer),
+        };
         self.sent += 1;
-        Ok(format!(
+        let reply = format!(
             "{} {}",
             response.code(),
             response.message().collect::<Vec<_>>().join(" ")
-        ))
+        );
+        (Ok(reply), answer)
     }
 
     /// RSET after a refused transaction, so the next message starts clean.

@@ -101,7 +101,7 @@ fn send_due(config: &Config, journal: &mut Journal, clock: Clock) -> Result<()> 
                     journal.queued_attempting(q.id, clock.now())?;
                     let result = match session.envelope(&envelope, &q.bytes).await {
                         Ok(()) => match session.start_data().await {
-                            Ok(()) => session.content(&q.bytes, None).await,
+                            Ok(()) => session.content(&q.bytes, None, None).await.0,
                             Err(r) => Err(r),
                         },
                         Err(r) => Err(r),

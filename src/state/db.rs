@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
 
 /// The schema version this binary reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: usize = 7;
+pub(crate) const SCHEMA_VERSION: usize = 8;
 
 /// Forward migrations: `MIGRATIONS[n]` brings a database from version n to n + 1, in one
 /// transaction. Version 0 is every database made before the schema had a version: the
 /// tables below, created as needed, and the feed cache, created by the feeds module.
-const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// Version 1: the tables of version 0, all of them here, `IF NOT EXISTS` so that a
 /// database of version 0 keeps its rows.
@@ -169,6 +169,15 @@ INSERT OR IGNORE INTO send_log (id, applied) VALUES (1, 0);
 /// reaches them (`sendlog::NewRows`).
 const V7: &str = "
 ALTER TABLE edition ADD COLUMN recipients INTEGER;
+";
+
+/// Version 8: for a row made `attempting` while the message before it on the same
+/// connection waited for its reply, that message's recipient and the row's state before
+/// (`deliveries::Change::Attempting`): after a crash the row goes back to that state
+/// unless the one before it was sent.
+const V8: &str = "
+ALTER TABLE delivery ADD COLUMN after_email TEXT;
+ALTER TABLE delivery ADD COLUMN before_state TEXT;
 ";
 
 pub struct Journal {

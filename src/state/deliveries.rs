@@ -87,6 +87,11 @@ pub struct Row {
 pub(crate) enum Change {
     Attempting {
         message_id: String,
+        /// The recipient of the message before this one on the same connection, when this
+        /// step was made before that message's reply came: its content then waits for that
+        /// message's `Sent` (and so does that message's final dot), and after a crash this
+        /// row goes back to waiting unless that one was sent (`recover_in_flight`).
+        after: Option<String>,
     },
     Sent {
         reply: String,
@@ -142,12 +147,25 @@ impl State {
 }
 
 impl Journal {
-    /// Rows left `attempting` by a run that died: their outcome is unknown.
+    /// Rows left `attempting` by a run that died: their outcome is unknown, except for a
+    /// row made `attempting` before the reply to the message ahead of it on its connection
+    /// (`Change::Attempting::after`) when that message was not sent: its content waited
+    /// for that `Sent` to be on disk and never left, so it goes back to the state it had.
+    /// Returns the rows now in doubt.
     pub fn recover_in_flight(&mut self, now: SystemTime) -> Result<usize> {
-        let n = self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE delivery SET state = COALESCE(before_state, 'pending'), after_email = NULL, updated_at = ?1 \
+             WHERE state = 'attempting' AND after_email IS NOT NULL AND NOT EXISTS \
+               (SELECT 1 FROM delivery AS ahead WHERE ahead.edition_id = delivery.edition_id \
+                AND ahead.email = delivery.after_email AND ahead.state = 'sent')",
+            params![unix(now)],
+        )?;
+        let n = tx.execute(
             "UPDATE delivery SET state = 'in_doubt', reply = 'the run stopped during this message; its outcome is unknown', updated_at = ?1 WHERE state = 'attempting'",
             params![unix(now)],
         )?;
+        tx.commit()?;
         Ok(n)
     }
 
@@ -329,7 +347,8 @@ pub(crate) fn count_sent(
 /// The delivery state machine: each change applies only from the states listed, so a
 /// recorded success (or a final failure) can never be undone by a late or repeated change.
 const TO_ATTEMPTING: &str = "
-    UPDATE delivery SET state = 'attempting', message_id = ?3, updated_at = ?4
+    UPDATE delivery SET state = 'attempting', message_id = ?3, updated_at = ?4,
+        after_email = ?5, before_state = state
     WHERE edition_id = ?1 AND email = ?2 AND state IN ('pending', 'deferred', 'in_doubt')";
 const TO_SKIPPED: &str = "
     UPDATE delivery SET state = 'skipped', reply = ?3, updated_at = ?4
@@ -402,9 +421,9 @@ pub(crate) fn apply(
 ) -> rusqlite::Result<bool> {
     let now_s = unix(now);
     let n = match change {
-        Change::Attempting { message_id } => tx
+        Change::Attempting { message_id, after } => tx
             .prepare_cached(TO_ATTEMPTING)?
-            .execute(params![edition_id, email, message_id, now_s])?,
+            .execute(params![edition_id, email, message_id, now_s, after])?,
         Change::Skipped { reason } => tx
             .prepare_cached(TO_SKIPPED)?
             .execute(params![edition_id, email, reason, now_s])?,
@@ -484,6 +503,7 @@ mod tests {
     fn attempting() -> Change {
         Change::Attempting {
             message_id: "<m@example.org>".into(),
+            after: None,
         }
     }
 
@@ -624,6 +644,56 @@ mod tests {
                     "{from} + {change:?}"
                 );
             }
+        }
+    }
+
+    /// A crash with two rows of one connection `attempting`, the second made so before the
+    /// first one's reply: it goes back to the state it had unless the first was sent.
+    #[test]
+    fn a_row_made_attempting_ahead_of_its_predecessors_reply_is_in_doubt_only_after_a_sent_one() {
+        let cases = [
+            // (the predecessor's last step, the second row's state before, the states
+            // after the recovery, how many rows it put in doubt)
+            (None, "pending", ["in_doubt", "pending"], 1),
+            (None, "deferred", ["in_doubt", "deferred"], 1),
+            (None, "in_doubt", ["in_doubt", "in_doubt"], 1),
+            (Some(sent()), "pending", ["sent", "in_doubt"], 1),
+            (Some(failed(false)), "deferred", ["failed", "deferred"], 0),
+            (Some(in_doubt()), "pending", ["in_doubt", "pending"], 0),
+        ];
+        for (last, before, expected, doubted) in cases {
+            let (_d, mut j) = journal();
+            j.connection()
+                .execute(
+                    "INSERT INTO delivery (edition_id, email, state, updated_at) VALUES ('e', 'next@example.org', ?1, 0)",
+                    [before],
+                )
+                .expect("row");
+            let tx = j.connection().transaction().expect("tx");
+            let ahead = Change::Attempting {
+                message_id: "<n@example.org>".into(),
+                after: Some("r@example.org".into()),
+            };
+            assert!(apply(&tx, "e", "r@example.org", &attempting(), UNIX_EPOCH).expect("apply"));
+            assert!(apply(&tx, "e", "next@example.org", &ahead, UNIX_EPOCH).expect("apply"));
+            if let Some(last) = &last {
+                assert!(apply(&tx, "e", "r@example.org", last, UNIX_EPOCH).expect("apply"));
+            }
+            tx.commit().expect("commit");
+
+            let in_doubt = j.recover_in_flight(UNIX_EPOCH).expect("recover");
+            let states: Vec<String> = ["r@example.org", "next@example.org"]
+                .iter()
+                .map(|e| {
+                    j.connection()
+                        .query_row("SELECT state FROM delivery WHERE email = ?1", [e], |r| {
+                            r.get(0)
+                        })
+                        .expect("state")
+                })
+                .collect();
+            assert_eq!(states, expected, "{last:?}, {before}");
+            assert_eq!(in_doubt, doubted, "{last:?}, {before}");
         }
     }
 }

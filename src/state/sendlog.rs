@@ -63,6 +63,8 @@ pub(crate) struct SendLog {
     buf: Vec<u8>,
     /// What the first sync must also make durable, for a log made or lengthened at open.
     settle: Option<Settle>,
+    /// Records were written since the last sync.
+    unsynced: bool,
 }
 
 /// A log made or lengthened at open is not synced then: its first record's sync is also
@@ -125,6 +127,7 @@ impl SendLog {
             offset: 0,
             buf: Vec::with_capacity(4096),
             settle,
+            unsynced: false,
         })
     }
 
@@ -178,11 +181,21 @@ impl SendLog {
         self.file
             .write_all_at(&self.buf, self.offset)
             .context("cannot write the send log")?;
+        self.unsynced = true;
         if sync {
-            self.sync()?;
+            self.sync_written()?;
         }
         self.offset = end;
         Ok(Appended::Done)
+    }
+
+    /// Makes every record written so far durable, if one is not yet.
+    pub(crate) fn sync_written(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.sync()?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
     /// Starts again at the beginning: every record so far is in the database.
@@ -413,7 +426,7 @@ fn apply_steps(
             written.push(email);
         }
         if let [attempt, done] = steps
-            && let (Change::Attempting { message_id }, Change::Sent { reply }) =
+            && let (Change::Attempting { message_id, .. }, Change::Sent { reply }) =
                 (&attempt.change, &done.change)
         {
             let both =
@@ -509,9 +522,20 @@ fn encode(e: &Entry, out: &mut Vec<u8>) {
     put_str(out, &e.edition);
     put_str(out, &e.email);
     match &e.change {
-        Change::Attempting { message_id } => {
+        Change::Attempting {
+            message_id,
+            after: None,
+        } => {
             out.push(0);
             put_str(out, message_id);
+        }
+        Change::Attempting {
+            message_id,
+            after: Some(after),
+        } => {
+            out.push(7);
+            put_str(out, message_id);
+            put_str(out, after);
         }
         Change::Sent { reply } => {
             out.push(1);
@@ -614,6 +638,7 @@ fn decode(bytes: &[u8], at: usize) -> Option<(Entry, usize)> {
     let change = match f.u8()? {
         0 => Change::Attempting {
             message_id: f.string()?,
+            after: None,
         },
         1 => Change::Sent { reply: f.string()? },
         2 => Change::Deferred {
@@ -635,6 +660,10 @@ fn decode(bytes: &[u8], at: usize) -> Option<(Entry, usize)> {
         },
         6 => Change::Skipped {
             reason: f.string()?,
+        },
+        7 => Change::Attempting {
+            message_id: f.string()?,
+            after: Some(f.string()?),
         },
         _ => return None,
     };
@@ -671,6 +700,7 @@ mod tests {
         vec![
             Change::Attempting {
                 message_id: "<a@harbour.example>".into(),
+                after: None,
             },
             Change::Sent {
                 reply: "250 2.0.0 queued".into(),
@@ -694,6 +724,10 @@ mod tests {
             },
             Change::Skipped {
                 reason: "unsubscribed".into(),
+            },
+            Change::Attempting {
+                message_id: "<b@harbour.example>".into(),
+                after: Some("a@example.org".into()),
             },
         ]
     }

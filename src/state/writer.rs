@@ -34,9 +34,10 @@ const MAX_BATCH: usize = 1024;
 const LINGER: Duration = Duration::from_millis(5);
 
 /// How long the first waiting change may wait for other connections' before the sync (a
-/// group commit): each connection needs one sync per message (between a message's 250 and
-/// the next one's content, so that at most one message per connection is in doubt), and in
-/// a virtual machine a sync costs ~0.1 ms of CPU besides its wait. Syncing once half the
+/// group commit): each connection needs one sync per message (the next message's
+/// `attempting`, between a message's content and its final dot, so that at most one
+/// message per connection is in doubt), and in a virtual machine a sync costs ~0.1 ms of
+/// CPU besides its wait. Syncing once half the
 /// sending connections wait, or after this, halved the syncs per message at 4 and 16
 /// connections (BENCHMARKS.md, "Quiet wake-ups, group commit").
 const GATHER: Duration = Duration::from_millis(1);
@@ -60,7 +61,9 @@ const UNSUBSCRIBED: &str = "unsubscribed during the send";
 
 struct Request {
     email: String,
-    change: Change,
+    /// `None`: a barrier, which writes nothing and is answered once every step queued
+    /// before it is on disk (`Recorder::barrier`).
+    change: Option<Change>,
     done: Option<oneshot::Sender<Result<bool, String>>>,
 }
 
@@ -302,7 +305,16 @@ impl Recorder {
     /// caller's earlier changes, and made durable when the caller waits for it
     /// (`Durable::wait`), with whatever other connections queued meanwhile.
     pub(crate) fn begin(&self, email: &str, change: Change) -> Result<Durable> {
-        let waiting = self.send(email, change, true, false)?;
+        let waiting = self.send(email, Some(change), true, false)?;
+        Ok(Durable(waiting.and_then(|w| {
+            self.queue.as_ref().map(|q| (Arc::clone(q), w))
+        })))
+    }
+
+    /// Made durable, like `begin`'s, once every change recorded before it is on disk
+    /// (the `Sent` steps, which no one waits for otherwise); it records nothing itself.
+    pub(crate) fn barrier(&self) -> Result<Durable> {
+        let waiting = self.send("", None, true, false)?;
         Ok(Durable(waiting.and_then(|w| {
             self.queue.as_ref().map(|q| (Arc::clone(q), w))
         })))
@@ -313,7 +325,7 @@ impl Recorder {
     pub(crate) fn commit_blocking(&self, changes: Vec<(String, Change)>) -> Result<Vec<bool>> {
         let mut waits = Vec::with_capacity(changes.len());
         for (email, change) in changes {
-            waits.push(self.send(&email, change, true, true)?);
+            waits.push(self.send(&email, Some(change), true, true)?);
         }
         waits
             .into_iter()
@@ -324,10 +336,16 @@ impl Recorder {
     /// Records a change without waiting. Changes are written in the order they are sent,
     /// so a later `begin` from the same worker also makes this one durable.
     pub(crate) fn record(&self, email: &str, change: Change) {
-        let _ = self.send(email, change, false, false);
+        let _ = self.send(email, Some(change), false, false);
     }
 
-    fn send(&self, email: &str, change: Change, wait: bool, wake: bool) -> Result<Option<Answer>> {
+    fn send(
+        &self,
+        email: &str,
+        change: Option<Change>,
+        wait: bool,
+        wake: bool,
+    ) -> Result<Option<Answer>> {
         let Some(queue) = &self.queue else {
             return Ok(None);
         };
@@ -448,7 +466,7 @@ impl Decider {
     fn decide(&mut self, batch: &[Request]) -> Result<(Vec<Entry>, Vec<bool>)> {
         if batch
             .iter()
-            .any(|r| matches!(r.change, Change::Attempting { .. }))
+            .any(|r| matches!(r.change, Some(Change::Attempting { .. })))
         {
             self.departures
                 .as_mut()
@@ -459,14 +477,19 @@ impl Decider {
         let mut entries = Vec::with_capacity(batch.len());
         let mut applied = Vec::with_capacity(batch.len());
         for r in batch {
-            let refused = matches!(r.change, Change::Attempting { .. })
+            let Some(change) = &r.change else {
+                // A barrier: nothing to write.
+                applied.push(true);
+                continue;
+            };
+            let refused = matches!(change, Change::Attempting { .. })
                 && self.departures.as_ref().is_ok_and(|d| d.contains(&r.email));
             let change = if refused {
                 Change::Skipped {
                     reason: UNSUBSCRIBED.into(),
                 }
             } else {
-                r.change.clone()
+                change.clone()
             };
             let Some(state) = self.rows.get_mut(&r.email) else {
                 applied.push(false);
@@ -649,18 +672,24 @@ impl Commits {
 /// Decides a batch and makes its steps durable; returns, per request, whether it applied.
 fn durable(decider: &mut Decider, steps: &mut Steps, batch: &[Request]) -> Result<Vec<bool>> {
     let (entries, took) = decider.decide(batch)?;
-    if entries.is_empty() {
-        return Ok(took);
-    }
     let waited = batch.iter().any(|r| r.done.is_some());
     let (log, applier) = match steps {
         Steps::Log(log, applier) => (log, applier),
         Steps::Database(here) => {
-            here.pending.extend(entries);
-            here.commit(waited, None)?;
+            if !entries.is_empty() || waited {
+                here.pending.extend(entries);
+                here.commit(waited, None)?;
+            }
             return Ok(took);
         }
     };
+    if entries.is_empty() {
+        // Someone waits for steps written earlier without a sync (a barrier).
+        if waited {
+            log.sync_written()?;
+        }
+        return Ok(took);
+    }
     if let Appended::Full = log.append(&entries, waited)? {
         applier.sync(None)?;
         log.restart();
@@ -876,6 +905,7 @@ pub(crate) mod tests {
     fn attempting(i: usize) -> Change {
         Change::Attempting {
             message_id: format!("<{i}@harbour.example>"),
+            after: None,
         }
     }
 
@@ -1185,7 +1215,7 @@ pub(crate) mod tests {
                 let (done, _) = oneshot::channel();
                 p.requests.push(Request {
                     email: format!("r{i}@harbour.example"),
-                    change: attempting(i),
+                    change: Some(attempting(i)),
                     done: Some(done),
                 });
                 p.waiting += 1;

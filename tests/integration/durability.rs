@@ -18,10 +18,15 @@ enum Call {
     OtherSync(String),
     /// A write of SMTP commands (MAIL, RCPT, DATA, EHLO, QUIT, ...) to the relay.
     Commands(String),
-    /// A write of message content to the relay.
+    /// A write of message content to the relay (with its final dot or without).
     Content,
     /// A write of message content that ends with the next message's envelope.
     ContentThenEnvelope,
+    /// A message's final dot written alone, after its content.
+    Dot,
+    /// A message's final dot written after its content, followed by the next message's
+    /// envelope.
+    DotThenEnvelope,
 }
 
 /// Runs `newsletter send` under `strace -f` and returns the calls in completion order.
@@ -86,6 +91,10 @@ fn traced_send(p: &Project, port: u16) -> Vec<Call> {
                 .contains(&verb)
                 {
                     calls.push(Call::Commands(verb.to_string()));
+                } else if data == ".\\r\\n" {
+                    calls.push(Call::Dot);
+                } else if data.starts_with(".\\r\\nMAIL ") {
+                    calls.push(Call::DotThenEnvelope);
                 } else if whole.contains("\\r\\n.\\r\\nMAIL ") {
                     // The next message's envelope in the same write, after the final dot.
                     calls.push(Call::ContentThenEnvelope);
@@ -117,16 +126,36 @@ fn each_message_is_fsynced_as_attempting_before_its_content_is_written() {
 
 /// RFC 2920 lets a pipelined group start with a message's content: each message after the
 /// first has its envelope in the write that ends the one before, one round trip per
-/// message, and still its own sync before its content.
+/// message, and still its own sync before its content. That sync runs while the content
+/// before it travels: each final dot is held back, after its content, until a sync made
+/// since that content began (the next message's `attempting`, or for the last one the
+/// `sent` of the one before it, whose successor's row was made ahead of its reply).
 #[test]
-fn each_envelope_after_the_first_follows_the_content_before_it_in_one_write() {
+fn each_envelope_after_the_first_follows_the_final_dot_before_it_in_one_write() {
     let (p, sink) = sink_project(5);
     let calls = traced_send(&p, sink.port);
     assert_eq!(sink.wait_for(5).len(), 5);
     let count = |want: &Call| calls.iter().filter(|c| *c == want).count();
     assert_eq!(count(&Call::Commands("MAIL".into())), 1, "{calls:?}");
-    assert_eq!(count(&Call::ContentThenEnvelope), 4, "{calls:?}");
-    assert_eq!(count(&Call::Content), 1, "the last message's: {calls:?}");
+    assert_eq!(count(&Call::DotThenEnvelope), 4, "{calls:?}");
+    assert_eq!(count(&Call::Dot), 1, "the last message's: {calls:?}");
+    assert_eq!(count(&Call::Content), 5, "{calls:?}");
+    assert_eq!(count(&Call::ContentThenEnvelope), 0, "{calls:?}");
+    let mut content = None;
+    for (i, call) in calls.iter().enumerate() {
+        match call {
+            Call::Content => content = Some(i),
+            Call::Dot | Call::DotThenEnvelope => {
+                let from = content.take().expect("a final dot after its content");
+                assert!(
+                    calls[from..i].contains(&Call::JournalSync),
+                    "a final dot went with no journal sync since its content began: {:?}",
+                    &calls[from..=i]
+                );
+            }
+            _ => {}
+        }
+    }
     assert_synced_before_content(&calls, 5);
 }
 
@@ -146,6 +175,7 @@ fn assert_synced_before_content(calls: &[Call], n: usize) {
                 }
                 in_envelope = *call == Call::ContentThenEnvelope;
             }
+            Call::DotThenEnvelope => in_envelope = true,
             _ => {}
         }
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::harness::{Project, Sink, exactly_once};
 
@@ -49,6 +49,10 @@ struct Seen {
     /// Commands the peer had to take as a message's content (sent after a 354 that the
     /// client did not wait for) before the connection ended.
     commands_as_content: usize,
+    /// The reply to the final dot of this recipient's message is held until the client
+    /// goes (set by the test), and whether that happened.
+    stall_at: Option<String>,
+    stalled: bool,
 }
 
 /// A server that offers PIPELINING, refuses `refuse` with 550 on RCPT (and then DATA with
@@ -147,6 +151,11 @@ fn session(
                     return;
                 }
                 body.push(byte[0]);
+            }
+            if seen.lock().expect("lock").stall_at.as_ref() == Some(&to) {
+                seen.lock().expect("lock").stalled = true;
+                let _ = reader.read_to_end(&mut Vec::new());
+                return;
             }
             if later_once.strip_prefix("never:") == Some(to.as_str()) {
                 "554 5.7.1 Message rejected: content\r\n".into()
@@ -250,4 +259,44 @@ fn a_content_refused_for_good_while_the_next_envelope_followed_it_stops_cleanly(
             .all(|(_, s)| s == "pending"),
         "{journal:?}"
     );
+}
+
+/// Killed while the relay holds the reply to a message's final dot: the next message's
+/// `attempting` step is on disk by then (it was made while that content travelled, and the
+/// final dot waited for it), yet only the held message is in doubt. The next one's content
+/// never left, so it goes back to pending, and the next run sends it.
+#[test]
+fn killed_while_a_reply_is_held_the_next_message_made_ahead_of_it_is_not_in_doubt() {
+    let (p, emails, seen) = peer_project(5, ["", "", ""]);
+    seen.lock().expect("lock").stall_at = Some(emails[2].clone());
+    let mut child = p.spawn(&["send"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.lock().expect("lock").stalled {
+        assert!(Instant::now() < deadline, "the third message never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    seen.lock().expect("lock").stall_at = None;
+
+    let rerun = p.run(&["send"]);
+    rerun.expect_code(4);
+    assert!(
+        rerun.stderr().contains("1 message were in flight"),
+        "{}",
+        rerun.stderr()
+    );
+    assert!(rerun.stdout().contains("1 in doubt"), "{}", rerun.stdout());
+    let journal: BTreeMap<String, String> = p.journal().into_iter().collect();
+    assert_eq!(journal[&emails[2]], "in_doubt", "{journal:?}");
+    assert!(
+        journal
+            .iter()
+            .filter(|(e, _)| **e != emails[2])
+            .all(|(_, s)| s == "sent"),
+        "{journal:?}"
+    );
+    let mut others = exactly_once(&emails);
+    others.remove(&emails[2]);
+    assert_eq!(seen.lock().expect("lock").delivered, others);
 }

@@ -76,7 +76,7 @@ fn databases_of_earlier_releases_open_with_every_row_intact() {
         let list = p.run(&["suppressions"]);
         list.expect_code(0);
         assert_eq!(list.stdout().lines().count(), 3, "{db}: {}", list.stdout());
-        assert_eq!(p.query("PRAGMA user_version"), ["7"], "{db}");
+        assert_eq!(p.query("PRAGMA user_version"), ["8"], "{db}");
         assert_eq!(counts(&p), before, "{db}");
         assert_eq!(
             p.query("SELECT edition_id, email, state, attempts, code FROM delivery ORDER BY 1, 2"),
@@ -101,14 +101,14 @@ fn databases_of_earlier_releases_open_with_every_row_intact() {
 fn a_database_from_a_newer_release_is_refused_and_a_damaged_one_explained() {
     let p = from_fixture("6a58b8e.db");
     rusqlite::Connection::open(p.path("newsletter.db"))
-        .and_then(|c| c.pragma_update(None, "user_version", 8))
+        .and_then(|c| c.pragma_update(None, "user_version", 9))
         .expect("newer");
     for args in [&["send"][..], &["status"][..], &["check"][..]] {
         let run = p.run(args);
         assert_ne!(run.code(), 0, "{args:?}");
         assert!(
             run.stderr()
-                .contains("schema version is 8, newer than this newsletter knows"),
+                .contains("schema version is 9, newer than this newsletter knows"),
             "{args:?}: {}",
             run.stderr()
         );
