@@ -177,13 +177,22 @@ timed() { timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.tx
 # waiting for the disk too).
 machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
 
-run_one() { # mode c -> prints "msgs_per_s rss_kb cpu_us_per_msg machine_us_per_msg idle_percent"
-  local mode=$1 c=$2 n=$N before after start end rss user sys busy0 idle0 busy1 idle1
+# The sink's own CPU so far (user + system), in clock ticks: smtp-sink is one process, so
+# one core is all it can have.
+sink_ticks() {
+  local pid
+  pid=$(pgrep -P "$sink_pid" -x smtp-sink | head -1)
+  awk '{ print $14 + $15 }' "/proc/${pid:-0}/stat" 2>/dev/null || echo 0
+}
+
+run_one() { # mode c -> prints "msgs_per_s rss_kb cpu_us_per_msg machine_us_per_msg idle_percent sink_us_per_msg"
+  local mode=$1 c=$2 n=$N before after start end rss user sys busy0 idle0 busy1 idle1 sink0 sink1
   case $mode in nodemailer | mailmerge) n=$PEER_N ;; esac
   before=$(received)
   rm -f "$WORK"/project/newsletter.db* "$WORK/time.txt"
   local send=("$BIN" -q --config "$WORK/project/newsletter.toml" send --connections "$c")
   read -r busy0 idle0 < <(machine_ticks)
+  sink0=$(sink_ticks)
   start=$(date +%s%N)
   case $mode in
     limit) timed smtp-source -d -s "$c" -m "$n" -F "$EML" "127.0.0.1:$PORT" ;;
@@ -200,23 +209,27 @@ run_one() { # mode c -> prints "msgs_per_s rss_kb cpu_us_per_msg machine_us_per_
   esac
   end=$(date +%s%N)
   read -r busy1 idle1 < <(machine_ticks)
+  sink1=$(sink_ticks)
   sleep 0.3 # the sink's counter line is written as messages complete
   after=$(received)
   read -r rss user sys < <(tail -1 "$WORK/time.txt")
   if (( after - before != n )); then
     echo "run of $mode at C=$c delivered $((after - before)) of $n" >&2
-    echo "NA $rss NA NA NA"
+    echo "NA $rss NA NA NA NA"
     return
   fi
   # The sender's own CPU (user + system) per message: steadier than the rate on a shared
   # machine, and what the journal adds on a machine whose two cores are both busy. The
   # machine's (every process, the sink's and the kernel's work included; in a virtual
   # machine a disk flush also costs CPU outside the process that asked for it) per message,
-  # and the share of the cores left idle: whether the CPU had room.
+  # and the share of the cores left idle: whether the CPU had room. The sink's per message:
+  # 1e6 over it is the most it can take on the one core it can use.
   awk -v n="$n" -v ns="$((end - start))" -v rss="$rss" -v user="$user" -v sys="$sys" \
     -v busy="$((busy1 - busy0))" -v idle="$((idle1 - idle0))" -v hz="$(getconf CLK_TCK)" \
-    'BEGIN { printf "%.1f %s %.0f %.0f %.0f\n", n / (ns / 1e9), rss, (user + sys) / n * 1e6,
-             busy / hz / n * 1e6, (busy + idle > 0) ? 100 * idle / (busy + idle) : 0 }'
+    -v sink="$((sink1 - sink0))" \
+    'BEGIN { printf "%.1f %s %.0f %.0f %.0f %.0f\n", n / (ns / 1e9), rss, (user + sys) / n * 1e6,
+             busy / hz / n * 1e6, (busy + idle > 0) ? 100 * idle / (busy + idle) : 0,
+             sink / hz / n * 1e6 }'
 }
 
 # One fdatasync as the send log makes it: a small record written into a file already
@@ -253,7 +266,7 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 runs=()
 for c in $CS; do for mode in $MODES; do runs+=("$mode $c"); done; done
 for peer in $PEERS; do runs+=("$peer $PEER_C"); done
-declare -A results round_of cpus machines idles
+declare -A results round_of cpus machines idles sinks
 syncs=""
 sync_cpus=""
 floors=""
@@ -280,14 +293,15 @@ for r in $(seq "$RUNS"); do
   fi
   for run in "${order[@]}"; do
     read -r mode c <<<"$run"
-    read -r rate rss cpu machine idle < <(run_one "$mode" "$c")
+    read -r rate rss cpu machine idle sink < <(run_one "$mode" "$c")
     results["$mode $c"]+="$rate "
     cpus["$mode $c"]+="$cpu "
     machines["$mode $c"]+="$machine "
     idles["$mode $c"]+="$idle "
+    sinks["$mode $c"]+="$sink "
     round_of["$mode $c $r"]=$rate
-    printf 'round %d  %-10s C=%-3s %10s msgs/s  peak RSS %s KB  %s µs CPU/msg  machine %s µs/msg, %s%% idle\n' \
-      "$r" "$mode" "$c" "$rate" "$rss" "$cpu" "$machine" "$idle"
+    printf 'round %d  %-10s C=%-3s %10s msgs/s  peak RSS %s KB  %s µs CPU/msg  machine %s µs/msg, %s%% idle  sink %s µs/msg\n' \
+      "$r" "$mode" "$c" "$rate" "$rss" "$cpu" "$machine" "$idle" "$sink"
   done
 done
 echo "---"
@@ -302,8 +316,11 @@ for run in "${runs[@]}"; do
   # shellcheck disable=SC2086
   idle=$(median ${idles[$run]})
   # shellcheck disable=SC2086
-  printf 'median     %-10s C=%-3s %10s msgs/s  spread %s  CPU %s µs/msg (%s)  machine %s µs/msg, %s%% idle\n' "$mode" "$c" "$med" "$(spread ${results[$run]})" \
-    "$cpu" "$(spread ${cpus[$run]})" "$machine" "$idle"
+  sink=$(median ${sinks[$run]})
+  # shellcheck disable=SC2086
+  printf 'median     %-10s C=%-3s %10s msgs/s  spread %s  CPU %s µs/msg (%s)  machine %s µs/msg, %s%% idle  sink %s µs/msg\n' "$mode" "$c" "$med" "$(spread ${results[$run]})" \
+    "$cpu" "$(spread ${cpus[$run]})" "$machine" "$idle" "$sink"
+  declare "sink_${mode}_${c}=$sink"
   declare "cpu_${mode}_${c}=$cpu"
   declare "machine_${mode}_${c}=$machine"
   declare "idle_${mode}_${c}=$idle"
@@ -331,8 +348,9 @@ echo "CPU of one fdatasync (all cores): median $sync_cpu_med µs, spread $(sprea
 for c in $CS; do
   j="cpu_journal_$c"; nj="cpu_nojournal_$c"
   if [[ "${!j:-NA}" != NA && "${!nj:-NA}" != NA ]]; then
-    # Each connection needs one sync between a message's 250 and the next one's content
-    # (at most one message in doubt per connection), so 1/C syncs per message at best.
+    # Each connection needs one sync per message (the next message's `attempting`, before
+    # the current one's final dot: at most one message in doubt per connection), so 1/C
+    # syncs per message at best.
     awk -v j="${!j}" -v nj="${!nj}" -v s="$sync_cpu_med" -v c="$c" 'BEGIN {
       printf "C=%s: the sender'"'"'s CPU per message: journal %s µs, no journal %s µs (+%.0f); the syncs alone, one per C messages at best: %.0f µs\n", c, j, nj, j - nj, s / c }'
   fi
@@ -341,18 +359,29 @@ for c in $CS; do
     awk -v j="${!mj}" -v nj="${!mnj}" -v ij="${!ij}" -v inj="${!inj}" -v c="$c" 'BEGIN {
       printf "C=%s: the machine'"'"'s CPU per message (all processes): journal %s µs, no journal %s µs (+%.0f); cores idle %s%% and %s%% of the run\n", c, j, nj, j - nj, ij, inj }'
   fi
+  # The sink is one process: at its CPU per message, one core takes at most 1e6 / it
+  # messages a second. A rate close to that is the sink's limit, not the sender's.
+  line=""
+  for mode in limit journal nojournal; do
+    sk="sink_${mode}_$c"; md="med_${mode}_$c"
+    if [[ "${!sk:-NA}" != NA && "${!sk:-0}" != 0 && "${!md:-NA}" != NA ]]; then
+      line+=$(awk -v m="$mode" -v s="${!sk}" -v r="${!md}" 'BEGIN {
+        printf "  %s %s µs (%.0f msgs/s at most; the run at %.0f%% of it)", m, s, 1e6 / s, 100 * r * s / 1e6 }')
+    fi
+  done
+  [[ -n "$line" ]] && echo "C=$c: the sink's CPU per message:$line"
 done
 for c in $CS; do
   j="med_journal_$c"; nj="med_nojournal_$c"
   if [[ "${!j:-NA}" != NA && "${!nj:-NA}" != NA ]]; then
-    # The sync sits on each connection's path: between a message's 250 and the next one's
-    # content. A connection's cycle is C messages' time without the journal; one sync more
-    # in it bounds the ratio, unless the other connections fill the CPU meanwhile.
+    # A connection's cycle is C messages' time without the journal. Had its sync sat
+    # between a message's reply and the next content, one sync more in that cycle would
+    # bound the ratio; it runs while the content travels instead (the final dot waits).
     awk -v j="${!j}" -v nj="${!nj}" -v s="$sync_med" -v c="$c" 'BEGIN {
       d = 1e6 / j - 1e6 / nj
       printf "C=%s: the journal adds %.0f µs per message (%.0f against %.0f); one fdatasync is %s µs: %s\n", c, d, 1e6 / j, 1e6 / nj, s, (d <= s) ? "within it" : "more than it"
       cycle = c * 1e6 / nj
-      printf "C=%s: a connection'"'"'s message takes %.0f µs without the journal; one fdatasync more in it bounds journal/nojournal at %.3f while the CPU has room (measured %.3f)\n", c, cycle, cycle / (cycle + s), j / nj }'
+      printf "C=%s: a connection'"'"'s message takes %.0f µs without the journal; one fdatasync on its path would bound journal/nojournal at %.3f (measured %.3f)\n", c, cycle, cycle / (cycle + s), j / nj }'
   fi
 done
 if [[ -n "$floors" ]]; then
