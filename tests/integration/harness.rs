@@ -256,6 +256,19 @@ impl Run {
         );
         self
     }
+
+    /// Asserts a `send` that found one message in flight from a run that died, and
+    /// reported it in doubt (exit code 4).
+    pub(crate) fn expect_one_in_doubt(&self) -> &Self {
+        self.expect_code(4);
+        assert!(
+            self.stderr().contains("1 message were in flight"),
+            "{}",
+            self.stderr()
+        );
+        assert!(self.stdout().contains("1 in doubt"), "{}", self.stdout());
+        self
+    }
 }
 
 /// One message as the server received it.
