@@ -37,9 +37,9 @@ const LINGER: Duration = Duration::from_millis(5);
 /// group commit): each connection needs one sync per message (the next message's
 /// `attempting`, between a message's content and its final dot, so that at most one
 /// message per connection is in doubt), and in a virtual machine a sync costs ~0.1 ms of
-/// CPU besides its wait. Syncing once half the
-/// sending connections wait, or after this, halved the syncs per message at 4 and 16
-/// connections (BENCHMARKS.md, "Quiet wake-ups, group commit").
+/// CPU besides its wait. Syncing once half the sending connections wait, or after this,
+/// halved the syncs per message at 4 and 16 connections (BENCHMARKS.md, "Quiet wake-ups,
+/// group commit").
 const GATHER: Duration = Duration::from_millis(1);
 
 /// The database is brought up to date this often during a send (or sooner, after
