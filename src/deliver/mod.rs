@@ -843,7 +843,12 @@ impl Worker<'_> {
             },
             None => (None, None),
         };
-        let gate = gate.map(|d| -> Gate { Box::pin(d.wait()) });
+        // Without a journal there is nothing to wait for: the dot goes with the content.
+        let (gate, settled): (Option<Gate>, _) = match gate {
+            Some(d) if d.is_recorded() => (Some(Box::pin(d.wait())), None),
+            Some(_) => (None, Some(Ok(true))),
+            None => (None, None),
+        };
         let (sent, answer) = open
             .content(
                 &message.bytes,
@@ -851,6 +856,7 @@ impl Worker<'_> {
                 gate,
             )
             .await;
+        let answer = answer.or(settled);
         if let Some(Err(e)) = &answer {
             // The final dot never left: the journal is gone, and the run stops.
             shared.stop(StopReason::Journal(format!("{e:#}")));

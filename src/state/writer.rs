@@ -386,6 +386,12 @@ pub(crate) struct Durable(Option<(Arc<Queue>, Answer)>);
 type Answer = oneshot::Receiver<Result<bool, String>>;
 
 impl Durable {
+    /// Whether there is a journal to wait for: a disabled recorder's changes (a test copy,
+    /// a run without the journal) are settled at once, and applied.
+    pub(crate) fn is_recorded(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Returns once the change is on disk; `false` when it did not apply (an `Attempting`
     /// for an address that unsubscribed meanwhile, or a row no longer waiting).
     pub(crate) async fn wait(self) -> Result<bool> {
