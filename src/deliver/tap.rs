@@ -91,13 +91,14 @@ impl Hold {
         let Poll::Ready(answer) = gate.as_mut().poll(cx) else {
             return Poll::Pending;
         };
-        let failed = answer.as_ref().err().map(|e| format!("{e:#}"));
-        *held = Held::Passed(answer.map_err(|e| format!("{e:#}")));
-        match failed {
-            // The bytes held stay unsent: the connection ends without them.
-            Some(e) => Poll::Ready(Err(io::Error::other(e))),
-            None => Poll::Ready(Ok(None)),
-        }
+        let answer = answer.map_err(|e| format!("{e:#}"));
+        // On a failure the bytes held stay unsent: the connection ends without them.
+        let result = match &answer {
+            Ok(_) => Ok(None),
+            Err(e) => Err(io::Error::other(e.clone())),
+        };
+        *held = Held::Passed(answer);
+        Poll::Ready(result)
     }
 
     /// `n` bytes before the held tail went out.

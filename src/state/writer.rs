@@ -305,16 +305,18 @@ impl Recorder {
     /// caller's earlier changes, and made durable when the caller waits for it
     /// (`Durable::wait`), with whatever other connections queued meanwhile.
     pub(crate) fn begin(&self, email: &str, change: Change) -> Result<Durable> {
-        let waiting = self.send(email, Some(change), true, false)?;
-        Ok(Durable(waiting.and_then(|w| {
-            self.queue.as_ref().map(|q| (Arc::clone(q), w))
-        })))
+        self.waited(email, Some(change))
     }
 
     /// Made durable, like `begin`'s, once every change recorded before it is on disk
     /// (the `Sent` steps, which no one waits for otherwise); it records nothing itself.
     pub(crate) fn barrier(&self) -> Result<Durable> {
-        let waiting = self.send("", None, true, false)?;
+        self.waited("", None)
+    }
+
+    /// Queues `change` (a barrier when `None`) for a caller that will wait for it.
+    fn waited(&self, email: &str, change: Option<Change>) -> Result<Durable> {
+        let waiting = self.send(email, change, true, false)?;
         Ok(Durable(waiting.and_then(|w| {
             self.queue.as_ref().map(|q| (Arc::clone(q), w))
         })))
