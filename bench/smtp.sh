@@ -25,7 +25,10 @@
 # the machine); medians are over all runs. Each round also times one fdatasync alone and,
 # with FLOOR_N (default 2000; 0 skips it), a minimal client at one connection with and
 # without one sync per message (bench/sync_floor.py): the floor any sender that syncs
-# there pays on this machine. Talks to 127.0.0.1 only; every run is bounded by `timeout`.
+# there pays on this machine. With PIN=1 the relay (smtp-sink, stunnel) runs on CPU 0 and
+# every client on CPU 1 (taskset), as when the relay is another machine: the sender's work
+# then no longer takes the sink's core. Talks to 127.0.0.1 only; every run is bounded by
+# `timeout`.
 set -euo pipefail
 
 N=${N:-10000}
@@ -40,6 +43,7 @@ PEER_C=${PEER_C:-4}
 SYSCALL_N=${SYSCALL_N-2000}
 FLOOR_N=${FLOOR_N-2000}
 LIMIT_SECONDS=${LIMIT_SECONDS:-600}
+PIN=${PIN:-0}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK=${WORK:-$ROOT/target/bench-smtp}
 BIN="$ROOT/target/release/newsletter"
@@ -49,6 +53,12 @@ die() { echo "error: $*" >&2; exit 2; }
 for c in $CS $PEER_C; do [[ "$c" =~ ^[0-9]+$ && "$c" -ge 1 && "$c" -le 64 ]] || die "each C must be 1..64"; done
 [[ "$PORT" =~ ^[0-9]+$ && "$PORT" -ge 1024 ]] || die "PORT must be a high port"
 [[ "$FLOOR_N" =~ ^[0-9]+$ && "$FLOOR_N" -le 100000 ]] || die "FLOOR_N must be 0..100000"
+[[ "$PIN" == 0 || "$PIN" == 1 ]] || die "PIN must be 0 or 1"
+relay_cpu=(); client_cpu=()
+if [[ "$PIN" == 1 ]]; then
+  (( $(nproc) >= 2 )) || die "PIN=1 needs two cores"
+  relay_cpu=(taskset -c 0); client_cpu=(taskset -c 1)
+fi
 if [[ " $MODES " == *" baseline "* || " $MODES " == *" dkimbaseline "* ]] && [[ -z "${BASELINE_BIN:-}" ]]; then die "the baseline modes need BASELINE_BIN"; fi
 
 install_tools() {
@@ -79,14 +89,14 @@ start_sink() {
   if ss -Hltn "sport = :$PORT" | grep -q .; then die "port $PORT is in use; set PORT"; fi
   : >"$WORK/sink.log"
   # -c: a running count of completed DATA commands; 1024: listen backlog.
-  timeout "$((LIMIT_SECONDS * 20))" smtp-sink -c -u nobody "127.0.0.1:$PORT" 1024 >"$WORK/sink.log" 2>&1 &
+  timeout "$((LIMIT_SECONDS * 20))" ${relay_cpu[@]+"${relay_cpu[@]}"} smtp-sink -c -u nobody "127.0.0.1:$PORT" 1024 >"$WORK/sink.log" 2>&1 &
   sink_pid=$!
   for _ in $(seq 50); do ss -Hltn "sport = :$PORT" | grep -q . && break; sleep 0.1; done
   ss -Hltn "sport = :$PORT" | grep -q . || die "smtp-sink did not start"
   if [[ " $MODES " == *" starttls "* ]]; then
     if ss -Hltn "sport = :$TLS_PORT" | grep -q .; then die "port $TLS_PORT is in use; set TLS_PORT"; fi
     local stunnel; stunnel=$(command -v stunnel4 || command -v stunnel)
-    timeout "$((LIMIT_SECONDS * 20))" "$stunnel" "$WORK/stunnel.conf" >"$WORK/stunnel.log" 2>&1 &
+    timeout "$((LIMIT_SECONDS * 20))" ${relay_cpu[@]+"${relay_cpu[@]}"} "$stunnel" "$WORK/stunnel.conf" >"$WORK/stunnel.log" 2>&1 &
     tls_pid=$!
     for _ in $(seq 50); do ss -Hltn "sport = :$TLS_PORT" | grep -q . && return; sleep 0.1; done
     die "stunnel did not start"
@@ -171,7 +181,7 @@ JS
 }
 
 # Runs a command bounded in time; its peak memory, user and system CPU go into time.txt.
-timed() { timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" "$@" >/dev/null; }
+timed() { timeout "$LIMIT_SECONDS" /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" ${client_cpu[@]+"${client_cpu[@]}"} "$@" >/dev/null; }
 
 # The machine's CPU so far, all cores, in clock ticks: "busy idle" (idle counts the time
 # waiting for the disk too).
@@ -262,7 +272,7 @@ syscalls() { # bin c -> "fsync writes locks" per message
 install_tools
 prepare
 start_sink
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); N=$N messages of $(stat -c %s "$EML") bytes (peers: $PEER_N at C=$PEER_C), C in {$CS}, $RUNS rounds, order reversed on even rounds"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); N=$N messages of $(stat -c %s "$EML") bytes (peers: $PEER_N at C=$PEER_C), C in {$CS}, $RUNS rounds, order reversed on even rounds$([[ "$PIN" == 1 ]] && echo "; the relay on CPU 0, the clients on CPU 1")"
 runs=()
 for c in $CS; do for mode in $MODES; do runs+=("$mode $c"); done; done
 for peer in $PEERS; do runs+=("$peer $PEER_C"); done
