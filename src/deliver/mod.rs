@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use tokio::sync::{Mutex, watch};
 
 use crate::clock::Clock;
@@ -161,6 +161,11 @@ impl Shared {
             r.get_or_insert(reason);
         }
         self.stop_tx.send_replace(true);
+    }
+
+    /// The journal failed: nothing more may be sent, and the run stops saying why.
+    fn journal_failed(&self, e: &anyhow::Error) {
+        self.stop(StopReason::Journal(format!("{e:#}")));
     }
 
     fn stopped(&self) -> bool {
@@ -705,7 +710,7 @@ impl Worker<'_> {
         match self.shared.recorder.begin(&job.email, attempting) {
             Ok(durable) => Some(durable),
             Err(e) => {
-                self.shared.stop(StopReason::Journal(format!("{e:#}")));
+                self.shared.journal_failed(&e);
                 None
             }
         }
@@ -715,7 +720,7 @@ impl Worker<'_> {
     /// apply (unsubscribed meanwhile), nor when the journal failed (the run stops).
     fn goes_on(&self, recorded: Result<bool>) -> bool {
         recorded.unwrap_or_else(|e| {
-            self.shared.stop(StopReason::Journal(format!("{e:#}")));
+            self.shared.journal_failed(&e);
             false
         })
     }
@@ -836,7 +841,7 @@ impl Worker<'_> {
             None if chained => match shared.recorder.barrier() {
                 Ok(barrier) => (None, Some(barrier)),
                 Err(e) => {
-                    shared.stop(StopReason::Journal(format!("{e:#}")));
+                    shared.journal_failed(&e);
                     drop(session.take());
                     return None;
                 }
@@ -844,11 +849,9 @@ impl Worker<'_> {
             None => (None, None),
         };
         // Without a journal there is nothing to wait for: the dot goes with the content.
-        let (gate, settled): (Option<Gate>, _) = match gate {
-            Some(d) if d.is_recorded() => (Some(Box::pin(d.wait())), None),
-            Some(_) => (None, Some(Ok(true))),
-            None => (None, None),
-        };
+        let gate = gate
+            .filter(Durable::is_recorded)
+            .map(|d| -> Gate { Box::pin(d.wait()) });
         let (sent, answer) = open
             .content(
                 &message.bytes,
@@ -856,10 +859,9 @@ impl Worker<'_> {
                 gate,
             )
             .await;
-        let answer = answer.or(settled);
         if let Some(Err(e)) = &answer {
             // The final dot never left: the journal is gone, and the run stops.
-            shared.stop(StopReason::Journal(format!("{e:#}")));
+            shared.journal_failed(e);
             drop(session.take());
             return None;
         }
@@ -867,8 +869,9 @@ impl Worker<'_> {
             Ok(reply) => {
                 shared.recorder.record(&job.email, Change::Sent { reply });
                 shared.success();
-                // Sent with the envelope, so its gate was passed.
-                let applied = answer.unwrap_or_else(|| Err(anyhow!("the journal did not answer")));
+                // Sent with the envelope: its gate was passed, or there was none (no
+                // journal, where every step applies).
+                let applied = answer.unwrap_or(Ok(true));
                 return next.map(|(ahead, _)| (ahead, applied));
             }
             Err(r) if r.outcome_unknown() => {
