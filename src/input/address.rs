@@ -1,10 +1,12 @@
 //! Email addresses and display names, checked once when they are read so that nothing later
 //! can put a malformed address or a header-splitting CR/LF into a message.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use lettre::message::Mailbox;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 /// An address a relay can deliver to: trimmed and in Unicode NFC (so that two spellings of
 /// one accented address are one address), its domain in lower-case A-labels (IDNA, UTS 46:
@@ -16,7 +18,11 @@ pub struct EmailAddress(lettre::Address);
 
 impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(raw);
+        let nfc: Cow<'_, str> = if is_nfc_quick(raw.chars()) == IsNormalized::Yes {
+            Cow::Borrowed(raw)
+        } else {
+            Cow::Owned(raw.nfc().collect())
+        };
         let trimmed = nfc.trim();
         if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
             return Err(format!("contains a control character ({c:?})"));
