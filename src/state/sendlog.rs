@@ -24,7 +24,7 @@ use chrono::NaiveDate;
 use rusqlite::params;
 
 use super::db::{Journal, from_unix, unix};
-use super::deliveries::{Change, apply, attempted_and_sent, count_sent, utc_day};
+use super::deliveries::{Change, apply, attempted_and_sent, count_sent, edition_exists, utc_day};
 
 /// The file first holds this many zeros, and doubles up to `MAX_LEN` as a run needs.
 const FIRST_LEN: u64 = 64 * 1024;
@@ -419,6 +419,12 @@ fn apply_steps(
     // come first) is created pending by its first step that finds none.
     let mut sent: BTreeMap<NaiveDate, usize> = BTreeMap::new();
     let mut written: Vec<&str> = Vec::new();
+    // A new row is inserted only into an edition that has its row: asked once here, not in
+    // each insert (`deliveries::NEW_SENT`).
+    let fresh_edition = match fresh.as_deref() {
+        Some(f) => edition_exists(&tx, &f.edition)?,
+        None => false,
+    };
     for (edition, email) in order {
         let steps = rows.get(&(edition, email)).map_or(&[][..], Vec::as_slice);
         let new = fresh.as_deref().is_some_and(|f| f.has(edition, email));
@@ -431,7 +437,7 @@ fn apply_steps(
         {
             let both =
                 |new| attempted_and_sent(&tx, new, edition, email, message_id, reply, done.at);
-            if (new && both(true)?)
+            if (new && fresh_edition && both(true)?)
                 || both(false)?
                 || (add_missing(&tx, edition, email, attempt.at)? && both(false)?)
             {
@@ -866,15 +872,30 @@ mod tests {
         assert_eq!(lazy.counts("e").expect("counts"), counts);
     }
 
+    /// `entry` in another edition.
+    fn step(seq: u64, edition: &str, email: &str, change: &Change) -> Entry {
+        Entry {
+            edition: edition.into(),
+            ..entry(seq, email, change.clone())
+        }
+    }
+
+    /// Every delivery row as (edition, email, state), by email.
+    fn editions_emails_states(j: &mut Journal) -> Vec<(String, String, String)> {
+        j.connection()
+            .prepare("SELECT edition_id, email, state FROM delivery ORDER BY email")
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    }
+
     #[test]
     fn a_step_for_a_row_not_written_yet_creates_it_in_an_edition_that_exists() {
         let (_d, _, mut j) = crate::state::writer::tests::edition_e();
         let change = every_change();
         let (attempting, sent) = (&change[0], &change[1]);
-        let step = |seq: u64, edition: &str, email: &str, change: &Change| Entry {
-            edition: edition.into(),
-            ..entry(seq, email, change.clone())
-        };
         let entries = [
             // A message sent whole, one left in flight, and a step of an edition that
             // does not exist, which makes nothing.
@@ -888,14 +909,7 @@ mod tests {
                 .expect("apply"),
             4
         );
-        let rows: Vec<(String, String, String)> = j
-            .connection()
-            .prepare("SELECT edition_id, email, state FROM delivery ORDER BY email")
-            .expect("select")
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .expect("rows")
-            .collect::<rusqlite::Result<_>>()
-            .expect("rows");
+        let rows = editions_emails_states(&mut j);
         let row = |e: &str, m: &str, s: &str| (e.to_string(), m.to_string(), s.to_string());
         assert_eq!(
             rows,
@@ -905,6 +919,37 @@ mod tests {
             ]
         );
         assert_eq!(j.sent_on(utc_day(entries[1].at)).expect("count"), 1);
+    }
+
+    /// A new row is inserted only into an edition that has its row: one whose edition is
+    /// gone makes nothing, and the rest of its batch still applies (the foreign key would
+    /// have refused the whole batch).
+    #[test]
+    fn a_new_row_of_an_edition_without_its_row_is_not_written_and_its_batch_applies() {
+        let (_d, _, mut j) = crate::state::writer::tests::edition_e();
+        let change = every_change();
+        let (attempting, sent) = (&change[0], &change[1]);
+        let mut gone = NewRows::new("gone".into(), vec!["c@example.org".into()], UNIX_EPOCH);
+        let entries = [
+            step(1, "gone", "c@example.org", attempting),
+            step(2, "gone", "c@example.org", sent),
+            step(3, "e", "a@example.org", attempting),
+            step(4, "e", "a@example.org", sent),
+        ];
+        assert_eq!(
+            j.apply_log(&entries, true, None, Some(&mut gone), false)
+                .expect("apply"),
+            4
+        );
+        let rows = editions_emails_states(&mut j);
+        assert_eq!(
+            rows,
+            [(
+                "e".to_string(),
+                "a@example.org".to_string(),
+                "sent".to_string()
+            )]
+        );
     }
 
     /// A new log takes its name with its first synced record: a run that ends before one
