@@ -16,62 +16,48 @@ struct Nsd {
 }
 
 impl Nsd {
+    /// Starts NSD on a port free for both UDP and TCP (it listens on both). Another test
+    /// may take that port between the check and NSD's bind; NSD then exits, and is started
+    /// again on another port (5 tries).
     fn start(zones: &[(&str, String)]) -> Nsd {
         let nsd = installed("nsd", &["/usr/sbin/nsd"]);
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("free port")
-            .port();
-        let d = dir.path().display();
-        let mut conf = format!(
-            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  logfile: \"{d}/nsd.log\"\n  server-count: 1\n  do-ip6: no\n  verbosity: 1\nremote-control:\n  control-enable: no\n"
-        );
+        let mut zone_conf = String::new();
         for (name, text) in zones {
             std::fs::write(dir.path().join(format!("{name}.zone")), text).expect("zone");
-            let _ = write!(conf, "zone:\n  name: {name}\n  zonefile: \"{name}.zone\"\n");
+            let _ = write!(
+                zone_conf,
+                "zone:\n  name: {name}\n  zonefile: \"{name}.zone\"\n"
+            );
         }
-        std::fs::write(dir.path().join("nsd.conf"), conf).expect("conf");
-        let child = Command::new(nsd)
-            .args(["-d", "-c"])
-            .arg(dir.path().join("nsd.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nsd");
-        let server = Nsd {
-            child,
-            port,
-            _dir: dir,
-        };
-        server.wait_ready(zones[0].0);
-        server
-    }
-
-    /// Sends an SOA query for `zone` until NSD answers (bounded to 20 s).
-    fn wait_ready(&self, zone: &str) {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
-        let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in zone.split('.') {
-            query.push(u8::try_from(label.len()).expect("short label"));
-            query.extend_from_slice(label.as_bytes());
-        }
-        query.extend_from_slice(&[0, 0, 6, 0, 1]);
-        let start = Instant::now();
-        let mut buf = [0u8; 512];
-        while start.elapsed() < Duration::from_secs(20) {
-            let _ = socket.send_to(&query, ("127.0.0.1", self.port));
-            if let Ok((n, _)) = socket.recv_from(&mut buf)
-                && n > 12
-                && buf[..2] == [0x12, 0x34]
-            {
-                return;
+        let mut tried = Vec::new();
+        for _ in 0..5 {
+            let port = free_udp_and_tcp_port();
+            let d = dir.path().display();
+            let conf = format!(
+                "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  logfile: \"{d}/nsd.log\"\n  server-count: 1\n  do-ip6: no\n  verbosity: 1\nremote-control:\n  control-enable: no\n{zone_conf}"
+            );
+            std::fs::write(dir.path().join("nsd.conf"), conf).expect("conf");
+            let mut child = Command::new(&nsd)
+                .args(["-d", "-c"])
+                .arg(dir.path().join("nsd.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start nsd");
+            if wait_ready(&mut child, port, zones[0].0) {
+                return Nsd {
+                    child,
+                    port,
+                    _dir: dir,
+                };
             }
+            let _ = child.kill();
+            let _ = child.wait();
+            tried.push(port);
         }
-        panic!("nsd did not answer on 127.0.0.1:{}", self.port);
+        let log = std::fs::read_to_string(dir.path().join("nsd.log")).unwrap_or_default();
+        panic!("nsd did not answer on 127.0.0.1 at ports {tried:?}; its log:\n{log}");
     }
 
     fn resolver(&self) -> String {
@@ -84,6 +70,48 @@ impl Drop for Nsd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A port that was free for UDP and for TCP on 127.0.0.1 a moment ago.
+fn free_udp_and_tcp_port() -> u16 {
+    loop {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free port")
+            .port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Sends an SOA query for `zone` until NSD answers (true), exits, or 20 s pass.
+fn wait_ready(child: &mut Child, port: u16, zone: &str) -> bool {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in zone.split('.') {
+        query.push(u8::try_from(label.len()).expect("short label"));
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 6, 0, 1]);
+    let start = Instant::now();
+    let mut buf = [0u8; 512];
+    while start.elapsed() < Duration::from_secs(20) {
+        let _ = socket.send_to(&query, ("127.0.0.1", port));
+        if let Ok((n, _)) = socket.recv_from(&mut buf)
+            && n > 12
+            && buf[..2] == [0x12, 0x34]
+        {
+            return true;
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return false;
+        }
+    }
+    false
 }
 
 fn base64(bytes: &[u8]) -> String {
