@@ -390,18 +390,18 @@ const NEW_SENT: &str = "
         (edition_id, email, state, attempts, code, reply, message_id, updated_at)
     VALUES (?1, ?2, 'sent', 1, 250, ?4, ?3, ?5)";
 
-/// A message's `Attempting` and `Sent` applied together, as one statement: half the index
-/// updates of the two. A `new` row (not written yet) is inserted sent: one insert, where a
-/// pending row written first and updated afterwards cost about twice the B-tree work; its
-/// edition must exist (the caller asks `edition_exists` once per batch: the foreign key would
-/// refuse the row, and the whole batch with it). Returns whether it applied (not when a new
-/// row exists already).
 /// Whether `edition` has its row (a new edition's is written as its send starts).
 pub(crate) fn edition_exists(tx: &Transaction<'_>, edition: &str) -> rusqlite::Result<bool> {
     tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM edition WHERE id = ?1)")?
         .query_row(params![edition], |r| r.get(0))
 }
 
+/// A message's `Attempting` and `Sent` applied together, as one statement: half the index
+/// updates of the two. A `new` row (not written yet) is inserted sent: one insert, where a
+/// pending row written first and updated afterwards cost about twice the B-tree work; its
+/// edition must exist (the caller asks `edition_exists` once per batch: the foreign key would
+/// refuse the row, and the whole batch with it). Returns whether it applied (not when a new
+/// row exists already).
 pub(crate) fn attempted_and_sent(
     tx: &Transaction<'_>,
     new: bool,

@@ -72,9 +72,9 @@ impl Drop for Nsd {
     }
 }
 
-/// A port that was free for UDP and for TCP on 127.0.0.1 a moment ago.
+/// A port that was free for UDP and for TCP on 127.0.0.1 a moment ago (100 tries).
 fn free_udp_and_tcp_port() -> u16 {
-    loop {
+    for _ in 0..100 {
         let port = UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .expect("free port")
@@ -83,6 +83,7 @@ fn free_udp_and_tcp_port() -> u16 {
             return port;
         }
     }
+    panic!("no port of 127.0.0.1 free for both UDP and TCP in 100 tries");
 }
 
 /// Sends an SOA query for `zone` until NSD answers (true), exits, or 20 s pass.
